@@ -1,0 +1,77 @@
+"""The composed Hydra config: where it lives, its resolvers, and its validation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+ALPHA_RANGE = (0.0, 1.0)
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and what is accepted."""
+
+
+def config_dir() -> Path:
+    """conf/ at the repository root (override with KDLIGHT_CONFIG_DIR)."""
+    configured = os.environ.get("KDLIGHT_CONFIG_DIR")
+    path = Path(configured) if configured else Path(__file__).resolve().parents[2] / "conf"
+    if not (path / "train.yaml").is_file():
+        raise FileNotFoundError(
+            f"kdlight's config tree was not found at {path} (no train.yaml). Install the package from its "
+            "repository with `pip install -e .`, or set KDLIGHT_CONFIG_DIR to the conf/ folder."
+        )
+    return path
+
+
+def _best_precision() -> str:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def register_resolvers() -> None:
+    """${kd_root:} is the repository root; ${kd_precision:} the best Trainer precision here."""
+    if not OmegaConf.has_resolver("kd_root"):
+        OmegaConf.register_new_resolver("kd_root", lambda: str(config_dir().parent))
+    if not OmegaConf.has_resolver("kd_precision"):
+        OmegaConf.register_new_resolver("kd_precision", _best_precision)
+
+
+register_resolvers()
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Reject a config that cannot work, before any model or data is loaded."""
+    for group in ("dataset", "method"):
+        if cfg.get(group) is None:
+            raise ConfigError(f"{group} is not set; use one of {group_options(group)}")
+    method = cfg.method.name
+    if method not in group_options("method"):
+        raise ConfigError(f"method.name={method!r} is not known; use one of {group_options('method')}")
+    alpha = cfg.get("alpha")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]:
+        raise ConfigError(f"alpha={alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
+    method_alpha = cfg.method.alpha
+    if not 0.0 <= float(method_alpha) <= 1.0:
+        raise ConfigError(f"method.alpha={method_alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
+    if "k" in cfg.method:
+        k = cfg.method.k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"k={k!r} is not accepted with method={method}; use an integer >= 1")
+        max_k = cfg.attribution.max_k
+        if method == "saliency" and k > max_k:
+            raise ConfigError(
+                f"k={k} is larger than attribution.max_k={max_k} (the ranked units cached per example); "
+                f"raise attribution.max_k or lower k"
+            )
+    if float(method_alpha) > 0 and cfg.method.get("rationale") is None:
+        raise ConfigError(f"method={method} has no rationale source, so alpha must be 0 (got {method_alpha})")
