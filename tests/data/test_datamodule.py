@@ -1,0 +1,152 @@
+"""Loading the release layout: splits, bad rows, missing files, PaLM alignment, stand-ins, offline."""
+
+import json
+import time
+
+import pytest
+
+from kdlight.data import ANLIDataModule, CQADataModule, ESNLIDataModule, SVAMPDataModule
+from kdlight.data.sources import BadRowError, DataSourceError
+from kdlight.hub import HubUnavailableError
+from tests.conftest import CQA_ROWS, write_jsonl
+
+
+def test_cqa_valid_is_carved_from_train_and_palm_follows_rows(release_root):
+    dm = CQADataModule(root=str(release_root))
+    ex = dm.load_examples()
+    assert {k: len(v) for k, v in ex.items()} == {"train": 18, "valid": 2, "test": 4 * 5}
+    assert all(e.palm_rationale == "The answer must be a place for clean plates." for e in ex["train"])
+    summary = dm.summary()
+    assert summary["palm"]["train"] == {"completions": 20, "parsed": 20, "failed": 0, "parse_rate": 1.0}
+    assert summary["split_sizes"] == {"train": 18, "valid": 2, "test": 20}
+
+
+def test_release_with_valid_file_keeps_official_splits(release_root):
+    ex = ESNLIDataModule(root=str(release_root)).load_examples()
+    assert {k: len(v) for k, v in ex.items()} == {"train": 20, "valid": 20, "test": 20}
+
+
+def test_max_rows_keeps_first_rows_of_every_split(release_root):
+    dm = ANLIDataModule(root=str(release_root), max_rows=3)
+    ex = dm.load_examples()
+    assert {k: len(v) for k, v in ex.items()} == {"train": 3, "valid": 3, "test": 3}
+    assert [e.id for e in ex["test"]] == ["u0", "u1", "u2"]
+    assert dm.summary()["max_rows"] == 3
+
+
+def test_missing_train_names_file_and_remedies(release_root):
+    (release_root / "anli1" / "anli1_train.json").unlink()
+    with pytest.raises(DataSourceError) as err:
+        ANLIDataModule(root=str(release_root)).load_examples()
+    message = str(err.value)
+    assert str(release_root / "anli1" / "anli1_train.json") in message
+    assert "dataset.source=hub" in message and "dataset.train_stand_in=valid" in message
+
+
+def test_train_stand_in_carves_valid_and_warns(release_root, caplog):
+    (release_root / "anli1" / "anli1_train.json").unlink()
+    dm = ANLIDataModule(root=str(release_root), train_stand_in="valid")
+    ex = dm.load_examples()
+    assert (len(ex["train"]), len(ex["valid"]), len(ex["test"])) == (18, 2, 20)
+    assert "STAND-IN TRAINING DATA" in caplog.text
+    assert dm.summary()["train_stand_in"] == "valid"
+
+
+def test_missing_root_names_path_and_layout(tmp_path):
+    with pytest.raises(DataSourceError, match=r"does not exist.*<root>/<name>/<name>_<split>\.json"):
+        SVAMPDataModule(root=str(tmp_path / "nowhere")).load_examples()
+
+
+def test_bad_row_error_names_file_and_line(release_root):
+    path = release_root / "cqa" / "cqa_test.json"
+    rows = path.read_text().splitlines()
+    rows[2] = json.dumps(dict(CQA_ROWS[0], answer="moon"))
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(BadRowError, match=rf"{path}:3: label 'moon' is not one of the choices"):
+        CQADataModule(root=str(release_root)).load_examples()
+
+
+def test_bad_row_skip_counts_and_keeps_palm_aligned(release_root):
+    path = release_root / "svamp" / "svamp_test.json"
+    rows = path.read_text().splitlines()
+    rows[0] = "{not json"
+    rows[1] = json.dumps({"input": "How many?", "label": ""})
+    path.write_text("\n".join(rows) + "\n")
+    llm = release_root / "svamp" / "llm" / "test_CoT_1.json"
+    completions = json.loads(llm.read_text())
+    completions[-1] = "marker rationale. The answer is (1 + 1)."
+    llm.write_text(json.dumps(completions))
+    dm = SVAMPDataModule(root=str(release_root), on_bad_row="skip")
+    test = dm.load_examples()["test"]
+    assert len(test) == 18
+    assert test[-1].palm_rationale == "marker rationale."  # row 20 still gets completion 20
+    summary = dm.summary()["rejected"]
+    assert summary["count"] == 2
+    assert [(r["line"], r["reason"][:14]) for r in summary["rows"]] == [(1, "not valid JSON"), (2, "field 'label' ")]
+
+
+def test_palm_count_mismatch_is_an_error(release_root):
+    (release_root / "cqa" / "llm" / "test_CoT_1.json").write_text("[]")
+    with pytest.raises(DataSourceError, match="10 PaLM completions for split 'test' but 20 rows"):
+        CQADataModule(root=str(release_root)).load_examples()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"source": "web"}, r"dataset.source='web' is not accepted; use one of \['dsbs', 'hub'\]"),
+        ({"on_bad_row": "ignore"}, r"dataset.on_bad_row='ignore' is not accepted; use one of \['error', 'skip'\]"),
+        ({"max_rows": 0}, r"dataset.max_rows=0 is not accepted"),
+        ({"train_stand_in": "test"}, r"dataset.train_stand_in='test' is not accepted"),
+    ],
+)
+def test_bad_options_name_value_and_choices(release_root, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CQADataModule(root=str(release_root), **kwargs)
+
+
+@pytest.mark.parametrize("cls", [ESNLIDataModule, ANLIDataModule, CQADataModule])
+def test_hub_unreachable_fails_fast_with_local_hint(cls, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # closed port on loopback: refused at once
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    start = time.monotonic()
+    with pytest.raises(HubUnavailableError) as err:
+        cls(source="hub").load_examples()
+    assert time.monotonic() - start < 10
+    assert cls.task.name in str(err.value) and "dataset.source=dsbs dataset.root=DIR" in str(err.value)
+
+
+def test_svamp_hub_source_reads_original_json(tmp_path):
+    problems = [
+        {"ID": f"chal-{i}", "Body": f"Tom has {i} apples.", "Question": "How many apples?", "Equation": f"( {i}.0 + 0.0 )"}
+        for i in range(1000)
+    ]
+    (tmp_path / "SVAMP.json").write_text(json.dumps(problems))
+    ex = SVAMPDataModule(source="hub", svamp_json=str(tmp_path / "SVAMP.json")).load_examples()
+    assert {k: len(v) for k, v in ex.items()} == {"train": 720, "valid": 80, "test": 200}
+    assert ex["test"][0].fields == {"body": ex["test"][0].fields["body"], "question": "How many apples?"}
+
+
+def test_setup_tokenises_both_tasks_and_caches(release_root, tokenizer, tmp_path, monkeypatch):
+    def rationale_source(dm, split, examples):
+        return [None if i == 0 else ex.fields["question"].split()[0] for i, ex in enumerate(examples)]
+
+    kwargs = dict(root=str(release_root), cache_dir=str(tmp_path / "cache"), batch_size=4)
+    dm = CQADataModule(tokenizer=tokenizer, rationale_source=rationale_source, **kwargs)
+    dm.setup("fit")
+    first = dm.features["train"][1]
+    assert tokenizer.decode(first["input_ids"], skip_special_tokens=True).startswith("predict: ")
+    assert tokenizer.decode(first["rationale_input_ids"], skip_special_tokens=True).startswith("explain: ")
+    assert dm.features["train"][0]["rationale_labels"] is None
+    assert "rationale_labels" not in dm.features["valid"][0]  # rationales only where configured
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["label"]["input_ids"].shape[0] == 4
+
+    calls = []
+    original = type(tokenizer).__call__
+    monkeypatch.setattr(type(tokenizer), "__call__", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    again = CQADataModule(tokenizer=tokenizer, rationale_source=rationale_source, **kwargs)
+    again.setup("fit")
+    assert calls == []  # the second run of the same config reads the tokenisation cache
+    assert again.features["train"] == dm.features["train"]
