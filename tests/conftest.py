@@ -107,22 +107,10 @@ def tokenizer(tmp_path_factory):
 
 @pytest.fixture
 def compose(tmp_path):
-    """compose(overrides) -> the composed config with its outputs under tmp_path."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from kdlight.config import config_dir
+    """compose(overrides) -> the composed config with its outputs and caches under tmp_path."""
+    from kdlight.compose import compose_config
 
     def _compose(overrides: list[str] = ()):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = hydra_compose("train", overrides=list(overrides), return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(tmp_path / "run")
-            cfg.paths.cache_dir = str(tmp_path / "cache")
-        HydraConfig().set_config(cfg)
-        return cfg
+        return compose_config([f"paths.cache_dir={tmp_path / 'cache'}", *overrides], output_dir=tmp_path / "run")
 
     return _compose

@@ -73,5 +73,12 @@ def validate_config(cfg: DictConfig) -> None:
                 f"k={k} is larger than attribution.max_k={max_k} (the ranked units cached per example); "
                 f"raise attribution.max_k or lower k"
             )
+    if cfg.method.get("needs_teacher"):
+        from kdlight.teacher.module import check_attribution
+
+        try:
+            check_attribution(cfg.attribution)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     if float(method_alpha) > 0 and cfg.method.get("rationale") is None:
         raise ConfigError(f"method={method} has no rationale source, so alpha must be 0 (got {method_alpha})")

@@ -98,3 +98,22 @@ def evaluate_equation(text: object) -> float | None:
     if parser.pos != len(tokens) or not math.isfinite(value):
         return None
     return value
+
+
+ANSWER_KINDS = ("text", "equation")
+
+
+def normalize_answer(text: str) -> str:
+    """Case- and whitespace-insensitive form; a final period is dropped."""
+    text = " ".join(text.lower().split())
+    return text[:-1].rstrip() if text.endswith(".") else text
+
+
+def answer_correct(prediction: str, gold: str, kind: str = "text") -> bool:
+    """text: exact match after normalisation; equation: the two expressions have the same value."""
+    if kind == "text":
+        return normalize_answer(prediction) == normalize_answer(gold)
+    if kind == "equation":
+        predicted, expected = evaluate_equation(prediction), evaluate_equation(gold)
+        return predicted is not None and expected is not None and math.isclose(predicted, expected, rel_tol=1e-6, abs_tol=1e-6)
+    raise ValueError(f"answer kind {kind!r} is not accepted; use one of {list(ANSWER_KINDS)}")

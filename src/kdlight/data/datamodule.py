@@ -187,6 +187,15 @@ class KDDataModule(pl.LightningDataModule):
     def teacher_prompts(self, split: str) -> list[Rendered]:
         return [self.task.render_teacher(ex) for ex in self.load_examples()[split]]
 
+    def corpus(self) -> list[str]:
+        """Every text a model of this run reads or writes (for training a tiny tokenizer)."""
+        texts = [" ".join(self.prefixes.values())]
+        for split in ("train", "valid"):
+            examples = self.load_examples()[split]
+            texts += [r.text for r in self.student_inputs(split)] + [r.text for r in self.teacher_prompts(split)]
+            texts += [ex.label for ex in examples] + [ex.palm_rationale for ex in examples if ex.palm_rationale]
+        return texts
+
     # ---------------------------------------------------------------- tensors
     def rationales(self, split: str) -> list[str | None] | None:
         if self.rationale_source is None or split not in self.rationale_splits:

@@ -91,7 +91,7 @@ class Task:
     release_dir: ClassVar[str]  # folder and file stem in the step-by-step release layout
     release_splits: ClassVar[tuple[str, ...]]  # the splits the release ships as files
     label_set: ClassVar[tuple[str, ...] | None] = None  # None: open-ended labels
-    palm_batches: ClassVar[dict[str, int]] = {}  # how many llm/<split>_CoT_<i>.json files the release has
+    answer_kind: ClassVar[str] = "text"  # how answers are checked: text (exact match) | equation (value)
 
     def example_from_row(self, row: dict, index: int) -> Example:
         raise NotImplementedError
@@ -242,6 +242,7 @@ class SVAMPTask(Task):
     name: ClassVar[str] = "svamp"
     release_dir: ClassVar[str] = "svamp"
     release_splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    answer_kind: ClassVar[str] = "equation"
 
     def example_from_row(self, row: dict, index: int) -> Example:
         text = _require_text(row, "input")

@@ -1,0 +1,249 @@
+"""Running the teacher over a split with Trainer.predict, into the rationale cache.
+
+Batches are planned once (grouped by length, so no work is spent on padding), tokenised once,
+and each written as its own shard by a prediction-writer callback, so that an interrupted run
+resumes at the first missing batch and `trainer=ddp` shards the work across processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import BasePredictionWriter, Callback
+from torch.utils.data import DataLoader, Dataset
+
+from kdlight.data.batching import pad_task_batch
+from kdlight.data.datamodule import KDDataModule
+from kdlight.data.tasks import Rendered
+from kdlight.teacher.cache import RationaleCache
+
+log = logging.getLogger(__name__)
+
+# Settings that change what the cache holds (k and order do not: they only slice it).
+KEYED_SETTINGS = (
+    "target", "aggregate", "unit", "word_score", "drop_stopwords", "drop_punctuation", "max_k",
+    "max_input_length", "max_target_length", "score_teacher",
+)
+
+
+@dataclass
+class TeacherInputs:
+    """One split's teacher prompts, tokenised once, with offsets for mapping tokens to words."""
+
+    ids: list[str]
+    prompts: list[Rendered]
+    golds: list[str]
+    input_ids: list[list[int]]
+    offsets: list[list[tuple[int, int]]]
+    labels: list[list[int]]
+
+
+def tokenize_teacher_inputs(tokenizer, datamodule: KDDataModule, split: str, max_input_length: int, max_target_length: int) -> TeacherInputs:
+    examples = datamodule.load_examples()[split]
+    prompts = datamodule.teacher_prompts(split)
+    golds = [ex.label for ex in examples]
+    encoded = tokenizer(
+        [p.text for p in prompts], max_length=max_input_length, truncation=True, return_offsets_mapping=True
+    )
+    labels = tokenizer(golds, max_length=max_target_length, truncation=True)["input_ids"]
+    return TeacherInputs(
+        [ex.id for ex in examples],
+        prompts,
+        golds,
+        [list(x) for x in encoded["input_ids"]],
+        [[tuple(o) for o in offs] for offs in encoded["offset_mapping"]],
+        [list(y) for y in labels],
+    )
+
+
+def plan_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Row indices grouped into batches of similar length (longest first: memory trouble shows at once)."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class TeacherBatches(Dataset):
+    """Item i is planned batch i, padded to its own longest row (use with DataLoader(batch_size=None))."""
+
+    def __init__(self, inputs: TeacherInputs, plan: list[list[int]], batch_ids: list[int], pad_token_id: int) -> None:
+        self.inputs, self.plan, self.batch_ids, self.pad_token_id = inputs, plan, batch_ids, pad_token_id
+
+    def __len__(self) -> int:
+        return len(self.batch_ids)
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        batch_id = self.batch_ids[item]
+        rows = self.plan[batch_id]
+        x = self.inputs
+        batch = pad_task_batch([x.input_ids[i] for i in rows], [x.labels[i] for i in rows], self.pad_token_id)
+        batch.update(
+            batch_id=batch_id,
+            rows=rows,
+            ids=[x.ids[i] for i in rows],
+            prompts=[x.prompts[i] for i in rows],
+            offsets=[x.offsets[i] for i in rows],
+            golds=[x.golds[i] for i in rows],
+        )
+        return batch
+
+
+class RationaleShardWriter(BasePredictionWriter):
+    """Writes each predicted batch as one shard of the cache, as soon as it is done."""
+
+    def __init__(self, cache: RationaleCache) -> None:
+        super().__init__(write_interval="batch")
+        self.cache = cache
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        self.cache.write_shard(prediction["batch_id"], prediction["rows"])
+
+
+class ExamplesPerSecond(Callback):
+    """A progress bar counted in examples (not batches), on the first process only."""
+
+    def __init__(self, total: int, description: str) -> None:
+        self.total, self.description, self.bar = total, description, None
+
+    def on_predict_start(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.description, unit="ex", file=sys.stderr, dynamic_ncols=True)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if self.bar is not None:
+            self.bar.update(len(batch["rows"]) * trainer.world_size)
+
+    def on_predict_end(self, trainer, pl_module):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _digest(*columns: list) -> str:
+    digest = hashlib.sha256()
+    for column in columns:
+        for value in column:
+            digest.update(str(value).encode() + b"\x00")
+    return digest.hexdigest()
+
+
+def rationale_cache(cfg: DictConfig, datamodule: KDDataModule, split: str) -> RationaleCache:
+    """The cache for this split, keyed by everything that changes its content (no model is loaded)."""
+    att = cfg.attribution
+    examples = datamodule.load_examples()[split]
+    prompts = [p.text for p in datamodule.teacher_prompts(split)]
+    fields = {
+        "teacher_model": OmegaConf.to_container(cfg.teacher.model, resolve=True),
+        "teacher_tokenizer": OmegaConf.to_container(cfg.teacher.tokenizer, resolve=True),
+        "teacher_finetune": bool(cfg.teacher.finetune),
+        "attribution": {key: att[key] for key in KEYED_SETTINGS},
+        "inputs": _digest([ex.id for ex in examples], prompts, [ex.label for ex in examples]),
+        "rows": len(examples),
+    }
+    return RationaleCache(cfg.paths.cache_dir, datamodule.task.name, split, cfg.teacher.name, fields)
+
+
+def build_teacher(cfg: DictConfig, datamodule: KDDataModule):
+    tokenizer = instantiate(cfg.teacher.tokenizer, corpus=datamodule.corpus)
+    model = instantiate(cfg.teacher.model, tokenizer=tokenizer)
+    return instantiate(cfg.teacher, model=model, tokenizer=tokenizer, answer_kind=datamodule.task.answer_kind)
+
+
+def extraction_trainer(cfg: DictConfig, callbacks: list) -> pl.Trainer:
+    """The configured Trainer (devices, strategy) set up for gradient-based prediction."""
+    return instantiate(
+        cfg.trainer,
+        inference_mode=False,  # the attribution needs autograd inside predict_step
+        precision="32-true",  # the teacher casts itself to bf16 on GPU; reductions stay fp32
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=callbacks,
+    )
+
+
+def _is_launching_process() -> bool:
+    """False in the worker processes a DDP launcher starts (they must not take the lock)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def extract_split(cfg: DictConfig, datamodule: KDDataModule, split: str, cache: RationaleCache, teacher) -> dict:
+    att = cfg.attribution
+    inputs = tokenize_teacher_inputs(teacher.tokenizer, datamodule, split, att.max_input_length, att.max_target_length)
+    plan = plan_batches([len(x) for x in inputs.input_ids], att.batch_size)
+    cache.prepare()
+    done = cache.done_batches(len(plan))
+    todo = [b for b in range(len(plan)) if b not in done]
+    if done:
+        log.warning("rationale cache %s: resuming, %d of %d batches already done", cache.path, len(done), len(plan))
+    started = time.monotonic()
+    trainer = extraction_trainer(
+        cfg, [RationaleShardWriter(cache), ExamplesPerSecond(sum(len(plan[b]) for b in todo), f"teacher {split}")]
+    )
+    if todo:
+        loader = DataLoader(
+            TeacherBatches(inputs, plan, todo, teacher.tokenizer.pad_token_id),
+            batch_size=None,
+            num_workers=0,
+        )
+        trainer.predict(teacher, loader, return_predictions=False)
+    trainer.strategy.barrier()
+    if trainer.is_global_zero:
+        cache.write_manifest(len(plan), len(inputs.ids))
+    trainer.strategy.barrier()
+    seconds = time.monotonic() - started
+    return {"computed_examples": sum(len(plan[b]) for b in todo), "seconds": round(seconds, 3)}
+
+
+def split_summary(cache: RationaleCache, k: int | None) -> dict:
+    rows = cache.read()
+    scored = [r["teacher_correct"] for r in rows if r["teacher_correct"] is not None]
+    return {
+        "examples": len(rows),
+        "cache_path": str(cache.path),
+        "k": k,
+        "rows_k_exceeds_eligible": None if k is None else sum(1 for r in rows if r["n_eligible"] < k),
+        "teacher_accuracy": round(sum(scored) / len(scored), 4) if scored else None,
+    }
+
+
+def ensure_rationale_caches(cfg: DictConfig, datamodule: KDDataModule, splits: list[str] | None = None) -> dict:
+    """Make sure every split that needs rationales has a complete cache; run the teacher only on a miss.
+
+    Returns a summary per split (cache hit or miss, examples, seconds, cache path, rows where k
+    exceeds the eligible units, teacher accuracy when attribution.score_teacher).
+    """
+    splits = list(splits or cfg.attribution.splits)
+    k = cfg.method.get("k") if cfg.method.name == "saliency" else cfg.attribution.k
+    teacher = None
+    summary = {}
+    for split in splits:
+        cache = rationale_cache(cfg, datamodule, split)
+        started = time.monotonic()
+        info: dict[str, Any] = {"cache_hit": True}
+        if not cache.is_complete():
+            lock = cache.lock() if _is_launching_process() else nullcontext()
+            with lock:
+                if not cache.is_complete():  # another job may have finished it while we waited
+                    if teacher is None:
+                        teacher = build_teacher(cfg, datamodule)
+                    info = {"cache_hit": False, **extract_split(cfg, datamodule, split, cache, teacher)}
+        info.setdefault("seconds", round(time.monotonic() - started, 3))
+        summary[split] = {**info, **split_summary(cache, k)}
+        if summary[split]["rows_k_exceeds_eligible"]:
+            log.warning(
+                "%s: k=%s exceeds the eligible units in %d rows; those rationales hold all eligible units",
+                split, k, summary[split]["rows_k_exceeds_eligible"],
+            )
+    return summary
