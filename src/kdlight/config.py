@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -34,12 +36,25 @@ def _best_precision() -> str:
     return "32-true"
 
 
+def run_slug(overrides: str, limit: int = 80) -> str:
+    """A folder name for a run from its command-line overrides: the same command, the same folder
+    (that is how a killed run resumes); long or odd ones are shortened and made unique by a hash."""
+    slug = re.sub(r"[^A-Za-z0-9=,._+-]", "_", str(overrides)) or "defaults"
+    if len(slug) > limit:
+        slug = f"{slug[: limit - 9]}-{hashlib.sha1(str(overrides).encode()).hexdigest()[:8]}"
+    return slug
+
+
 def register_resolvers() -> None:
-    """${kd_root:} is the repository root; ${kd_precision:} the best Trainer precision here."""
-    if not OmegaConf.has_resolver("kd_root"):
-        OmegaConf.register_new_resolver("kd_root", lambda: str(config_dir().parent))
-    if not OmegaConf.has_resolver("kd_precision"):
-        OmegaConf.register_new_resolver("kd_precision", _best_precision)
+    """${kd_root:} is the repository root; ${kd_precision:} the best Trainer precision here;
+    ${kd_slug:text} a safe folder name."""
+    for name, resolver in (
+        ("kd_root", lambda: str(config_dir().parent)),
+        ("kd_precision", _best_precision),
+        ("kd_slug", run_slug),
+    ):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 register_resolvers()

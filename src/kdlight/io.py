@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import Any, Iterator
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
-    A crash or exception leaves `path` untouched (either absent or its previous content).
+    A crash or exception leaves `path` untouched (either absent or its previous content). The block
+    may replace the temporary file by a directory (unlink it first), which is then renamed whole.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -25,7 +27,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         yield tmp_path
         os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
+        if tmp_path.is_dir():
+            shutil.rmtree(tmp_path)
+        elif tmp_path.exists():
             tmp_path.unlink()
 
 

@@ -73,19 +73,23 @@ def tiny_t5(
     d_ff: int = 128,
     num_layers: int = 2,
     num_heads: int = 4,
+    d_kv: int | None = None,
     seed: int = 0,
 ):
-    """A T5 with random weights, sized for CPU tests; announced as random in the log."""
+    """A T5 with random weights (any shape: tiny for tests, flan-t5-small-shaped for benchmarks);
+    announced as random in the log."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     if vocab_size is None:
         if tokenizer is None:
             raise ValueError("tiny_t5 needs a tokenizer or a vocab_size")
         vocab_size = len(tokenizer)
+    elif tokenizer is not None and len(tokenizer) > vocab_size:
+        raise ValueError(f"vocab_size={vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens")
     config = T5Config(
         vocab_size=vocab_size,
         d_model=d_model,
-        d_kv=d_model // num_heads,
+        d_kv=d_kv or d_model // num_heads,
         d_ff=d_ff,
         num_layers=num_layers,
         num_decoder_layers=num_layers,

@@ -25,4 +25,4 @@ def test_collator_pads_label_and_rationale_batches():
 
 def test_collator_omits_rationale_batch_when_none_present():
     batch = DualTaskCollator(pad_token_id=0)([{"index": 0, "input_ids": [3, 1], "labels": [4, 1]}])
-    assert set(batch) == {"label", "index"}
+    assert set(batch) == {"label", "index", "label_text", "rationale_text"}

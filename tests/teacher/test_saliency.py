@@ -5,7 +5,7 @@ import torch
 
 from kdlight.data.batching import pad_task_batch
 from kdlight.models import tiny_t5
-from kdlight.teacher.saliency import encoder_embeddings, grad_x_input, greedy_targets, reduce_hidden, target_log_probs
+from kdlight.teacher.saliency import encoder_embeddings, fuse_activations, grad_x_input, greedy_targets, reduce_hidden, target_log_probs
 
 TEXTS = [
     ("Premise: A man is playing a guitar on stage. Hypothesis: The man is sleeping.", "contradiction"),
@@ -99,3 +99,12 @@ def test_greedy_targets_mask_after_eos(model, tokenizer):
         if model.config.eos_token_id in row:
             after = row[row.index(model.config.eos_token_id) + 1 :]
             assert all(t == -100 for t in after)
+
+
+def test_fused_activations_give_the_same_scores(tokenizer):
+    batch = encode(tokenizer, TEXTS)
+    plain = tiny_t5(tokenizer, d_model=32, d_ff=64, num_layers=2, num_heads=4, seed=5).eval().requires_grad_(False)
+    before = grad_x_input(plain, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    assert fuse_activations(plain) == 4  # one per feed-forward block: 2 encoder + 2 decoder layers
+    after = grad_x_input(plain, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)

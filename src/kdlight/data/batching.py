@@ -90,8 +90,9 @@ def pad_task_batch(inputs: list[list[int]], targets: list[list[int]], pad_token_
 class DualTaskCollator:
     """Pads each batch to its own longest sequence.
 
-    Yields {"label": {input_ids, attention_mask, labels}, "rationale": {...}, "index": tensor}.
-    "rationale" holds only the rows that have a rationale, and is absent when none has one.
+    Yields {"label": {input_ids, attention_mask, labels}, "rationale": {...}, "index": tensor,
+    "label_text": [...], "rationale_text": [...]}. "rationale" holds only the rows that have a
+    rationale, and is absent when none has one.
     """
 
     pad_token_id: int
@@ -100,6 +101,8 @@ class DualTaskCollator:
         batch = {
             "label": pad_task_batch([f["input_ids"] for f in features], [f["labels"] for f in features], self.pad_token_id),
             "index": torch.tensor([f["index"] for f in features], dtype=torch.long),
+            "label_text": [f.get("label_text") for f in features],
+            "rationale_text": [f.get("rationale_text") for f in features],
         }
         with_rationale = [f for f in features if f.get("rationale_labels")]
         if with_rationale:

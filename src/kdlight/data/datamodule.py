@@ -18,6 +18,7 @@ from kdlight.data.tasks import ANLITask, CQATask, ESNLITask, Example, Rendered, 
 log = logging.getLogger(__name__)
 
 TRAIN_STAND_INS = ("valid",)
+RENDERINGS = ("student", "teacher")  # which rendering the model reads: the student input or the teacher prompt
 
 
 class RationaleSource(Protocol):
@@ -57,6 +58,7 @@ class KDDataModule(pl.LightningDataModule):
         label_prefix: str = "predict: ",
         rationale_prefix: str = "explain: ",
         rationale_splits: tuple[str, ...] = ("train",),
+        rendering: str = "student",
         cache_dir: str | None = None,
         seed: int = 0,
         tokenizer: Any = None,
@@ -81,6 +83,7 @@ class KDDataModule(pl.LightningDataModule):
         self.max_target_length = max_target_length
         self.prefixes = {"label": label_prefix, "rationale": rationale_prefix}
         self.rationale_splits = tuple(rationale_splits)
+        self.rendering = _choice("rendering", rendering, RENDERINGS)
         self.cache_dir = cache_dir
         self.seed = seed
         self.tokenizer = tokenizer
@@ -208,7 +211,8 @@ class KDDataModule(pl.LightningDataModule):
         if self.features:
             return
         for split, examples in self.load_examples().items():
-            inputs = [r.text for r in self.student_inputs(split)]
+            rendered = self.student_inputs(split) if self.rendering == "student" else self.teacher_prompts(split)
+            inputs = [r.text for r in rendered]
             columns: dict[str, list[str | None]] = {
                 "input_ids": [self.prefixes["label"] + text for text in inputs],
                 "labels": [ex.label for ex in examples],
@@ -223,7 +227,13 @@ class KDDataModule(pl.LightningDataModule):
                 lengths.update(rationale_input_ids=self.max_input_length, rationale_labels=self.max_target_length)
             ids = tokenize_columns(self.tokenizer, columns, lengths, self.cache_dir, tag=f"{self.task.name}-{split}-")
             self.features[split] = [
-                {"index": i, **{name: ids[name][i] for name in ids}} for i in range(len(examples))
+                {
+                    "index": i,
+                    "label_text": ex.label,
+                    "rationale_text": None if rationales is None else rationales[i],
+                    **{name: ids[name][i] for name in ids},
+                }
+                for i, ex in enumerate(examples)
             ]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

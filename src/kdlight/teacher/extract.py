@@ -107,6 +107,10 @@ class RationaleShardWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
         self.cache.write_shard(prediction["batch_id"], prediction["rows"])
+        log.debug("rank %d wrote shard %d", trainer.global_rank, prediction["batch_id"])
+
+    def on_predict_end(self, trainer, pl_module):
+        log.info("rank %d of %d finished its share of the batches", trainer.global_rank, trainer.world_size)
 
 
 class ExamplesPerSecond(Callback):
@@ -130,6 +134,18 @@ class ExamplesPerSecond(Callback):
             self.bar.close()
 
 
+def finetune_settings(cfg: DictConfig) -> dict | None:
+    """What the optional fine-tuning stage depends on (None when it is off)."""
+    if not cfg.teacher.finetune:
+        return None
+    settings = {
+        key: OmegaConf.to_container(cfg.teacher[key], resolve=True) if OmegaConf.is_config(cfg.teacher[key]) else cfg.teacher[key]
+        for key in cfg.teacher
+        if str(key).startswith("finetune")
+    }
+    return {**settings, "seed": cfg.seed, "trainer_precision": cfg.trainer.precision}
+
+
 def _digest(*columns: list) -> str:
     digest = hashlib.sha256()
     for column in columns:
@@ -146,7 +162,7 @@ def rationale_cache(cfg: DictConfig, datamodule: KDDataModule, split: str) -> Ra
     fields = {
         "teacher_model": OmegaConf.to_container(cfg.teacher.model, resolve=True),
         "teacher_tokenizer": OmegaConf.to_container(cfg.teacher.tokenizer, resolve=True),
-        "teacher_finetune": bool(cfg.teacher.finetune),
+        "teacher_finetune": finetune_settings(cfg),
         "attribution": {key: att[key] for key in KEYED_SETTINGS},
         "inputs": _digest([ex.id for ex in examples], prompts, [ex.label for ex in examples]),
         "rows": len(examples),
@@ -154,10 +170,19 @@ def rationale_cache(cfg: DictConfig, datamodule: KDDataModule, split: str) -> Ra
     return RationaleCache(cfg.paths.cache_dir, datamodule.task.name, split, cfg.teacher.name, fields)
 
 
-def build_teacher(cfg: DictConfig, datamodule: KDDataModule):
-    tokenizer = instantiate(cfg.teacher.tokenizer, corpus=datamodule.corpus)
-    model = instantiate(cfg.teacher.model, tokenizer=tokenizer)
-    return instantiate(cfg.teacher, model=model, tokenizer=tokenizer, answer_kind=datamodule.task.answer_kind)
+def teacher_module_config(cfg: DictConfig) -> DictConfig:
+    """The TeacherModule's own settings: the teacher node less its fine-tuning stage."""
+    node = OmegaConf.to_container(cfg.teacher, resolve=True)  # resolved: its interpolations point outside it
+    return OmegaConf.create({key: value for key, value in node.items() if not key.startswith("finetune")})
+
+
+def build_teacher(cfg: DictConfig, datamodule: KDDataModule, model=None, tokenizer=None):
+    """The TeacherModule from config; `model`/`tokenizer` replace the configured ones (fine-tuned weights)."""
+    if tokenizer is None:
+        tokenizer = instantiate(cfg.teacher.tokenizer, corpus=datamodule.corpus)
+    if model is None:
+        model = instantiate(cfg.teacher.model, tokenizer=tokenizer)
+    return instantiate(teacher_module_config(cfg), model=model, tokenizer=tokenizer, answer_kind=datamodule.task.answer_kind)
 
 
 def extraction_trainer(cfg: DictConfig, callbacks: list) -> pl.Trainer:
@@ -218,7 +243,9 @@ def split_summary(cache: RationaleCache, k: int | None) -> dict:
     }
 
 
-def ensure_rationale_caches(cfg: DictConfig, datamodule: KDDataModule, splits: list[str] | None = None) -> dict:
+def ensure_rationale_caches(
+    cfg: DictConfig, datamodule: KDDataModule, splits: list[str] | None = None, model=None, tokenizer=None
+) -> dict:
     """Make sure every split that needs rationales has a complete cache; run the teacher only on a miss.
 
     Returns a summary per split (cache hit or miss, examples, seconds, cache path, rows where k
@@ -237,7 +264,7 @@ def ensure_rationale_caches(cfg: DictConfig, datamodule: KDDataModule, splits: l
             with lock:
                 if not cache.is_complete():  # another job may have finished it while we waited
                     if teacher is None:
-                        teacher = build_teacher(cfg, datamodule)
+                        teacher = build_teacher(cfg, datamodule, model=model, tokenizer=tokenizer)
                     info = {"cache_hit": False, **extract_split(cfg, datamodule, split, cache, teacher)}
         info.setdefault("seconds", round(time.monotonic() - started, 3))
         summary[split] = {**info, **split_summary(cache, k)}

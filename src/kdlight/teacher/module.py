@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from kdlight.metrics import answer_correct
-from kdlight.teacher.saliency import AGGREGATES, grad_x_input, greedy_targets
+from kdlight.teacher.saliency import AGGREGATES, fuse_activations, grad_x_input, greedy_targets
 from kdlight.teacher.selection import ORDERS, UNITS, WORD_SCORES, eligible_units, rank_units
 
 TARGETS = ("gold", "prediction")
@@ -39,7 +39,6 @@ class TeacherModule(pl.LightningModule):
         attribution: Mapping[str, Any],
         name: str = "teacher",
         precision: str = "bf16",
-        finetune: bool = False,
         answer_kind: str = "text",
     ) -> None:
         super().__init__()
@@ -49,13 +48,13 @@ class TeacherModule(pl.LightningModule):
         self.attribution = dict(attribution)
         self.teacher_name = name
         self.precision_name = precision
-        self.finetune = finetune
         self.answer_kind = answer_kind
         self.freeze_model()
 
     def freeze_model(self) -> None:
         self.model.eval()
         self.model.requires_grad_(False)
+        fuse_activations(self.model)
 
     def on_predict_start(self) -> None:
         self.freeze_model()

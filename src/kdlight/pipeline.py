@@ -1,0 +1,169 @@
+"""What `python train.py ...` does: validate, rationales, fit, test, export, results.json.
+
+Every stage reads the composed config and nothing else; each stage's output is a file that the
+next run can reuse (rationale cache, checkpoints, results.json).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from kdlight.config import validate_config
+from kdlight.data.datamodule import KDDataModule
+from kdlight.io import write_json
+
+log = logging.getLogger(__name__)
+
+
+def build_rationale_source(cfg: DictConfig, datamodule: KDDataModule) -> tuple[Any, dict]:
+    """The method's rationale source, and what the teacher stage did (empty without a teacher)."""
+    if cfg.method.get("rationale") is None:
+        return None, {}
+    if not cfg.method.needs_teacher:
+        return instantiate(cfg.method.rationale), {}
+    from kdlight.teacher.extract import ensure_rationale_caches, rationale_cache
+
+    teacher_info: dict = {}
+    overrides = {}
+    if cfg.teacher.finetune:
+        from kdlight.teacher.finetune import finetune_teacher
+
+        model, tokenizer, teacher_info["finetune"] = finetune_teacher(cfg, datamodule)
+        overrides = {"model": model, "tokenizer": tokenizer}
+    teacher_info["splits"] = ensure_rationale_caches(cfg, datamodule, **overrides)
+    caches = {split: rationale_cache(cfg, datamodule, split) for split in teacher_info["splits"]}
+    return instantiate(cfg.method.rationale, caches=caches), teacher_info
+
+
+def parameter_counts(model) -> dict[str, int]:
+    return {
+        "params/total": sum(p.numel() for p in model.parameters()),
+        "params/trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+def log_run_info(trainer: pl.Trainer, cfg: DictConfig, student, data_summary: dict) -> None:
+    """The resolved config, parameter counts and data summary go to every logger."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    for logger in trainer.loggers:
+        logger.log_hyperparams({"cfg": resolved, **parameter_counts(student.model), "data": data_summary})
+
+
+def log_samples(trainer: pl.Trainer, student, datamodule: KDDataModule) -> None:
+    """A W&B table of sample inputs, their training rationales, golds and predictions."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+    if not wandb_loggers or not student.samples():
+        return
+    rationales = datamodule.rationales("train") or []
+    rows = [[inp, gold, pred, rationales[i] if i < len(rationales) else None] for i, (inp, gold, pred) in enumerate(student.samples())]
+    for lg in wandb_loggers:
+        lg.log_table("val/samples", columns=["input", "gold", "prediction", "train_rationale_of_row"], data=rows)
+
+
+def resume_checkpoint(output_dir: Path, enabled: bool) -> str | None:
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if enabled and last.is_file():
+        log.warning("resuming from %s", last)
+        return str(last)
+    return None
+
+
+def finish_wandb() -> None:
+    """Close the W&B run so that the next job of a multirun starts its own."""
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def _metric(trainer: pl.Trainer, name: str) -> float | None:
+    value = trainer.callback_metrics.get(name)
+    return None if value is None else round(float(value), 6)
+
+
+def run(cfg: DictConfig) -> float | None:
+    """The whole run; returns cfg.optimized_metric for Hydra sweepers."""
+    validate_config(cfg)
+    try:
+        return _run(cfg)
+    finally:
+        finish_wandb()
+
+
+def _run(cfg: DictConfig) -> float | None:
+    started = time.monotonic()
+    output_dir = Path(cfg.paths.output_dir)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule: KDDataModule = instantiate(cfg.dataset)
+    data_summary = datamodule.summary()
+    log.info("data: %s", data_summary["split_sizes"])
+    rationale_source, teacher_info = build_rationale_source(cfg, datamodule)
+
+    tokenizer = instantiate(cfg.student.tokenizer, corpus=datamodule.corpus)
+    datamodule.tokenizer, datamodule.rationale_source = tokenizer, rationale_source
+    model = instantiate(cfg.student.model, tokenizer=tokenizer)
+    student = instantiate(cfg.student, model=model, tokenizer=tokenizer, answer_kind=datamodule.task.answer_kind)
+
+    loggers = [instantiate(node) for node in cfg.logger.values()] if cfg.get("logger") else []
+    callbacks = [instantiate(node) for node in cfg.callbacks.values()] if cfg.get("callbacks") else []
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    log_run_info(trainer, cfg, student, data_summary)
+
+    trainer.fit(student, datamodule=datamodule, ckpt_path=resume_checkpoint(output_dir, cfg.get("resume", True)))
+    best_val = _metric(trainer, "val/acc_best")
+    checkpoint = trainer.checkpoint_callback
+    best_path = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    trainer.test(student, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+    log_samples(trainer, student, datamodule)
+
+    results = {
+        "status": "finished",
+        "dataset": datamodule.task.name,
+        "method": cfg.method.name,
+        "k": cfg.method.get("k"),
+        "alpha": float(cfg.method.alpha),
+        "seed": cfg.seed,
+        "teacher": cfg.teacher.name if cfg.method.needs_teacher else None,
+        "student": cfg.student.name,
+        "split_sizes": data_summary["split_sizes"],
+        "max_rows": data_summary["max_rows"],
+        "train_stand_in": data_summary["train_stand_in"],
+        "val_acc_best": best_val,
+        "test_acc": _metric(trainer, "test/acc"),
+        "steps": trainer.global_step,
+        "seconds": round(time.monotonic() - started, 2),
+        "best_checkpoint": best_path,
+        "rationale_cache": _cache_status(teacher_info),
+        "teacher_stage": teacher_info or None,
+        "output_dir": str(output_dir),
+    }
+    if trainer.is_global_zero:
+        export_dir = output_dir / "student"
+        student.model.save_pretrained(str(export_dir))
+        tokenizer.save_pretrained(str(export_dir))
+        results["exported_student"] = str(export_dir)
+        write_json(output_dir / "results.json", results)
+        log.info("results: test/acc=%s val/acc_best=%s -> %s", results["test_acc"], best_val, output_dir / "results.json")
+    metric = cfg.get("optimized_metric")
+    return _metric(trainer, metric) if metric else None
+
+
+def _cache_status(teacher_info: dict) -> str | None:
+    """hit: no teacher run was needed; miss: the teacher ran for at least one split."""
+    splits = teacher_info.get("splits")
+    if not splits:
+        return None
+    return "hit" if all(s["cache_hit"] for s in splits.values()) else "miss"
