@@ -5,10 +5,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from kdlight.config import config_dir
+from kdlight.config import config_dir, validate_config
 
 
 def _run(cfg: DictConfig):
+    validate_config(cfg)  # before the heavy imports: a bad config fails in a second
     from kdlight.pipeline import run
 
     return run(cfg)

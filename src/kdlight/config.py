@@ -89,7 +89,7 @@ def validate_config(cfg: DictConfig) -> None:
                 f"raise attribution.max_k or lower k"
             )
     if cfg.method.get("needs_teacher"):
-        from kdlight.teacher.module import check_attribution
+        from kdlight.teacher.settings import check_attribution
 
         try:
             check_attribution(cfg.attribution)

@@ -111,3 +111,23 @@ def test_resume_after_a_kill_continues_from_last_checkpoint(tmp_path, release_ro
     assert f"resuming from {last}" in resumed.stdout + resumed.stderr
     (results,) = results_of(tmp_path)
     assert results["steps"] == 30
+
+
+@pytest.mark.dsbs
+def test_wandb_logger_writes_an_offline_run_with_config_metrics_and_samples(tmp_path, dsbs_root):
+    pytest.importorskip("wandb")
+    env_overrides = ["logger=wandb", "dataset=cqa", f"paths.data_dir={dsbs_root}", "method=random", *TINY]
+    out = subprocess.run(
+        [sys.executable, "train.py", f"paths.log_dir={tmp_path / 'outputs'}", f"paths.cache_dir={tmp_path / 'cache'}", *env_overrides],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb")},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = [p for p in tmp_path.rglob("offline-run-*") if p.is_dir()]
+    # wandb 0.31 keeps an offline run's history, summary and config in its .wandb record file.
+    (records,) = list(run_dir.glob("run-*.wandb"))
+    data = records.read_bytes()
+    for key in (b"test/acc", b"val/acc_best", b"train/loss_rationale", b"params/total", b"kdlight.data.CQADataModule"):
+        assert key in data, key
+    assert list((run_dir / "files").rglob("*samples*.table.json"))
+    assert "finishing run" in (run_dir / "logs" / "debug.log").read_text()  # wandb.finish() ran

@@ -1,5 +1,2 @@
-"""The student: a seq2seq model trained on label + rationale."""
-
-from kdlight.student.module import StudentModule
-
-__all__ = ["StudentModule"]
+"""The student: the dual-task loss (losses.py), answer accuracy (metrics.py) and the
+StudentModule (module.py). Import from the submodules."""

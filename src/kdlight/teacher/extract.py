@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -222,7 +223,10 @@ def extract_split(cfg: DictConfig, datamodule: KDDataModule, split: str, cache: 
             batch_size=None,
             num_workers=0,
         )
-        trainer.predict(teacher, loader, return_predictions=False)
+        with warnings.catch_warnings():
+            # Our writer keys shards by planned batch id, not by the sampler's indices it warns about.
+            warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+            trainer.predict(teacher, loader, return_predictions=False)
     trainer.strategy.barrier()
     if trainer.is_global_zero:
         cache.write_manifest(len(plan), len(inputs.ids))

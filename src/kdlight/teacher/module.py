@@ -8,22 +8,9 @@ import pytorch_lightning as pl
 import torch
 
 from kdlight.metrics import answer_correct
-from kdlight.teacher.saliency import AGGREGATES, fuse_activations, grad_x_input, greedy_targets
-from kdlight.teacher.selection import ORDERS, UNITS, WORD_SCORES, eligible_units, rank_units
-
-TARGETS = ("gold", "prediction")
-
-
-def check_attribution(attribution: Mapping[str, Any]) -> None:
-    """Reject attribution settings that cannot work, naming the key and the accepted values."""
-    for key, accepted in (
-        ("target", TARGETS), ("aggregate", AGGREGATES), ("unit", UNITS), ("word_score", WORD_SCORES), ("order", ORDERS)
-    ):
-        if attribution[key] not in accepted:
-            raise ValueError(f"attribution.{key}={attribution[key]!r} is not accepted; use one of {list(accepted)}")
-    if not isinstance(attribution["max_k"], int) or attribution["max_k"] < 1:
-        raise ValueError(f"attribution.max_k={attribution['max_k']!r} is not accepted; use an integer >= 1")
-
+from kdlight.teacher.saliency import fuse_activations, grad_x_input, greedy_targets
+from kdlight.teacher.selection import eligible_units, rank_units
+from kdlight.teacher.settings import check_attribution
 
 class TeacherModule(pl.LightningModule):
     """Wraps any AutoModelForSeq2SeqLM. Frozen, in eval mode; run it with Trainer(inference_mode=False).

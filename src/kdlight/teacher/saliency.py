@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-AGGREGATES = ("l2", "sum", "abs_sum")
+from kdlight.teacher.settings import AGGREGATES
 
 
 def fuse_activations(model: torch.nn.Module) -> int:
@@ -71,7 +71,9 @@ def grad_x_input(
         raise ValueError(f"attribution.aggregate={aggregate!r} is not accepted; use one of {list(AGGREGATES)}")
     with torch.enable_grad():
         embeds = encoder_embeddings(model, input_ids)
-        logits = model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels).logits
+        # decoder_input_ids rather than labels: the model would otherwise also compute its own loss.
+        decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels=labels)
+        logits = model(inputs_embeds=embeds, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids).logits
         score = target_log_probs(logits, labels).sum()
         (grad,) = torch.autograd.grad(score, embeds)
     scores = reduce_hidden(grad.float() * embeds.detach().float(), aggregate)

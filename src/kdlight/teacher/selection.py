@@ -11,10 +11,8 @@ import unicodedata
 from dataclasses import dataclass
 
 from kdlight.data.tasks import Rendered, content_words
+from kdlight.teacher.settings import ORDERS, UNITS, WORD_SCORES
 
-UNITS = ("word", "token")
-WORD_SCORES = ("sum", "max", "mean")
-ORDERS = ("input", "score")
 
 # A small English stop-word list (no extra dependency); used only with drop_stopwords=true.
 STOPWORDS = frozenset(
