@@ -52,8 +52,7 @@ def parameter_counts(model) -> dict[str, int]:
 
 def log_run_info(trainer: pl.Trainer, cfg: DictConfig, student, data_summary: dict) -> None:
     """The resolved config, parameter counts and data summary go to every logger."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved.pop("hydra", None)
+    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True)
     for logger in trainer.loggers:
         logger.log_hyperparams({"cfg": resolved, **parameter_counts(student.model), "data": data_summary})
 
@@ -88,8 +87,8 @@ def finish_wandb() -> None:
             wandb.finish()
 
 
-def _metric(trainer: pl.Trainer, name: str) -> float | None:
-    value = trainer.callback_metrics.get(name)
+def _metric(metrics: dict, name: str) -> float | None:
+    value = metrics.get(name)
     return None if value is None else round(float(value), 6)
 
 
@@ -119,14 +118,17 @@ def _run(cfg: DictConfig) -> float | None:
 
     loggers = [instantiate(node) for node in cfg.logger.values()] if cfg.get("logger") else []
     callbacks = [instantiate(node) for node in cfg.callbacks.values()] if cfg.get("callbacks") else []
+    if not loggers:  # logger=none: a learning-rate monitor would have nowhere to write
+        callbacks = [cb for cb in callbacks if not isinstance(cb, pl.callbacks.LearningRateMonitor)]
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     log_run_info(trainer, cfg, student, data_summary)
 
     trainer.fit(student, datamodule=datamodule, ckpt_path=resume_checkpoint(output_dir, cfg.get("resume", True)))
-    best_val = _metric(trainer, "val/acc_best")
+    metrics = dict(trainer.callback_metrics)  # the test below replaces the trainer's metrics
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     trainer.test(student, datamodule=datamodule, ckpt_path=best_path, verbose=False)
+    metrics.update(trainer.callback_metrics)
     log_samples(trainer, student, datamodule)
 
     results = {
@@ -141,8 +143,8 @@ def _run(cfg: DictConfig) -> float | None:
         "split_sizes": data_summary["split_sizes"],
         "max_rows": data_summary["max_rows"],
         "train_stand_in": data_summary["train_stand_in"],
-        "val_acc_best": best_val,
-        "test_acc": _metric(trainer, "test/acc"),
+        "val_acc_best": _metric(metrics, "val/acc_best"),
+        "test_acc": _metric(metrics, "test/acc"),
         "steps": trainer.global_step,
         "seconds": round(time.monotonic() - started, 2),
         "best_checkpoint": best_path,
@@ -156,9 +158,9 @@ def _run(cfg: DictConfig) -> float | None:
         tokenizer.save_pretrained(str(export_dir))
         results["exported_student"] = str(export_dir)
         write_json(output_dir / "results.json", results)
-        log.info("results: test/acc=%s val/acc_best=%s -> %s", results["test_acc"], best_val, output_dir / "results.json")
+        log.info("results: test/acc=%s val/acc_best=%s -> %s", results["test_acc"], results["val_acc_best"], output_dir / "results.json")
     metric = cfg.get("optimized_metric")
-    return _metric(trainer, metric) if metric else None
+    return _metric(metrics, metric) if metric else None
 
 
 def _cache_status(teacher_info: dict) -> str | None:

@@ -131,3 +131,24 @@ def test_wandb_logger_writes_an_offline_run_with_config_metrics_and_samples(tmp_
         assert key in data, key
     assert list((run_dir / "files").rglob("*samples*.table.json"))
     assert "finishing run" in (run_dir / "logs" / "debug.log").read_text()  # wandb.finish() ran
+
+
+def test_finetuned_teacher_stage_runs_once_and_run_returns_the_metric(compose, release_root, tmp_path):
+    from kdlight.pipeline import run
+
+    overrides = [
+        "dataset=svamp", f"paths.data_dir={release_root}", *TINY, "teacher.finetune=true",
+        "teacher.finetune_trainer.max_steps=3", "teacher.finetune_trainer.val_check_interval=3",
+        "teacher.finetune_batch_size=8", "attribution.score_teacher=true", "logger=none",
+    ]
+    value = run(compose(overrides))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert value == results["val_acc_best"]  # what Hydra sweepers receive
+    finetune = results["teacher_stage"]["finetune"]
+    assert finetune["steps"] == 3 and Path(finetune["path"], "model.safetensors").is_file()
+    assert results["teacher_stage"]["splits"]["train"]["teacher_accuracy"] is not None
+    assert results["rationale_cache"] == "miss"
+    again = compose([*overrides, "k=2"])
+    run(again)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["rationale_cache"] == "hit" and results["teacher_stage"]["finetune"]["path"] == finetune["path"]

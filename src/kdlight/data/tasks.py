@@ -79,8 +79,14 @@ def _require_text(row: dict, key: str) -> str:
     return value
 
 
-def _cut(text: str, marker: str) -> str:
-    return text.split(marker)[0].rstrip()
+def _rationale_and_tail(completion: str, cut_at: str, marker: str) -> tuple[str, str] | None:
+    """The release's common rule: drop everything from `cut_at` (the next few-shot example), then
+    split on `marker` ("So the answer is"); None if the marker is not there."""
+    head = completion.split(cut_at)[0].rstrip()
+    if marker not in head:
+        return None
+    rationale, tail = head.split(marker, 1)
+    return rationale.rstrip(), tail
 
 
 @dataclass(frozen=True)
@@ -177,12 +183,11 @@ class ANLITask(NLITask):
 
     def parse_palm(self, completion: str) -> PalmParse:
         # Release rule: cut at "Premise:", split on "So the answer is", label = stripped minus last char.
-        head = _cut(completion, "Premise:")
-        if "So the answer is" not in head:
+        parts = _rationale_and_tail(completion, "Premise:", "So the answer is")
+        if parts is None:
             return PalmParse(None, None)
-        rationale, label = head.split("So the answer is", 1)
-        label = label.strip()[:-1]
-        return PalmParse(rationale.rstrip() or None, label or None)
+        label = parts[1].strip()[:-1]
+        return PalmParse(parts[0] or None, label or None)
 
 
 CQA_LETTERS = "abcde"
@@ -226,15 +231,14 @@ class CQATask(Task):
 
     def parse_palm(self, completion: str) -> PalmParse:
         # Release rule: cut at "Q:", split on "So the answer is", label = text after "(x)" minus a final ".".
-        head = _cut(completion, "Q:")
-        if "So the answer is" not in head:
+        parts = _rationale_and_tail(completion, "Q:", "So the answer is")
+        if parts is None:
             return PalmParse(None, None)
-        rationale, tail = head.split("So the answer is", 1)
-        parts = re.split(r"\(.\)", tail)
-        label = parts[1].strip() if len(parts) > 1 else ""
+        after_letter = re.split(r"\(.\)", parts[1])
+        label = after_letter[1].strip() if len(after_letter) > 1 else ""
         if label.endswith("."):
             label = label[:-1]
-        return PalmParse(rationale.rstrip() or None, label or None)
+        return PalmParse(parts[0] or None, label or None)
 
 
 @dataclass(frozen=True)
@@ -279,12 +283,11 @@ class SVAMPTask(Task):
 
     def parse_palm(self, completion: str) -> PalmParse:
         # Release rule: cut at "Q:", split on "The answer is", label = the first parenthesised expression.
-        head = _cut(completion, "Q:")
-        if "The answer is" not in head:
+        parts = _rationale_and_tail(completion, "Q:", "The answer is")
+        if parts is None:
             return PalmParse(None, None)
-        rationale, tail = head.split("The answer is", 1)
-        found = re.findall(r"\(.*?\)", tail)
-        return PalmParse(rationale.rstrip() or None, found[0] if found else None)
+        found = re.findall(r"\(.*?\)", parts[1])
+        return PalmParse(parts[0] or None, found[0] if found else None)
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (ESNLITask(), ANLITask(), CQATask(), SVAMPTask())}
