@@ -147,7 +147,8 @@ def finetune_settings(cfg: DictConfig) -> dict | None:
     return {**settings, "seed": cfg.seed, "trainer_precision": cfg.trainer.precision}
 
 
-def _digest(*columns: list) -> str:
+def digest_columns(*columns: list) -> str:
+    """A sha256 over the values of several columns (what a cache key needs of the data)."""
     digest = hashlib.sha256()
     for column in columns:
         for value in column:
@@ -165,7 +166,7 @@ def rationale_cache(cfg: DictConfig, datamodule: KDDataModule, split: str) -> Ra
         "teacher_tokenizer": OmegaConf.to_container(cfg.teacher.tokenizer, resolve=True),
         "teacher_finetune": finetune_settings(cfg),
         "attribution": {key: att[key] for key in KEYED_SETTINGS},
-        "inputs": _digest([ex.id for ex in examples], prompts, [ex.label for ex in examples]),
+        "inputs": digest_columns([ex.id for ex in examples], prompts, [ex.label for ex in examples]),
         "rows": len(examples),
     }
     return RationaleCache(cfg.paths.cache_dir, datamodule.task.name, split, cfg.teacher.name, fields)
@@ -199,7 +200,7 @@ def extraction_trainer(cfg: DictConfig, callbacks: list) -> pl.Trainer:
     )
 
 
-def _is_launching_process() -> bool:
+def is_launching_process() -> bool:
     """False in the worker processes a DDP launcher starts (they must not take the lock)."""
     return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
 
@@ -264,7 +265,7 @@ def ensure_rationale_caches(
         started = time.monotonic()
         info: dict[str, Any] = {"cache_hit": True}
         if not cache.is_complete():
-            lock = cache.lock() if _is_launching_process() else nullcontext()
+            lock = cache.lock() if is_launching_process() else nullcontext()
             with lock:
                 if not cache.is_complete():  # another job may have finished it while we waited
                     if teacher is None:

@@ -19,7 +19,7 @@ from kdlight.io import atomic_path, write_json
 from kdlight.models import load_seq2seq_lm, load_tokenizer
 from kdlight.student.module import StudentModule
 from kdlight.teacher.cache import cache_key
-from kdlight.teacher.extract import _digest, _is_launching_process, finetune_settings
+from kdlight.teacher.extract import digest_columns, finetune_settings, is_launching_process
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def finetuned_teacher_dir(cfg: DictConfig, datamodule: KDDataModule) -> Path:
             "teacher_tokenizer": dict(cfg.teacher.tokenizer),
             "finetune": finetune_settings(cfg),
             "dataset": datamodule.task.name,
-            "train": _digest([ex.id for ex in train], [ex.label for ex in train]),
+            "train": digest_columns([ex.id for ex in train], [ex.label for ex in train]),
         }
     )
     return Path(cfg.paths.cache_dir) / "teachers" / f"{datamodule.task.name}-{cfg.teacher.name}-{key[:16]}"
@@ -45,7 +45,7 @@ def finetune_teacher(cfg: DictConfig, datamodule: KDDataModule) -> tuple[object,
         from filelock import FileLock
 
         folder.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(folder) + ".lock") if _is_launching_process() else None
+        lock = FileLock(str(folder) + ".lock") if is_launching_process() else None
         if lock is not None:
             lock.acquire()
         try:
