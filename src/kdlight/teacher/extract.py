@@ -257,7 +257,7 @@ def ensure_rationale_caches(
     exceeds the eligible units, teacher accuracy when attribution.score_teacher).
     """
     splits = list(splits or cfg.attribution.splits)
-    k = cfg.method.get("k") if cfg.method.name == "saliency" else cfg.attribution.k
+    k = cfg.attribution.k
     teacher = None
     summary = {}
     for split in splits:
