@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = compose_config(sys.argv[1:] if argv is None else argv)
         datamodule = instantiate(cfg.dataset)
-        summary = ensure_rationale_caches(cfg, datamodule)
+        _, summary = ensure_rationale_caches(cfg, datamodule)
     except (HydraException, ValueError, OSError) as err:
         cause = err.__cause__ if isinstance(err, HydraException) and err.__cause__ else err
         print(f"error: {cause}", file=sys.stderr)

@@ -29,7 +29,7 @@ def build_rationale_source(cfg: DictConfig, datamodule: KDDataModule) -> tuple[A
         return None, {}
     if not cfg.method.needs_teacher:
         return instantiate(cfg.method.rationale), {}
-    from kdlight.teacher.extract import ensure_rationale_caches, rationale_cache
+    from kdlight.teacher.extract import ensure_rationale_caches
 
     teacher_info: dict = {}
     overrides = {}
@@ -38,8 +38,7 @@ def build_rationale_source(cfg: DictConfig, datamodule: KDDataModule) -> tuple[A
 
         model, tokenizer, teacher_info["finetune"] = finetune_teacher(cfg, datamodule)
         overrides = {"model": model, "tokenizer": tokenizer}
-    teacher_info["splits"] = ensure_rationale_caches(cfg, datamodule, **overrides)
-    caches = {split: rationale_cache(cfg, datamodule, split) for split in teacher_info["splits"]}
+    caches, teacher_info["splits"] = ensure_rationale_caches(cfg, datamodule, **overrides)
     return instantiate(cfg.method.rationale, caches=caches), teacher_info
 
 
@@ -57,17 +56,21 @@ def log_run_info(trainer: pl.Trainer, cfg: DictConfig, student, data_summary: di
         logger.log_hyperparams({"cfg": resolved, **parameter_counts(student.model), "data": data_summary})
 
 
-def log_samples(trainer: pl.Trainer, student, datamodule: KDDataModule) -> None:
-    """A W&B table of sample inputs, their training rationales, golds and predictions."""
+def log_samples(trainer: pl.Trainer, student, datamodule: KDDataModule, rows: int = 16) -> None:
+    """W&B tables: validation samples (input, gold, prediction) and the rationales the student trained on."""
     from pytorch_lightning.loggers import WandbLogger
 
     wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
-    if not wandb_loggers or not student.samples():
+    if not wandb_loggers:
         return
-    rationales = datamodule.rationales("train") or []
-    rows = [[inp, gold, pred, rationales[i] if i < len(rationales) else None] for i, (inp, gold, pred) in enumerate(student.samples())]
+    train = list(zip((r.text for r in datamodule.student_inputs("train")), datamodule.features["train"]))[:rows]
     for lg in wandb_loggers:
-        lg.log_table("val/samples", columns=["input", "gold", "prediction", "train_rationale_of_row"], data=rows)
+        if student.samples():
+            lg.log_table("val/samples", columns=["input", "gold", "prediction"], data=student.samples())
+        lg.log_table(
+            "train/rationales", columns=["input", "label", "rationale"],
+            data=[[text, f["label_text"], f["rationale_text"]] for text, f in train],
+        )
 
 
 def resume_checkpoint(output_dir: Path, enabled: bool) -> str | None:

@@ -130,6 +130,7 @@ def test_wandb_logger_writes_an_offline_run_with_config_metrics_and_samples(tmp_
     for key in (b"test/acc", b"val/acc_best", b"train/loss_rationale", b"params/total", b"kdlight.data.CQADataModule"):
         assert key in data, key
     assert list((run_dir / "files").rglob("*samples*.table.json"))
+    assert list((run_dir / "files").rglob("*rationales*.table.json"))
     assert "finishing run" in (run_dir / "logs" / "debug.log").read_text()  # wandb.finish() ran
 
 

@@ -31,10 +31,10 @@ def tiny_cfg(compose, release_root):
 def test_extraction_fills_cache_and_second_run_is_a_hit(tiny_cfg):
     cfg = tiny_cfg("attribution.score_teacher=true")
     dm = instantiate(cfg.dataset)
-    first = ensure_rationale_caches(cfg, dm)["train"]
+    first = ensure_rationale_caches(cfg, dm)[1]["train"]
     assert first["cache_hit"] is False and first["computed_examples"] == 18 == first["examples"]
     assert first["teacher_accuracy"] is not None and 0 <= first["teacher_accuracy"] <= 1
-    second = ensure_rationale_caches(cfg, instantiate(cfg.dataset))["train"]
+    second = ensure_rationale_caches(cfg, instantiate(cfg.dataset))[1]["train"]
     assert second["cache_hit"] is True and "computed_examples" not in second
 
     cache = rationale_cache(cfg, dm, "train")
@@ -65,7 +65,7 @@ def test_k_sweep_reuses_the_cache_and_slices_it(tiny_cfg):
 
 def test_k_larger_than_eligible_gives_all_and_is_counted(tiny_cfg):
     cfg = tiny_cfg("k=30", "attribution.max_k=32")
-    summary = ensure_rationale_caches(cfg, instantiate(cfg.dataset))["train"]
+    summary = ensure_rationale_caches(cfg, instantiate(cfg.dataset))[1]["train"]
     assert summary["rows_k_exceeds_eligible"] == 18  # CQA rows here have fewer than 30 content words
 
 
@@ -87,7 +87,7 @@ def test_corrupt_cache_is_detected_and_rebuilt(tiny_cfg, caplog):
     good = cache.read()
     shard = sorted(cache.path.glob("shard-*.parquet"))[1]
     shard.write_bytes(shard.read_bytes()[:-20] + b"x" * 20)
-    again = ensure_rationale_caches(cfg, dm)["train"]
+    again = ensure_rationale_caches(cfg, dm)[1]["train"]
     assert "corrupt" in caplog.text and again["cache_hit"] is False
     assert cache.read() == good
 
@@ -110,7 +110,7 @@ def test_interrupted_extraction_resumes_from_its_shards(tiny_cfg, monkeypatch):
     cache = rationale_cache(cfg, dm, "train")
     assert not cache.manifest_path.exists() and len(list(cache.path.glob("shard-*.parquet"))) == 2
     monkeypatch.setattr(RationaleCache, "write_shard", original)
-    summary = ensure_rationale_caches(cfg, dm)["train"]
+    summary = ensure_rationale_caches(cfg, dm)[1]["train"]
     plan = plan_batches([1] * 18, 4)
     assert summary["computed_examples"] == 18 - sum(len(plan[b]) for b in written)
     assert len(cache.read()) == 18
@@ -134,7 +134,7 @@ def test_two_concurrent_extractors_share_one_computation(tmp_path, release_root)
 
 def test_prediction_target_uses_the_teachers_own_answer(tiny_cfg):
     cfg = tiny_cfg("attribution.target=prediction", "attribution.score_teacher=true", "attribution.max_target_length=4")
-    summary = ensure_rationale_caches(cfg, instantiate(cfg.dataset))["train"]
+    summary = ensure_rationale_caches(cfg, instantiate(cfg.dataset))[1]["train"]
     assert summary["examples"] == 18
     rows = rationale_cache(cfg, instantiate(cfg.dataset), "train").read()
     assert all(r["teacher_answer"] is not None for r in rows)

@@ -90,6 +90,7 @@ class KDDataModule(pl.LightningDataModule):
         self.rationale_source = rationale_source
         self._raw: dict[str, sources.SplitRows] | None = None
         self._examples: dict[str, list[Example]] | None = None
+        self._rendered: dict[tuple, list[Rendered]] = {}  # renderings are asked for by several stages
         self.features: dict[str, list[dict]] = {}
 
     # ---------------------------------------------------------------- examples
@@ -185,10 +186,16 @@ class KDDataModule(pl.LightningDataModule):
         return self.tokenizer.eos_token if self.tokenizer is not None else "</s>"
 
     def student_inputs(self, split: str) -> list[Rendered]:
-        return [self.task.render_student(ex, self.eos_token) for ex in self.load_examples()[split]]
+        key = ("student", split, self.eos_token)  # the NLI separator is the tokenizer's eos token
+        if key not in self._rendered:
+            self._rendered[key] = [self.task.render_student(ex, self.eos_token) for ex in self.load_examples()[split]]
+        return self._rendered[key]
 
     def teacher_prompts(self, split: str) -> list[Rendered]:
-        return [self.task.render_teacher(ex) for ex in self.load_examples()[split]]
+        key = ("teacher", split)
+        if key not in self._rendered:
+            self._rendered[key] = [self.task.render_teacher(ex) for ex in self.load_examples()[split]]
+        return self._rendered[key]
 
     def corpus(self) -> list[str]:
         """Every text a model of this run reads or writes (for training a tiny tokenizer)."""

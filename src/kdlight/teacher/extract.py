@@ -250,18 +250,19 @@ def split_summary(cache: RationaleCache, k: int | None) -> dict:
 
 def ensure_rationale_caches(
     cfg: DictConfig, datamodule: KDDataModule, splits: list[str] | None = None, model=None, tokenizer=None
-) -> dict:
+) -> tuple[dict[str, RationaleCache], dict]:
     """Make sure every split that needs rationales has a complete cache; run the teacher only on a miss.
 
-    Returns a summary per split (cache hit or miss, examples, seconds, cache path, rows where k
-    exceeds the eligible units, teacher accuracy when attribution.score_teacher).
+    Returns the caches by split, and a summary per split (cache hit or miss, examples, seconds,
+    cache path, rows where k exceeds the eligible units, teacher accuracy when
+    attribution.score_teacher).
     """
     splits = list(splits or cfg.attribution.splits)
     k = cfg.attribution.k
     teacher = None
-    summary = {}
+    caches, summary = {}, {}
     for split in splits:
-        cache = rationale_cache(cfg, datamodule, split)
+        cache = caches[split] = rationale_cache(cfg, datamodule, split)
         started = time.monotonic()
         info: dict[str, Any] = {"cache_hit": True}
         if not cache.is_complete():
@@ -278,4 +279,4 @@ def ensure_rationale_caches(
                 "%s: k=%s exceeds the eligible units in %d rows; those rationales hold all eligible units",
                 split, k, summary[split]["rows_k_exceeds_eligible"],
             )
-    return summary
+    return caches, summary
