@@ -45,13 +45,35 @@ def run_slug(overrides: str, limit: int = 80) -> str:
     return slug
 
 
+def sweep_group() -> str | None:
+    """The W&B group of a multirun job: its sweep folder (<date>/<time> under multirun/); None for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    sweep_dir = Path(HydraConfig.get().sweep.dir)
+    return f"{sweep_dir.parent.name}/{sweep_dir.name}"
+
+
+def run_tags(user_tags, dataset, method, k, alpha, seed) -> list[str]:
+    """The user's tags plus dataset, method, k (only where the method uses it), alpha and seed."""
+    tags = [str(t) for t in (user_tags or [])]
+    tags += [f"dataset={dataset}", f"method={method}", f"alpha={alpha}", f"seed={seed}"]
+    if k is not None:
+        tags.append(f"k={k}")
+    return tags
+
+
 def register_resolvers() -> None:
     """${kd_root:} is the repository root; ${kd_precision:} the best Trainer precision here;
-    ${kd_slug:text} a safe folder name."""
+    ${kd_slug:text} a safe folder name; ${kd_sweep_group:} and ${kd_run_tags:...} name W&B runs."""
     for name, resolver in (
         ("kd_root", lambda: str(config_dir().parent)),
         ("kd_precision", _best_precision),
         ("kd_slug", run_slug),
+        ("kd_sweep_group", sweep_group),
+        ("kd_run_tags", run_tags),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)

@@ -56,21 +56,36 @@ def log_run_info(trainer: pl.Trainer, cfg: DictConfig, student, data_summary: di
         logger.log_hyperparams({"cfg": resolved, **parameter_counts(student.model), "data": data_summary})
 
 
-def log_samples(trainer: pl.Trainer, student, datamodule: KDDataModule, rows: int = 16) -> None:
-    """W&B tables: validation samples (input, gold, prediction) and the rationales the student trained on."""
+def log_to_wandb(trainer: pl.Trainer, student, datamodule: KDDataModule, rationale_source, metrics: dict, rows: int = 16) -> None:
+    """W&B only: the final metrics in the run summary, tables of validation samples (input, gold,
+    prediction) and of the rationales the student trained on, and the teacher's saliency as HTML."""
     from pytorch_lightning.loggers import WandbLogger
 
     wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
     if not wandb_loggers:
         return
+    import wandb
+
     train = list(zip((r.text for r in datamodule.student_inputs("train")), datamodule.features["train"]))[:rows]
+    caches = getattr(rationale_source, "caches", {})
+    view = None
+    if "train" in caches:
+        from kdlight.analysis import saliency_html
+
+        view = wandb.Html(saliency_html(
+            datamodule.teacher_prompts("train")[:rows], caches["train"].read()[:rows], rationale_source.k,
+            f"{datamodule.task.name} train: teacher words",
+        ))
     for lg in wandb_loggers:
+        lg.experiment.summary.update({name: _metric(metrics, name) for name in ("test/acc", "val/acc_best")})
         if student.samples():
             lg.log_table("val/samples", columns=["input", "gold", "prediction"], data=student.samples())
         lg.log_table(
             "train/rationales", columns=["input", "label", "rationale"],
             data=[[text, f["label_text"], f["rationale_text"]] for text, f in train],
         )
+        if view is not None:
+            lg.experiment.log({"train/saliency": view})
 
 
 def resume_checkpoint(output_dir: Path, enabled: bool) -> str | None:
@@ -100,8 +115,37 @@ def run(cfg: DictConfig) -> float | None:
     validate_config(cfg)
     try:
         return _run(cfg)
+    except Exception as err:
+        record_failure(cfg, err)
+        raise
     finally:
         finish_wandb()
+
+
+def run_identity(cfg: DictConfig) -> dict:
+    """What results.json says about which run this is (finished or not)."""
+    return {
+        "dataset": OmegaConf.select(cfg, "hydra.runtime.choices.dataset", default=None),
+        "method": cfg.method.name,
+        "k": cfg.method.get("k"),
+        "alpha": float(cfg.method.alpha),
+        "seed": cfg.seed,
+        "teacher": cfg.teacher.name if cfg.method.needs_teacher else None,
+        "student": cfg.student.name,
+    }
+
+
+def record_failure(cfg: DictConfig, err: BaseException) -> None:
+    """results.json with status "failed" and the error, so reports list the run instead of dropping it."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:
+        return
+    output_dir = Path(cfg.paths.output_dir)
+    write_json(
+        output_dir / "results.json",
+        {"status": "failed", "error": f"{type(err).__name__}: {err}", **run_identity(cfg), "output_dir": str(output_dir)},
+    )
 
 
 def _run(cfg: DictConfig) -> float | None:
@@ -132,17 +176,12 @@ def _run(cfg: DictConfig) -> float | None:
     best_path = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     trainer.test(student, datamodule=datamodule, ckpt_path=best_path, verbose=False)
     metrics.update(trainer.callback_metrics)
-    log_samples(trainer, student, datamodule)
+    log_to_wandb(trainer, student, datamodule, rationale_source, metrics)
 
     results = {
         "status": "finished",
+        **run_identity(cfg),
         "dataset": datamodule.task.name,
-        "method": cfg.method.name,
-        "k": cfg.method.get("k"),
-        "alpha": float(cfg.method.alpha),
-        "seed": cfg.seed,
-        "teacher": cfg.teacher.name if cfg.method.needs_teacher else None,
-        "student": cfg.student.name,
         "split_sizes": data_summary["split_sizes"],
         "max_rows": data_summary["max_rows"],
         "train_stand_in": data_summary["train_stand_in"],

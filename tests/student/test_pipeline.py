@@ -114,24 +114,31 @@ def test_resume_after_a_kill_continues_from_last_checkpoint(tmp_path, release_ro
 
 
 @pytest.mark.dsbs
-def test_wandb_logger_writes_an_offline_run_with_config_metrics_and_samples(tmp_path, dsbs_root):
+def test_wandb_logger_writes_offline_runs_grouped_by_sweep_with_config_metrics_and_samples(tmp_path, dsbs_root):
     pytest.importorskip("wandb")
-    env_overrides = ["logger=wandb", "dataset=cqa", f"paths.data_dir={dsbs_root}", "method=random", *TINY]
+    sweep_dir = tmp_path / "multirun" / "2026-11-28" / "10-00-00"
+    overrides = ["logger=wandb", "dataset=cqa", f"paths.data_dir={dsbs_root}", "method=saliency", "k=1,2", *TINY]
     out = subprocess.run(
-        [sys.executable, "train.py", f"paths.log_dir={tmp_path / 'outputs'}", f"paths.cache_dir={tmp_path / 'cache'}", *env_overrides],
+        [sys.executable, "train.py", "-m", f"hydra.sweep.dir={sweep_dir}", f"paths.cache_dir={tmp_path / 'cache'}", *overrides],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb")},
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    (run_dir,) = [p for p in tmp_path.rglob("offline-run-*") if p.is_dir()]
-    # wandb 0.31 keeps an offline run's history, summary and config in its .wandb record file.
-    (records,) = list(run_dir.glob("run-*.wandb"))
-    data = records.read_bytes()
-    for key in (b"test/acc", b"val/acc_best", b"train/loss_rationale", b"params/total", b"kdlight.data.CQADataModule"):
-        assert key in data, key
-    assert list((run_dir / "files").rglob("*samples*.table.json"))
-    assert list((run_dir / "files").rglob("*rationales*.table.json"))
-    assert "finishing run" in (run_dir / "logs" / "debug.log").read_text()  # wandb.finish() ran
+    run_dirs = sorted(p for p in tmp_path.rglob("offline-run-*") if p.is_dir())
+    assert len(run_dirs) == 2  # one W&B run per job
+    for run_dir in run_dirs:
+        # wandb 0.31 keeps an offline run's history, summary and config in its .wandb record file.
+        (records,) = list(run_dir.glob("run-*.wandb"))
+        data = records.read_bytes()
+        for key in (b"test/acc", b"val/acc_best", b"train/loss_rationale", b"params/total", b"kdlight.data.CQADataModule",
+                    b"2026-11-28/10-00-00", b"dataset=cqa", b"method=saliency", b"alpha=0.5", b"seed=42"):
+            assert key in data, key
+        assert list((run_dir / "files").rglob("*samples*.table.json"))
+        assert list((run_dir / "files").rglob("*rationales*.table.json"))
+        assert list((run_dir / "files").rglob("*saliency*.html"))
+        assert "finishing run" in (run_dir / "logs" / "debug.log").read_text()  # wandb.finish() ran
+    tags = [b"k=1" in r.read_bytes() and b"k=2" not in r.read_bytes() for d in run_dirs for r in d.glob("run-*.wandb")]
+    assert sorted(tags) == [False, True]
 
 
 def test_finetuned_teacher_stage_runs_once_and_run_returns_the_metric(compose, release_root, tmp_path):

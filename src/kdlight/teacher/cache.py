@@ -6,6 +6,8 @@ Layout, one folder per key under <cache_dir>/rationales/:
         key.json                 what the key was computed from
         shard-<batch>.parquet    rows of one batch (written atomically, one per batch)
         manifest.json            written last: rows, shards with row counts and sha256 checksums
+key.json also records the resolved dataset config (not part of the key), so that
+`kdlight-analyze <cache folder>` can load the examples the rows belong to.
 A folder without a manifest is an interrupted extraction: its readable shards are kept and the
 rest is computed. A manifest whose shards do not match it is corruption: warned about, rebuilt.
 """
@@ -28,7 +30,7 @@ from kdlight.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SCHEMA = pa.schema(
     [
         ("row", pa.int64()),  # index of the example in its split
@@ -39,6 +41,9 @@ SCHEMA = pa.schema(
         ("scores", pa.list_(pa.float32())),
         ("starts", pa.list_(pa.int32())),  # character spans of the units in the teacher prompt
         ("ends", pa.list_(pa.int32())),
+        ("unit_starts", pa.list_(pa.int32())),  # every eligible unit in input order (for views)
+        ("unit_ends", pa.list_(pa.int32())),
+        ("unit_scores", pa.list_(pa.float32())),
         ("teacher_answer", pa.string()),  # greedy answer when attribution.score_teacher, else null
         ("teacher_correct", pa.bool_()),
     ]
@@ -62,8 +67,11 @@ def _sha256(path: Path) -> str:
 
 
 class RationaleCache:
-    def __init__(self, root: str | Path, dataset: str, split: str, teacher: str, fields: dict) -> None:
+    def __init__(
+        self, root: str | Path, dataset: str, split: str, teacher: str, fields: dict, about: dict | None = None
+    ) -> None:
         self.fields = {"dataset": dataset, "split": split, "teacher": teacher, **fields}
+        self.about = dict(about or {})  # recorded in key.json, not hashed
         self.key = cache_key(self.fields)
         self.path = Path(root) / "rationales" / f"{dataset}-{split}-{teacher}-{self.key[:16]}"
 
@@ -85,7 +93,7 @@ class RationaleCache:
     def prepare(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path / "key.json").is_file():
-            write_json(self.path / "key.json", {"key": self.key, **self.fields})
+            write_json(self.path / "key.json", {"key": self.key, **self.fields, **self.about})
 
     def write_shard(self, batch_id: int, rows: list[dict]) -> None:
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
@@ -119,6 +127,22 @@ class RationaleCache:
         write_json(self.manifest_path, {"key": self.key, "rows": n_rows, "format": FORMAT_VERSION, "shards": shards})
 
     # ------------------------------------------------------------ reading
+    @classmethod
+    def open(cls, path: str | Path) -> "RationaleCache":
+        """An existing cache folder, read back from its key.json (for analysis)."""
+        path = Path(path)
+        try:
+            described = json.loads((path / "key.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CacheCorrupt(f"{path} is not a rationale cache folder (no readable key.json: {err})") from err
+        key = described.pop("key")
+        about = {name: described.pop(name) for name in ("dataset_config",) if name in described}
+        dataset, split, teacher = described.pop("dataset"), described.pop("split"), described.pop("teacher")
+        cache = cls(path.parent.parent, dataset, split, teacher, described, about)
+        if cache.key != key or cache.path != path:
+            raise CacheCorrupt(f"{path}: key.json does not reproduce its key")
+        return cache
+
     def verify(self) -> dict:
         """The manifest, after checking every shard's row count and checksum; CacheCorrupt if not."""
         try:

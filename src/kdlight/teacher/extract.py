@@ -50,21 +50,29 @@ class TeacherInputs:
     labels: list[list[int]]
 
 
-def tokenize_teacher_inputs(tokenizer, datamodule: KDDataModule, split: str, max_input_length: int, max_target_length: int) -> TeacherInputs:
-    examples = datamodule.load_examples()[split]
-    prompts = datamodule.teacher_prompts(split)
-    golds = [ex.label for ex in examples]
+def tokenize_prompts(
+    tokenizer, ids: list[str], prompts: list[Rendered], golds: list[str], max_input_length: int, max_target_length: int
+) -> TeacherInputs:
+    """Prompts and gold answers tokenised once, with offsets for mapping tokens to words."""
     encoded = tokenizer(
         [p.text for p in prompts], max_length=max_input_length, truncation=True, return_offsets_mapping=True
     )
     labels = tokenizer(golds, max_length=max_target_length, truncation=True)["input_ids"]
     return TeacherInputs(
-        [ex.id for ex in examples],
-        prompts,
-        golds,
+        list(ids),
+        list(prompts),
+        list(golds),
         [list(x) for x in encoded["input_ids"]],
         [[tuple(o) for o in offs] for offs in encoded["offset_mapping"]],
         [list(y) for y in labels],
+    )
+
+
+def tokenize_teacher_inputs(tokenizer, datamodule: KDDataModule, split: str, max_input_length: int, max_target_length: int) -> TeacherInputs:
+    examples = datamodule.load_examples()[split]
+    return tokenize_prompts(
+        tokenizer, [ex.id for ex in examples], datamodule.teacher_prompts(split), [ex.label for ex in examples],
+        max_input_length, max_target_length,
     )
 
 
@@ -169,7 +177,8 @@ def rationale_cache(cfg: DictConfig, datamodule: KDDataModule, split: str) -> Ra
         "inputs": digest_columns([ex.id for ex in examples], prompts, [ex.label for ex in examples]),
         "rows": len(examples),
     }
-    return RationaleCache(cfg.paths.cache_dir, datamodule.task.name, split, cfg.teacher.name, fields)
+    about = {"dataset_config": OmegaConf.to_container(cfg.dataset, resolve=True)}
+    return RationaleCache(cfg.paths.cache_dir, datamodule.task.name, split, cfg.teacher.name, fields, about)
 
 
 def teacher_module_config(cfg: DictConfig) -> DictConfig:

@@ -93,6 +93,9 @@ class TeacherModule(pl.LightningModule):
                     "scores": [u.score for u in ranked],
                     "starts": [u.start for u in ranked],
                     "ends": [u.end for u in ranked],
+                    "unit_starts": [u.start for u in units],
+                    "unit_ends": [u.end for u in units],
+                    "unit_scores": [u.score for u in units],
                     "teacher_answer": answer,
                     "teacher_correct": None if answer is None else answer_correct(answer, batch["golds"][j], self.answer_kind),
                 }

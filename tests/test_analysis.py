@@ -1,0 +1,118 @@
+"""The paper's analyses on a rationale cache written in the test, against hand-computed answers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hydra.utils import instantiate
+
+from kdlight.analysis import answer_overlap, answer_words, jaccard, normalize_word, rationale_stats, saliency_html
+from kdlight.data.tasks import TASKS, Example, Rendered
+from kdlight.teacher.extract import rationale_cache
+
+
+def test_normalize_word_strips_punctuation_case_and_number_forms():
+    assert normalize_word("Cupboard,") == "cupboard"
+    assert normalize_word("(84.0") == "84" and normalize_word("84") == "84" and normalize_word("2.50") == "2.5"
+
+
+def test_answer_words_per_kind_of_task():
+    cqa = Example("q", {"question": "?", "choices": []}, "go to the store")
+    assert answer_words(TASKS["cqa"], cqa) == {"go", "store"}  # stop-words do not count
+    svamp = Example("s", {"body": "", "question": "?"}, "( 84.0 / 2.0 )")
+    assert answer_words(TASKS["svamp"], svamp) == {"84", "2"}
+    assert answer_words(TASKS["esnli"], Example("e", {}, "entailment")) is None  # labels are not input words
+
+
+def test_jaccard():
+    assert jaccard({"a", "b"}, {"b", "c"}) == pytest.approx(1 / 3)
+    assert jaccard(set(), set()) == 1.0
+
+
+def test_rationale_stats_by_hand():
+    examples = [
+        Example("1", {"question": "q", "choices": ["red box", "blue", "green", "tan", "pink"]}, "blue"),
+        Example("2", {"question": "q", "choices": ["a1", "b1", "c1", "d1", "e1"]}, "a1"),
+    ]
+    rows = [{"texts": ["the", "Blue", "box"]}, {"texts": ["zebra", "of", "moon"]}]
+    stats = rationale_stats(rows, examples, TASKS["cqa"], k=3)
+    assert stats["words_mean"] == 3.0
+    assert stats["stopword_share"] == pytest.approx((1 / 3 + 1 / 3) / 2, abs=1e-4)
+    assert stats["choice_coverage"] == pytest.approx((2 / 5 + 0) / 2)  # "red box" and "blue" covered, then none
+    assert stats["number_coverage"] is None
+
+
+def build_cache(compose, release_root, texts_for):
+    """A rationale cache written row by row by the test, for the CQA train split of release_root."""
+    cfg = compose(["dataset=cqa", f"dataset.root={release_root}", "teacher=tiny"])
+    datamodule = instantiate(cfg.dataset)
+    examples = datamodule.load_examples()["train"]
+    cache = rationale_cache(cfg, datamodule, "train")
+    cache.prepare()
+    prompts = datamodule.teacher_prompts("train")
+    rows = []
+    for i, (example, prompt) in enumerate(zip(examples, prompts)):
+        texts = texts_for(i, example)
+        starts = [prompt.text.index(t) for t in texts]
+        rows.append({
+            "row": i, "id": example.id, "n_tokens": 10, "n_eligible": 10, "texts": texts,
+            "scores": [float(len(texts) - j) for j in range(len(texts))], "starts": starts,
+            "ends": [s + len(t) for s, t in zip(starts, texts)],
+            "unit_starts": sorted(starts), "unit_ends": [s + len(t) for s, t in sorted(zip(starts, texts))],
+            "unit_scores": [1.0] * len(texts), "teacher_answer": example.label, "teacher_correct": True,
+        })
+    cache.write_shard(0, rows)
+    cache.write_manifest(1, len(rows))
+    return cache, examples
+
+
+def test_answer_overlap_on_a_cache_built_in_the_test(compose, release_root, tmp_path):
+    # Ranked words per example: the answer comes first in every third example, second in every
+    # other third, and not at all in the rest (a question word twice instead).
+    def texts_for(i, example):
+        other = example.fields["question"].split()[0]
+        return [[example.label, other], [other, example.label], [other, other]][i % 3]
+
+    cache, examples = build_cache(compose, release_root, texts_for)
+    n = len(examples)
+    expected_k1 = sum(1 for i in range(n) if i % 3 == 0) / n
+    expected_k2 = sum(1 for i in range(n) if i % 3 in (0, 1)) / n
+    rows = cache.read()
+    assert answer_overlap(rows, examples, TASKS["cqa"], 1)["share"] == pytest.approx(expected_k1, abs=1e-4)
+    assert answer_overlap(rows, examples, TASKS["cqa"], 2)["share"] == pytest.approx(expected_k2, abs=1e-4)
+
+    from kdlight.analysis import main
+
+    assert main([str(cache.path), "--k", "1", "2", "--views", "4", "--out", str(tmp_path / "analysis")]) == 0
+    analysis = json.loads((tmp_path / "analysis" / "analysis.json").read_text())
+    (result,) = analysis["caches"]
+    assert result["examples"] == n and result["teacher_accuracy"] == 1.0
+    assert result["answer_overlap"]["1"]["share"] == pytest.approx(expected_k1, abs=1e-4)
+    assert result["answer_overlap"]["2"]["share"] == pytest.approx(expected_k2, abs=1e-4)
+    assert analysis["runs"] == []
+    assert "| 1 | " in (tmp_path / "analysis" / "analysis.md").read_text()
+
+
+def test_analyze_rejects_a_folder_without_a_cache(tmp_path, capsys):
+    from kdlight.analysis import main
+
+    assert main([str(tmp_path)]) == 2
+    assert "no rationale cache" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--k", "0"])
+
+
+def test_saliency_view_shades_eligible_words_and_boxes_the_top_k():
+    prompt = Rendered("Question: Where do fish live?\nAnswer:", ((10, 29),))
+    words = [(10, 15), (16, 18), (19, 23), (24, 29)]
+    row = {
+        "id": "x", "texts": ["fish", "live?"], "starts": [19, 24], "ends": [23, 29], "scores": [2.0, 1.0],
+        "unit_starts": [s for s, _ in words], "unit_ends": [e for _, e in words], "unit_scores": [0.5, 0.0, 2.0, 1.0],
+        "teacher_answer": "water",
+    }
+    page = saliency_html([prompt], [row], k=1, title="t")
+    assert page.count("class='top'") == 1 and "<span class='top' style='background: rgba(220, 60, 30, 1.00)' title='2'>fish</span>" in page
+    assert "rgba(220, 60, 30, 0.25)" in page  # "Where": 0.5 of the highest score
+    assert "<span class='tpl'>Question: </span>" in page and "<span class='tpl'>\nAnswer:</span>" in page
+    assert "teacher answer: water" in page

@@ -1,0 +1,92 @@
+"""kdlight-report on hand-made run folders: aggregation over seeds, failed and unfinished runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from kdlight.report import build_report, collect_runs, mean_std, table_rows
+
+
+def finished(folder: Path, **fields) -> None:
+    folder.mkdir(parents=True)
+    (folder / ".hydra").mkdir()
+    (folder / ".hydra" / "config.yaml").write_text("k: 1\n")
+    base = {"status": "finished", "dataset": "cqa", "method": "saliency", "k": 5, "alpha": 0.5, "seed": 0,
+            "test_acc": 0.5, "val_acc_best": 0.5, "rationale_cache": "hit"}
+    (folder / "results.json").write_text(json.dumps({**base, **fields}))
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "multirun" / "2026-11-28" / "10-00-00"
+    finished(root / "0", seed=0, test_acc=0.60, val_acc_best=0.62, rationale_cache="miss")
+    finished(root / "1", seed=1, test_acc=0.70, val_acc_best=0.66)
+    finished(root / "2", method="finetune", k=None, alpha=0.0, test_acc=0.40, val_acc_best=0.41, rationale_cache=None)
+    finished(root / "3", k=1, test_acc=0.55, val_acc_best=0.70)
+    (root / "4").mkdir()
+    (root / "4" / "results.json").write_text(json.dumps({"status": "failed", "error": "RuntimeError: out of memory"}))
+    (root / "5" / ".hydra").mkdir(parents=True)  # started, never wrote results.json (killed, or still running)
+    (root / "5" / ".hydra" / "config.yaml").write_text("k: 1\n")
+    (root / "0" / "student").mkdir()  # an exported student is not a run
+    return root
+
+
+def test_mean_and_sample_std():
+    mean, std = mean_std([0.6, 0.7])
+    assert math.isclose(mean, 0.65) and math.isclose(std, math.sqrt(0.005))
+    assert mean_std([0.3]) == (0.3, None) and mean_std([]) == (None, None)
+
+
+def test_collect_lists_failed_and_unfinished_runs_by_path(sweep):
+    runs = collect_runs([sweep])
+    assert len(runs.finished) == 4 and runs.teacher_runs == 1
+    assert runs.failed == [{"path": str((sweep / "4").resolve()), "error": "RuntimeError: out of memory"}]
+    assert runs.unfinished == [str((sweep / "5").resolve())]
+
+
+def test_table_aggregates_seeds_of_one_setting(sweep):
+    rows = {(r["method"], r["k"]): r for r in table_rows(collect_runs([sweep]).finished)}
+    assert set(rows) == {("finetune", None), ("saliency", 1), ("saliency", 5)}
+    five = rows[("saliency", 5)]
+    assert five["runs"] == 2 and five["seeds"] == [0, 1]
+    assert math.isclose(five["test_acc_mean"], 0.65) and math.isclose(five["test_acc_std"], math.sqrt(0.005))
+    assert math.isclose(five["val_acc_best_mean"], 0.64)
+
+
+def test_report_writes_tables_charts_and_names_the_problem_runs(sweep, tmp_path):
+    summary = build_report([sweep], tmp_path / "report")
+    assert summary["finished"] == 4 and len(summary["failed"]) == 1 and len(summary["unfinished"]) == 1
+    table = (tmp_path / "report" / "table.md").read_text()
+    assert "| cqa | saliency | 5 | 0.50 | 0.6500 +- 0.0707 | 2 | 0.6400 |" in table
+    assert "| cqa | finetune | - | 0.00 | 0.4000 | 1 | 0.4100 |" in table
+    assert f"failed: `{(sweep / '4').resolve()}`: RuntimeError: out of memory" in table
+    assert f"unfinished (no results.json yet): `{(sweep / '5').resolve()}`" in table
+    with open(tmp_path / "report" / "table.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 3
+    for chart in ("k_curve.png", "methods.png"):
+        assert (tmp_path / "report" / chart).stat().st_size > 1000
+
+
+def test_report_command_rejects_a_missing_path(tmp_path, capsys):
+    from kdlight.report import main
+
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert "nowhere does not exist" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_writes_a_failed_results_json(compose, tmp_path):
+    from kdlight.pipeline import run
+
+    cfg = compose(["debug=tiny", "dataset=cqa", "method=finetune", f"dataset.root={tmp_path / 'no-data'}"])
+    with pytest.raises(Exception):
+        run(cfg)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["status"] == "failed" and "no-data" in results["error"]
+    assert results["method"] == "finetune" and results["dataset"] == "cqa"
+    runs = collect_runs([tmp_path / "run"])
+    assert runs.finished == [] and runs.failed[0]["error"] == results["error"]
