@@ -116,6 +116,27 @@ def rationale_stats(rows: list[dict], examples: list[Example], task: Task, k: in
     }
 
 
+def salient_recall(rationales: list[str | None], examples: list[Example], task: Task) -> dict | None:
+    """Where the task knows its salient words (a generated task plants them): the mean share of an
+    example's salient words found in its rationale, and the share expected from as many words drawn
+    at random from the example's eligible words (chance). None for tasks without known salient words."""
+    from kdlight.data.tasks import content_words
+
+    recalls, chance = [], []
+    for rationale, example in zip(rationales, examples):
+        salient = task.salient_words(example)
+        if not salient:
+            continue
+        wanted = {normalize_word(w) for w in salient}
+        chosen = [normalize_word(w) for w in (rationale or "").split()]
+        recalls.append(len(wanted & set(chosen)) / len(wanted))
+        eligible = len(content_words(task.render_teacher(example)))
+        chance.append(min(len(chosen), eligible) / eligible if eligible else 0.0)
+    if not recalls:
+        return None
+    return {"recall": round(sum(recalls) / len(recalls), 4), "chance": round(sum(chance) / len(chance), 4), "examples": len(recalls)}
+
+
 def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 

@@ -16,7 +16,7 @@ from hydra.errors import HydraException
 from hydra.utils import instantiate
 
 from kdlight.compose import compose_config
-from kdlight.teacher.extract import ensure_rationale_caches
+from kdlight.teacher.finetune import teacher_rationale_caches
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = compose_config(sys.argv[1:] if argv is None else argv)
         datamodule = instantiate(cfg.dataset)
-        _, summary = ensure_rationale_caches(cfg, datamodule)
+        _, summary = teacher_rationale_caches(cfg, datamodule)  # fine-tunes the teacher first if teacher.finetune
     except (HydraException, ValueError, OSError) as err:
         cause = err.__cause__ if isinstance(err, HydraException) and err.__cause__ else err
         print(f"error: {cause}", file=sys.stderr)
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from pytorch_lightning.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:
-        print(json.dumps({"dataset": datamodule.task.name, "teacher": cfg.teacher.name, "splits": summary}, indent=2))
+        print(json.dumps({"dataset": datamodule.task.name, "teacher": cfg.teacher.name, **summary}, indent=2))
     return 0
 
 

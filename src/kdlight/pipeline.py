@@ -29,16 +29,9 @@ def build_rationale_source(cfg: DictConfig, datamodule: KDDataModule) -> tuple[A
         return None, {}
     if not cfg.method.needs_teacher:
         return instantiate(cfg.method.rationale), {}
-    from kdlight.teacher.extract import ensure_rationale_caches
+    from kdlight.teacher.finetune import teacher_rationale_caches
 
-    teacher_info: dict = {}
-    overrides = {}
-    if cfg.teacher.finetune:
-        from kdlight.teacher.finetune import finetune_teacher
-
-        model, tokenizer, teacher_info["finetune"] = finetune_teacher(cfg, datamodule)
-        overrides = {"model": model, "tokenizer": tokenizer}
-    caches, teacher_info["splits"] = ensure_rationale_caches(cfg, datamodule, **overrides)
+    caches, teacher_info = teacher_rationale_caches(cfg, datamodule)
     return instantiate(cfg.method.rationale, caches=caches), teacher_info
 
 
@@ -157,6 +150,7 @@ def _run(cfg: DictConfig) -> float | None:
     data_summary = datamodule.summary()
     log.info("data: %s", data_summary["split_sizes"])
     rationale_source, teacher_info = build_rationale_source(cfg, datamodule)
+    pl.seed_everything(cfg.seed, workers=True)  # the same student whether the teacher ran here or was cached
 
     tokenizer = instantiate(cfg.student.tokenizer, corpus=datamodule.corpus)
     datamodule.tokenizer, datamodule.rationale_source = tokenizer, rationale_source
@@ -191,6 +185,7 @@ def _run(cfg: DictConfig) -> float | None:
         "seconds": round(time.monotonic() - started, 2),
         "best_checkpoint": best_path,
         "rationale_cache": _cache_status(teacher_info),
+        "rationale_recall": rationale_recall(datamodule),
         "teacher_stage": teacher_info or None,
         "output_dir": str(output_dir),
     }
@@ -203,6 +198,17 @@ def _run(cfg: DictConfig) -> float | None:
         log.info("results: test/acc=%s val/acc_best=%s -> %s", results["test_acc"], results["val_acc_best"], output_dir / "results.json")
     metric = cfg.get("optimized_metric")
     return _metric(metrics, metric) if metric else None
+
+
+def rationale_recall(datamodule: KDDataModule) -> dict | None:
+    """How many of the known salient words (generated tasks only) the training rationales hold."""
+    features = datamodule.features.get("train") or []
+    if not features or all(f["rationale_text"] is None for f in features):
+        return None
+    from kdlight.analysis import salient_recall
+
+    examples = datamodule.load_examples()["train"]
+    return salient_recall([f["rationale_text"] for f in features], examples, datamodule.task)
 
 
 def _cache_status(teacher_info: dict) -> str | None:

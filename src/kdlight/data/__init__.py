@@ -3,6 +3,7 @@
 from kdlight.data.datamodule import (
     ANLIDataModule,
     CQADataModule,
+    CueWordsDataModule,
     ESNLIDataModule,
     KDDataModule,
     SVAMPDataModule,
@@ -10,6 +11,6 @@ from kdlight.data.datamodule import (
 from kdlight.data.tasks import TASKS, Example, Rendered, Task
 
 __all__ = [
-    "ANLIDataModule", "CQADataModule", "ESNLIDataModule", "KDDataModule", "SVAMPDataModule",
+    "ANLIDataModule", "CQADataModule", "CueWordsDataModule", "ESNLIDataModule", "KDDataModule", "SVAMPDataModule",
     "TASKS", "Example", "Rendered", "Task",
 ]

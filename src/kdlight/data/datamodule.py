@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from kdlight.data import sources
 from kdlight.data.batching import DualTaskCollator, tokenize_columns
-from kdlight.data.tasks import ANLITask, CQATask, ESNLITask, Example, Rendered, SVAMPTask, Task
+from kdlight.data.cue_words import CueWordsSpec, generate_rows
+from kdlight.data.tasks import ANLITask, CQATask, CueWordsTask, ESNLITask, Example, Rendered, SVAMPTask, Task
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class KDDataModule(pl.LightningDataModule):
     """
 
     task: ClassVar[Task]
+    accepted_sources: ClassVar[tuple[str, ...]] = sources.SOURCES
 
     def __init__(
         self,
@@ -65,7 +67,7 @@ class KDDataModule(pl.LightningDataModule):
         rationale_source: RationaleSource | None = None,
     ) -> None:
         super().__init__()
-        self.source = _choice("source", source, sources.SOURCES)
+        self.source = _choice("source", source, self.accepted_sources)
         self.on_bad_row = _choice("on_bad_row", on_bad_row, sources.BAD_ROW_POLICIES)
         self.train_stand_in = _choice("train_stand_in", train_stand_in, (None, *TRAIN_STAND_INS))
         if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
@@ -278,3 +280,46 @@ class CQADataModule(KDDataModule):
 
 class SVAMPDataModule(KDDataModule):
     task = SVAMPTask()
+
+
+class CueWordsDataModule(KDDataModule):
+    """The generated quickstart task: sizes, vocabulary, classes and noise are config, generation is seeded."""
+
+    task = CueWordsTask()
+    accepted_sources = ("generated",)
+
+    def __init__(
+        self,
+        train_size: int = 64,
+        valid_size: int = 100,
+        test_size: int = 500,
+        sample_seed: int = 0,
+        n_classes: int = 4,
+        cues_per_class: int = 6,
+        filler_vocab_size: int = 150,
+        min_words: int = 20,
+        max_words: int = 30,
+        min_cues: int = 1,
+        max_cues: int = 2,
+        label_noise: float = 0.0,
+        task_seed: int = 0,
+        source: str = "generated",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(source=source, **kwargs)
+        self.spec = CueWordsSpec(
+            n_classes, cues_per_class, filler_vocab_size, min_words, max_words, min_cues, max_cues, label_noise, task_seed
+        )
+        self.sizes = {"train": train_size, "valid": valid_size, "test": test_size}
+        for split, size in self.sizes.items():
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValueError(f"dataset.{split}_size={size!r} is not accepted; use a positive integer")
+        self.sample_seed = sample_seed
+
+    def _load_raw(self) -> dict[str, sources.SplitRows]:
+        return {
+            split: sources.SplitRows(
+                [self.task.example_from_row(row, i) for i, row in enumerate(generate_rows(self.spec, size, self.sample_seed, split))]
+            )
+            for split, size in self.sizes.items()
+        }

@@ -115,6 +115,10 @@ class Task:
         """What the label distribution counts: the label itself where the label set is closed."""
         return example.label
 
+    def salient_words(self, example: Example) -> frozenset[str] | None:
+        """The words known to decide the label (a generated task plants them); None where unknown."""
+        return None
+
 
 @dataclass(frozen=True)
 class NLITask(Task):
@@ -290,7 +294,38 @@ class SVAMPTask(Task):
         return PalmParse(parts[0] or None, found[0] if found else None)
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (ESNLITask(), ANLITask(), CQATask(), SVAMPTask())}
+@dataclass(frozen=True)
+class CueWordsTask(Task):
+    """The generated quickstart task (kdlight.data.cue_words): filler words with planted cue words."""
+
+    name: ClassVar[str] = "cue_words"
+    release_dir: ClassVar[str] = "cue_words"
+    release_splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
+
+    @property
+    def label_set(self) -> tuple[str, ...]:  # closed: the class names are not input words
+        from kdlight.data.cue_words import CLASS_NAMES
+
+        return CLASS_NAMES
+
+    def example_from_row(self, row: dict, index: int) -> Example:
+        text = _require_text(row, "text")
+        return Example(str(row.get("id") or f"cue-{index}"), {"text": text, "cues": list(row.get("cues", []))}, _require_text(row, "label"))
+
+    def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
+        return _TextBuilder().content(example.fields["text"]).build()
+
+    def render_teacher(self, example: Example) -> Rendered:
+        return (
+            _TextBuilder().template("Which class do the words point to?\nText: ").content(example.fields["text"])
+            .template("\nClass:").build()
+        )
+
+    def salient_words(self, example: Example) -> frozenset[str]:
+        return frozenset(example.fields["cues"])
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (ESNLITask(), ANLITask(), CQATask(), SVAMPTask(), CueWordsTask())}
 
 
 def content_words(rendered: Rendered) -> list[tuple[int, int]]:

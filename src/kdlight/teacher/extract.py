@@ -152,7 +152,7 @@ def finetune_settings(cfg: DictConfig) -> dict | None:
         for key in cfg.teacher
         if str(key).startswith("finetune")
     }
-    return {**settings, "seed": cfg.seed, "trainer_precision": cfg.trainer.precision}
+    return {**settings, "trainer_precision": cfg.trainer.precision}
 
 
 def digest_columns(*columns: list) -> str:

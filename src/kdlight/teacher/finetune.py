@@ -12,14 +12,14 @@ import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from kdlight.data.datamodule import KDDataModule
 from kdlight.io import atomic_path, write_json
 from kdlight.models import load_seq2seq_lm, load_tokenizer
 from kdlight.student.module import StudentModule
 from kdlight.teacher.cache import cache_key
-from kdlight.teacher.extract import digest_columns, finetune_settings, is_launching_process
+from kdlight.teacher.extract import digest_columns, ensure_rationale_caches, finetune_settings, is_launching_process
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,30 @@ def finetuned_teacher_dir(cfg: DictConfig, datamodule: KDDataModule) -> Path:
     return Path(cfg.paths.cache_dir) / "teachers" / f"{datamodule.task.name}-{cfg.teacher.name}-{key[:16]}"
 
 
+def teacher_rationale_caches(cfg: DictConfig, datamodule: KDDataModule) -> tuple[dict, dict]:
+    """The rationale caches of cfg.attribution.splits, and what the teacher stage did: the optional
+    fine-tuning first (teacher.finetune), then extraction on a cache miss."""
+    info: dict = {}
+    overrides = {}
+    if cfg.teacher.finetune:
+        model, tokenizer, info["finetune"] = finetune_teacher(cfg, datamodule)
+        overrides = {"model": model, "tokenizer": tokenizer}
+    caches, info["splits"] = ensure_rationale_caches(cfg, datamodule, **overrides)
+    return caches, info
+
+
+def teacher_datamodule(cfg: DictConfig, datamodule: KDDataModule) -> KDDataModule:
+    """The data the teacher is fine-tuned on: the run's, or the run's with teacher.finetune_dataset's
+    overrides (a generated task can give the teacher many more labelled examples than the student)."""
+    overrides = cfg.teacher.get("finetune_dataset")
+    if not overrides:
+        return datamodule
+    return instantiate(OmegaConf.merge(cfg.dataset, overrides))
+
+
 def finetune_teacher(cfg: DictConfig, datamodule: KDDataModule) -> tuple[object, object, dict]:
     """(model, tokenizer, summary) of the fine-tuned teacher, trained now or loaded from its folder."""
+    datamodule = teacher_datamodule(cfg, datamodule)
     folder = finetuned_teacher_dir(cfg, datamodule)
     if not (folder / "summary.json").is_file():
         from filelock import FileLock
@@ -60,10 +82,13 @@ def finetune_teacher(cfg: DictConfig, datamodule: KDDataModule) -> tuple[object,
 
 
 def _train(cfg: DictConfig, datamodule: KDDataModule, folder: Path) -> None:
+    import pytorch_lightning as pl
+
+    pl.seed_everything(cfg.teacher.finetune_seed, workers=True)
     tokenizer = instantiate(cfg.teacher.tokenizer, corpus=datamodule.corpus)
     model = instantiate(cfg.teacher.model, tokenizer=tokenizer)
     data = instantiate(
-        cfg.dataset, tokenizer=tokenizer, rendering="teacher", label_prefix="", rationale_source=None,
+        OmegaConf.merge(cfg.dataset, cfg.teacher.get("finetune_dataset") or {}), tokenizer=tokenizer, rendering="teacher", label_prefix="", rationale_source=None,
         batch_size=cfg.teacher.finetune_batch_size,
     )
     module = StudentModule(
@@ -82,5 +107,9 @@ def _train(cfg: DictConfig, datamodule: KDDataModule, folder: Path) -> None:
             tmp.unlink()
             model.save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
-            write_json(tmp / "summary.json", {"steps": trainer.global_step, "val_acc": round(float(val[0]["val/acc"]), 4)})
+            write_json(
+                tmp / "summary.json",
+                {"steps": trainer.global_step, "train_examples": len(datamodule.load_examples()["train"]),
+                 "val_acc": round(float(val[0]["val/acc"]), 4)},
+            )
     trainer.strategy.barrier()

@@ -1,0 +1,91 @@
+"""The generated cue-words task and a reduced `python train.py experiment=quickstart`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from hydra.utils import instantiate
+
+from kdlight.analysis import salient_recall
+from kdlight.data.cue_words import CueWordsSpec, generate_rows
+from tests.conftest import REPO_ROOT
+
+
+def test_generation_is_seeded_deterministic_and_extends_with_size():
+    spec = CueWordsSpec()
+    assert generate_rows(spec, 20, 0, "train") == generate_rows(spec, 20, 0, "train")
+    assert generate_rows(spec, 50, 0, "train")[:20] == generate_rows(spec, 20, 0, "train")
+    assert generate_rows(spec, 20, 1, "train") != generate_rows(spec, 20, 0, "train")
+    assert generate_rows(spec, 20, 0, "test") != generate_rows(spec, 20, 0, "train")
+
+
+def test_every_example_holds_its_planted_cues_and_only_its_class_cues():
+    spec = CueWordsSpec(n_classes=3, cues_per_class=4, min_cues=1, max_cues=3)
+    cues, fillers = spec.vocabulary()
+    owner = {word: label for label, words in cues.items() for word in words}
+    assert not set(owner) & set(fillers) and len(owner) == 12
+    for row in generate_rows(spec, 200, 3, "train"):
+        words = row["text"].split()
+        assert 1 <= len(row["cues"]) <= 3 and all(c in words for c in row["cues"])
+        assert {owner[w] for w in words if w in owner} == {row["label"]}  # no noise: the cues decide
+
+
+def test_label_noise_replaces_that_share_of_labels():
+    spec = CueWordsSpec(label_noise=0.3)
+    cues, _ = spec.vocabulary()
+    owner = {word: label for label, words in cues.items() for word in words}
+    rows = generate_rows(spec, 2000, 0, "train")
+    flipped = sum(owner[r["cues"][0]] != r["label"] for r in rows) / len(rows)
+    assert 0.26 < flipped < 0.34
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("dataset.n_classes=9", "dataset.n_classes"), ("dataset.label_noise=1.0", "dataset.label_noise"),
+     ("dataset.train_size=0", "dataset.train_size"), ("dataset.min_cues=3", "dataset.min_cues")],
+)
+def test_bad_generation_settings_name_the_key(compose, override, key):
+    cfg = compose(["dataset=cue_words", override])
+    with pytest.raises(Exception, match=key):
+        instantiate(cfg.dataset).load_examples()
+
+
+def test_datamodule_renders_cues_as_eligible_content_and_knows_them(compose):
+    datamodule = instantiate(compose(["dataset=cue_words", "dataset.train_size=10"]).dataset)
+    examples = datamodule.load_examples()
+    assert {split: len(rows) for split, rows in examples.items()} == {"train": 10, "valid": 100, "test": 500}
+    example, prompt = examples["train"][0], datamodule.teacher_prompts("train")[0]
+    ((start, end),) = prompt.spans
+    assert prompt.text[start:end] == example.fields["text"] and "Class:" not in prompt.text[start:end]
+    recall = salient_recall([" ".join(example.fields["cues"])], [example], datamodule.task)
+    assert recall["recall"] == 1.0 and 0 < recall["chance"] < 0.2
+
+
+def test_reduced_quickstart_teacher_finds_the_planted_words(tmp_path):
+    """The mechanism: a fine-tuned teacher far above chance whose top-k words hold the planted cues,
+    while the random ablation's words hold them at about chance level."""
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "WANDB_MODE": "disabled"}
+    command = [
+        sys.executable, "train.py", "experiment=quickstart", f"hydra.sweep.dir={tmp_path / 'quickstart'}",
+        f"paths.cache_dir={tmp_path / 'cache'}", "hydra.sweeper.params.seed=0", "k=3",
+        "dataset.train_size=48", "dataset.valid_size=40", "dataset.test_size=100",
+        "trainer.max_steps=20", "trainer.val_check_interval=10",
+    ]
+    out = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| student method |" in out.stdout and "planted words in the rationale" in out.stdout
+    summary = json.loads((tmp_path / "quickstart" / "quickstart.json").read_text())
+    assert summary["teacher"]["test_acc"] >= 0.7  # 4 classes: chance is 0.25
+    methods = summary["methods"]
+    assert set(methods) == {"finetune", "saliency", "random"}
+    assert methods["saliency"]["planted_recall"] >= 0.8
+    chance = methods["random"]["planted_recall_chance"]
+    assert abs(methods["random"]["planted_recall"] - chance) < 0.1 and chance < 0.2
+    assert methods["finetune"]["planted_recall"] is None
+    assert all(m["test_acc_mean"] is not None for m in methods.values())
+    assert (tmp_path / "quickstart" / "report" / "table.md").is_file()
+    assert (tmp_path / "quickstart" / "quickstart.md").read_text().count("| saliency |") == 1
