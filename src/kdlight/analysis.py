@@ -7,6 +7,7 @@ For each rationale cache (found directly, or through a run's results.json):
 - answer overlap: the share of examples whose top-k teacher words contain a word of the gold
   answer (words of the answer text less stop-words; the numbers of a SVAMP equation; not
   defined for closed label sets such as NLI, whose labels are not input words), per k;
+- on a generated task (cue_words), the recall of its planted words among the top k, and chance;
 - rationale statistics per k: words, share of stop-words, coverage of the answer choices (CQA)
   and of the problem's numbers (SVAMP);
 - saliency-<dataset>-<split>.html: N examples, every eligible word shaded by its teacher score,
@@ -289,6 +290,9 @@ def analyse_cache(cache: RationaleCache, ks: list[int], views: int, out_dir: Pat
         "teacher_accuracy": round(sum(scored) / len(scored), 4) if scored else None,
         "answer_overlap": {str(k): answer_overlap(rows, examples, task, k) for k in ks},
         "rationale_stats": {str(k): rationale_stats(rows, examples, task, k) for k in ks},
+        "salient_recall": {  # generated tasks only: the planted words among the top k
+            str(k): salient_recall([" ".join(r["texts"][:k]) for r in rows], examples, task) for k in ks
+        },
         "saliency_view": str(view),
         "_datamodule": datamodule,  # reused by the runs of this cache; dropped before writing
         "_rows": rows,
@@ -319,12 +323,13 @@ def markdown_summary(result: dict) -> str:
     for c in result["caches"]:
         lines.append(f"## {c['dataset']} {c['split']}, teacher {c['teacher']} ({c['examples']} examples)\n")
         lines.append(f"Teacher accuracy: {c['teacher_accuracy']}. Cache: `{c['cache']}`. View: `{c['saliency_view']}`.\n")
-        lines.append("| k | answer in top-k words | words | stop-word share | choice coverage | number coverage |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append("| k | answer in top-k words | planted words (recall / chance) | words | stop-word share | choice coverage | number coverage |")
+        lines.append("|---|---|---|---|---|---|---|")
         for k, overlap in c["answer_overlap"].items():
-            s = c["rationale_stats"][k]
+            s, planted = c["rationale_stats"][k], c["salient_recall"][k]
+            recall = f"{planted['recall']} / {planted['chance']}" if planted else None
             lines.append(
-                f"| {k} | {overlap['share']} | {s['words_mean']} | {s['stopword_share']} | {s['choice_coverage']} | {s['number_coverage']} |"
+                f"| {k} | {overlap['share']} | {recall} | {s['words_mean']} | {s['stopword_share']} | {s['choice_coverage']} | {s['number_coverage']} |"
             )
         lines.append("")
     if result["runs"]:
