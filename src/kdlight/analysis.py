@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import logging
 import re
 import sys
@@ -296,6 +295,7 @@ def analyse_cache(cache: RationaleCache, ks: list[int], views: int, out_dir: Pat
         "saliency_view": str(view),
         "_datamodule": datamodule,  # reused by the runs of this cache; dropped before writing
         "_rows": rows,
+        "_attribution": cache.fields["attribution"],
     }
 
 
@@ -358,8 +358,7 @@ def analyse(paths: list[Path], ks: list[int], split: str = "train", examples: in
         if not student_dir or not Path(student_dir).is_dir():
             continue
         # The cache's keyed settings (order and batch size do not change the scores).
-        keyed = json.loads((Path(cache["cache"]) / "key.json").read_text())["attribution"]
-        attribution = {"order": "input", "batch_size": 16, **keyed}
+        attribution = {"order": "input", "batch_size": 16, **cache["_attribution"]}
         rows = student_rows(student_dir, cache["_datamodule"], split, attribution, examples)
         run_results.append(
             {

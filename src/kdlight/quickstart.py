@@ -14,15 +14,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from kdlight.io import write_json, write_text
-from kdlight.report import build_report, collect_runs, mean_std
+from kdlight.report import build_report, collect_runs, format_mean_std, mean_std
 
 log = logging.getLogger(__name__)
 
 
 def _fmt(mean: float | None, std: float | None = None) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.3f}" + (f" +- {std:.3f}" if std is not None else "")
+    return format_mean_std(mean, std, digits=3, missing="-")
 
 
 def quickstart_summary(finished: list[dict]) -> dict:

@@ -117,16 +117,22 @@ def _fmt(value, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def format_mean_std(mean: float | None, std: float | None = None, digits: int = 4, missing: str = "") -> str:
+    """"0.6500 +- 0.0707"; the spread only where there is one (two or more seeds)."""
+    if mean is None:
+        return missing
+    return f"{mean:.{digits}f}" + (f" +- {std:.{digits}f}" if std is not None else "")
+
+
 def markdown_table(rows: list[dict]) -> str:
     lines = [
         "| dataset | method | k | alpha | test acc (mean +- std) | runs | best val acc (mean) |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        spread = f" +- {_fmt(r['test_acc_std'])}" if r["test_acc_std"] is not None else ""
         lines.append(
             f"| {r['dataset']} | {r['method']} | {_fmt(r['k']) or '-'} | {_fmt(r['alpha'], 2)} | "
-            f"{_fmt(r['test_acc_mean'])}{spread} | {r['runs']} | {_fmt(r['val_acc_best_mean'])} |"
+            f"{format_mean_std(r['test_acc_mean'], r['test_acc_std'])} | {r['runs']} | {_fmt(r['val_acc_best_mean'])} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -61,7 +61,7 @@ def test_tiny_run_on_cqa_writes_results_and_exports(tmp_path, dsbs_root):
     assert "train/loss_label" in metrics and "train/loss_rationale" in metrics and "val/acc" in metrics
 
     # transformers 5 removed pipeline("text2text-generation"); the export loads with the Auto classes
-    # and holds exactly the weights of the best checkpoint (the one the test used).
+    # and kdlight's own pipeline, and holds exactly the weights of the best checkpoint (the one the test used).
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -71,7 +71,12 @@ def test_tiny_run_on_cqa_writes_results_and_exports(tmp_path, dsbs_root):
     exported = model.state_dict()
     assert all(torch.equal(exported[name[len("model."):]], value) for name, value in best.items() if name.startswith("model."))
     inputs = tokenizer(["predict: Where do fish live?"], return_tensors="pt")
-    assert model.generate(**inputs, max_new_tokens=4).shape[0] == 1
+    generated = model.generate(**inputs, max_new_tokens=4)
+    assert generated.shape[0] == 1
+    from kdlight.export import student_pipeline
+
+    answer = student_pipeline(results["exported_student"])("predict: Where do fish live?", max_new_tokens=4)
+    assert answer == [{"generated_text": tokenizer.decode(generated[0], skip_special_tokens=True).strip()}]
 
     # The same sweep point with another k reuses the teacher's cache.
     again = train(tmp_path, "dataset=cqa", f"paths.data_dir={dsbs_root}", "k=2", *TINY)
