@@ -89,3 +89,20 @@ def test_reduced_quickstart_teacher_finds_the_planted_words(tmp_path):
     assert all(m["test_acc_mean"] is not None for m in methods.values())
     assert (tmp_path / "quickstart" / "report" / "table.md").is_file()
     assert (tmp_path / "quickstart" / "quickstart.md").read_text().count("| saliency |") == 1
+
+
+def test_quickstart_table_has_one_row_per_setting():
+    from kdlight.quickstart import quickstart_summary, quickstart_table
+
+    def run(method, k, seed, acc, recall=None):
+        return {"method": method, "k": k, "alpha": 0.0 if method == "finetune" else 0.5, "seed": seed, "test_acc": acc,
+                "rationale_recall": None if recall is None else {"recall": recall, "chance": 0.1}}
+
+    finished = [run("finetune", None, 0, 0.7), run("finetune", None, 1, 0.8),
+                run("saliency", 1, 0, 0.5, 0.6), run("saliency", 3, 0, 0.6, 0.9), run("saliency", 3, 1, 0.4, 0.7)]
+    methods = quickstart_summary(finished)["methods"]
+    assert set(methods) == {"finetune", "saliency k=1 alpha=0.5", "saliency k=3 alpha=0.5"}
+    assert methods["finetune"]["test_acc_mean"] == pytest.approx(0.75) and methods["finetune"]["planted_recall"] is None
+    three = methods["saliency k=3 alpha=0.5"]
+    assert three["seeds"] == [0, 1] and three["planted_recall"] == pytest.approx(0.8) and three["test_acc_mean"] == pytest.approx(0.5)
+    assert "| saliency k=1 alpha=0.5 | 1 | 0.5 | 1 | 0.600 | 0.100 | 0.500 |" in quickstart_table(quickstart_summary(finished))

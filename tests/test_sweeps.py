@@ -135,6 +135,14 @@ def test_named_sweep_runs_without_dash_m(tmp_path):
     assert methods == ["finetune", "random", "saliency", "step_by_step"]
     assert json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())["teacher_runs"] == 1
 
+    # Students trained without the teacher are compared with the teacher's cache of their dataset and split.
+    from kdlight.analysis import main
+
+    assert main([str(tmp_path / "sweep"), "--k", "2", "--examples", "4", "--views", "1"]) == 0
+    analysis = json.loads((tmp_path / "sweep" / "analysis" / "analysis.json").read_text())
+    assert sorted(r["method"] for r in analysis["runs"]) == methods
+    assert all(r["similarity"]["examples"] == 4 for r in analysis["runs"])
+
 
 @pytest.mark.slow
 def test_optuna_sweep_searches_k_and_alpha(tmp_path):

@@ -12,8 +12,9 @@ For each rationale cache (found directly, or through a run's results.json):
   and of the problem's numbers (SVAMP);
 - saliency-<dataset>-<split>.html: N examples, every eligible word shaded by its teacher score,
   the top-k words boxed.
-For each finished run with an exported student: teacher-student similarity on the first
---examples rows of the split: Jaccard overlap of the teacher's top-k words with the student's own
+For each finished run with an exported student (one trained without the teacher is compared
+with the analysed cache of its dataset and split): teacher-student similarity on the first
+--examples rows of the split (matched by example id): Jaccard overlap of the teacher's top-k words with the student's own
 gradient x input top-k words (same attribution settings, on the student's input), and how often
 the student's greedy answer equals the teacher's (needs attribution.score_teacher=true).
 
@@ -300,7 +301,8 @@ def analyse_cache(cache: RationaleCache, ks: list[int], views: int, out_dir: Pat
 
 
 def find_targets(paths: list[Path], split: str) -> tuple[list[Path], list[dict]]:
-    """Cache folders, and finished runs (results.json) whose rationales came from a cache."""
+    """Cache folders, and finished runs (results.json); a run's cache_path is the cache its
+    rationales came from, or None (finetune, random, step_by_step)."""
     from kdlight.report import collect_runs
 
     caches: list[Path] = []
@@ -313,7 +315,7 @@ def find_targets(paths: list[Path], split: str) -> tuple[list[Path], list[dict]]
             cache_path = ((run.get("teacher_stage") or {}).get("splits") or {}).get(split, {}).get("cache_path")
             if cache_path:
                 caches.append(Path(cache_path))
-                runs.append({**run, "cache_path": cache_path})
+            runs.append({**run, "cache_path": cache_path})
     unique = list(dict.fromkeys(p.resolve() for p in caches))
     return unique, runs
 
@@ -334,13 +336,18 @@ def markdown_summary(result: dict) -> str:
         lines.append("")
     if result["runs"]:
         lines.append("## Teacher and student\n")
-        lines.append("| run | method | k | examples | Jaccard of top-k words (per k) | answers agree | student acc |")
-        lines.append("|---|---|---|---|---|---|---|")
+        lines.append(
+            "| run | method | k | examples | Jaccard of top-k words (per k) | answers agree | student acc on these rows "
+            "| planted words in the student's top-k (per k) |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|")
         for r in result["runs"]:
             s = r["similarity"]
             jac = ", ".join(f"k={k}: {v}" for k, v in s["jaccard"].items())
+            planted = ", ".join(f"k={k}: {v['recall']}" for k, v in r["student_salient_recall"].items() if v) or None
             lines.append(
-                f"| `{r['path']}` | {r['method']} | {r['k']} | {s['examples']} | {jac} | {s['prediction_agreement']} | {s['student_accuracy']} |"
+                f"| `{r['path']}` | {r['method']} | {r['k']} | {s['examples']} | {jac} | {s['prediction_agreement']} "
+                f"| {s['student_accuracy']} | {planted} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -353,17 +360,30 @@ def analyse(paths: list[Path], ks: list[int], split: str = "train", examples: in
     caches = {str(p): analyse_cache(RationaleCache.open(p), ks, views, out) for p in cache_paths}
     run_results = []
     for run in runs:
-        cache = caches[str(Path(run["cache_path"]).resolve())]
+        if run["cache_path"]:
+            cache = caches[str(Path(run["cache_path"]).resolve())]
+        else:  # a student trained without the teacher: compare it with the teacher's cache of its dataset and split
+            same = [c for c in caches.values() if (c["dataset"], c["split"]) == (run["dataset"], split)]
+            if len(same) != 1:
+                log.warning("%s: no single analysed %s %s cache to compare its student with; skipped", run["path"], run["dataset"], split)
+                continue
+            cache = same[0]
         student_dir = run.get("exported_student")
         if not student_dir or not Path(student_dir).is_dir():
             continue
         # The cache's keyed settings (order and batch size do not change the scores).
         attribution = {"order": "input", "batch_size": 16, **cache["_attribution"]}
-        rows = student_rows(student_dir, cache["_datamodule"], split, attribution, examples)
+        datamodule = cache["_datamodule"]
+        rows = student_rows(student_dir, datamodule, split, attribution, examples)
+        scored_examples = datamodule.load_examples()[split][: len(rows)]
         run_results.append(
             {
                 "path": run["path"], "method": run["method"], "k": run["k"], "alpha": run["alpha"], "seed": run["seed"],
-                "similarity": similarity(cache["_rows"], rows, ks, cache["_datamodule"].task.answer_kind),
+                "similarity": similarity(cache["_rows"], rows, ks, datamodule.task.answer_kind),
+                "student_salient_recall": {  # generated tasks: the planted words among the student's own top k
+                    str(k): salient_recall([" ".join(r["texts"][:k]) for r in rows], scored_examples, datamodule.task)
+                    for k in ks
+                },
             }
         )
     result = {

@@ -27,16 +27,20 @@ def quickstart_summary(finished: list[dict]) -> dict:
     """Teacher accuracy, planted-word recall of each method's rationales, student accuracy per method."""
     teacher = next((r["teacher_stage"] for r in finished if r.get("teacher_stage")), None) or {}
     splits = teacher.get("splits", {})
+    settings = sorted({(r["method"], r.get("k"), r.get("alpha")) for r in finished}, key=str)
+    several = {m for m, _, _ in settings if sum(1 for s in settings if s[0] == m) > 1}
     methods: dict[str, Any] = {}
-    for method in sorted({r["method"] for r in finished}):
-        runs = [r for r in finished if r["method"] == method]
+    for method, k, alpha in settings:  # one row per setting; the name alone where a method has one setting
+        runs = [r for r in finished if (r["method"], r.get("k"), r.get("alpha")) == (method, k, alpha)]
         accuracy = mean_std([r["test_acc"] for r in runs if r.get("test_acc") is not None])
         recall = [r["rationale_recall"] for r in runs if r.get("rationale_recall")]
-        methods[method] = {
+        name = f"{method} k={k} alpha={alpha:g}" if method in several else method
+        methods[name] = {
+            "method": method,
             "runs": len(runs),
             "seeds": sorted(r["seed"] for r in runs),
-            "k": runs[0].get("k"),
-            "alpha": runs[0].get("alpha"),
+            "k": k,
+            "alpha": alpha,
             "test_acc_mean": accuracy[0],
             "test_acc_std": accuracy[1],
             "planted_recall": mean_std([x["recall"] for x in recall])[0],
