@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kdlight.compose import compose_config  # noqa: E402
+from kdlight.pipeline import configure_numerics  # noqa: E402
 
 T5_V1_1_SMALL = {"d_model": 512, "d_ff": 1024, "num_layers": 8, "num_heads": 6, "d_kv": 64, "vocab_size": 32128}
 
@@ -49,6 +50,7 @@ def main() -> None:
         ],
         output_dir=work / "run",
     )
+    configure_numerics(cfg)  # as train.py does (flush_denormal)
     torch.manual_seed(0)
     datamodule = instantiate(cfg.dataset)
     datamodule.load_examples()
@@ -85,7 +87,7 @@ def main() -> None:
     }
     results = {
         "student_shape": "t5_v1_1_small", **T5_V1_1_SMALL, "batch_size": args.batch_size, "steps_timed_per_mode": len(label_only),
-        "k": args.k, "device": f"cpu ({torch.get_num_threads()} threads)", "torch": torch.__version__,
+        "k": args.k, "flush_denormal": bool(cfg.flush_denormal), "device": f"cpu ({torch.get_num_threads()} threads)", "torch": torch.__version__,
         "python": platform.python_version(), "mean_target_tokens": lengths,
         "seconds_per_step": {"label_only": round(statistics.median(label_only), 4), "dual_task": round(statistics.median(dual), 4)},
         "ratio_dual_over_label_only": round(statistics.median(dual) / statistics.median(label_only), 3),

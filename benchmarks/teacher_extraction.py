@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from kdlight.compose import compose_config  # noqa: E402
 from kdlight.data.batching import pad_task_batch  # noqa: E402
+from kdlight.pipeline import configure_numerics  # noqa: E402
 from kdlight.teacher.extract import (  # noqa: E402
     build_teacher, extract_split, plan_batches, rationale_cache, tokenize_teacher_inputs,
 )
@@ -75,6 +76,7 @@ def main() -> None:
     if args.dataset == "anli":
         overrides.append("dataset.train_stand_in=valid")  # the release here has no ANLI train split
     cfg = compose_config(overrides, output_dir=work / "run")
+    configure_numerics(cfg)  # as train.py and kdlight.attribute do (flush_denormal)
     from hydra.utils import instantiate
 
     datamodule = instantiate(cfg.dataset)

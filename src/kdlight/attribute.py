@@ -16,6 +16,7 @@ from hydra.errors import HydraException
 from hydra.utils import instantiate
 
 from kdlight.compose import compose_config
+from kdlight.pipeline import configure_numerics
 from kdlight.teacher.finetune import teacher_rationale_caches
 
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         cfg = compose_config(sys.argv[1:] if argv is None else argv)
+        configure_numerics(cfg)
         datamodule = instantiate(cfg.dataset)
         _, summary = teacher_rationale_caches(cfg, datamodule)  # fine-tunes the teacher first if teacher.finetune
     except (HydraException, ValueError, OSError) as err:

@@ -103,6 +103,13 @@ def _metric(metrics: dict, name: str) -> float | None:
     return None if value is None else round(float(value), 6)
 
 
+def configure_numerics(cfg: DictConfig) -> None:
+    """Process-wide numeric settings from the config (flush_denormal: CPU denormals become zero)."""
+    import torch
+
+    torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
+
+
 def run(cfg: DictConfig) -> float | None:
     """The whole run; returns cfg.optimized_metric for Hydra sweepers."""
     validate_config(cfg)
@@ -144,6 +151,7 @@ def record_failure(cfg: DictConfig, err: BaseException) -> None:
 def _run(cfg: DictConfig) -> float | None:
     started = time.monotonic()
     output_dir = Path(cfg.paths.output_dir)
+    configure_numerics(cfg)
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule: KDDataModule = instantiate(cfg.dataset)
