@@ -12,6 +12,7 @@ Results go to benchmarks/results/student_step_<device>.json (not asserted).
 from __future__ import annotations
 
 import argparse
+from contextlib import ExitStack
 import json
 import platform
 import statistics
@@ -26,12 +27,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kdlight.compose import compose_config  # noqa: E402
-from kdlight.pipeline import configure_numerics  # noqa: E402
+from kdlight.pipeline import numeric_settings  # noqa: E402
 
 T5_V1_1_SMALL = {"d_model": 512, "d_ff": 1024, "num_layers": 8, "num_heads": 6, "d_kv": 64, "vocab_size": 32128}
 
 
 def main() -> None:
+    with ExitStack() as stack:
+        _main(stack)
+
+
+def _main(stack: ExitStack) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=8)
@@ -50,7 +56,7 @@ def main() -> None:
         ],
         output_dir=work / "run",
     )
-    configure_numerics(cfg)  # as train.py does (flush_denormal)
+    stack.enter_context(numeric_settings(cfg))  # as train.py and kdlight.attribute (flush_denormal)
     torch.manual_seed(0)
     datamodule = instantiate(cfg.dataset)
     datamodule.load_examples()

@@ -18,6 +18,7 @@ captum and inseq are benchmark-only: pip install captum inseq.
 from __future__ import annotations
 
 import argparse
+from contextlib import ExitStack
 import json
 import platform
 import statistics
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from kdlight.compose import compose_config  # noqa: E402
 from kdlight.data.batching import pad_task_batch  # noqa: E402
-from kdlight.pipeline import configure_numerics  # noqa: E402
+from kdlight.pipeline import numeric_settings  # noqa: E402
 from kdlight.teacher.extract import (  # noqa: E402
     build_teacher, extract_split, plan_batches, rationale_cache, tokenize_teacher_inputs,
 )
@@ -54,6 +55,11 @@ def timed(fn) -> float:
 
 
 def main() -> None:
+    with ExitStack() as stack:
+        _main(stack)
+
+
+def _main(stack: ExitStack) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="cqa", choices=["cqa", "anli"])
     parser.add_argument("--rows", type=int, default=64)
@@ -76,7 +82,7 @@ def main() -> None:
     if args.dataset == "anli":
         overrides.append("dataset.train_stand_in=valid")  # the release here has no ANLI train split
     cfg = compose_config(overrides, output_dir=work / "run")
-    configure_numerics(cfg)  # as train.py and kdlight.attribute do (flush_denormal)
+    stack.enter_context(numeric_settings(cfg))  # as train.py and kdlight.attribute (flush_denormal)
     from hydra.utils import instantiate
 
     datamodule = instantiate(cfg.dataset)

@@ -90,3 +90,16 @@ def test_a_run_that_fails_writes_a_failed_results_json(compose, tmp_path):
     assert results["method"] == "finetune" and results["dataset"] == "cqa"
     runs = collect_runs([tmp_path / "run"])
     assert runs.finished == [] and runs.failed[0]["error"] == results["error"]
+
+
+def test_flush_denormal_holds_only_inside_a_run(compose):
+    import torch
+
+    from kdlight.pipeline import numeric_settings
+
+    tiny = torch.tensor([1e-39])  # a denormal float32
+    with numeric_settings(compose(["flush_denormal=true"])):
+        assert (tiny * 1.0).item() == 0.0
+    assert (tiny * 1.0).item() != 0.0  # PyTorch's default is back for whatever runs next
+    with numeric_settings(compose(["flush_denormal=false"])):
+        assert (tiny * 1.0).item() != 0.0

@@ -16,7 +16,7 @@ from hydra.errors import HydraException
 from hydra.utils import instantiate
 
 from kdlight.compose import compose_config
-from kdlight.pipeline import configure_numerics
+from kdlight.pipeline import numeric_settings
 from kdlight.teacher.finetune import teacher_rationale_caches
 
 
@@ -24,9 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         cfg = compose_config(sys.argv[1:] if argv is None else argv)
-        configure_numerics(cfg)
         datamodule = instantiate(cfg.dataset)
-        _, summary = teacher_rationale_caches(cfg, datamodule)  # fine-tunes the teacher first if teacher.finetune
+        with numeric_settings(cfg):
+            _, summary = teacher_rationale_caches(cfg, datamodule)  # fine-tunes the teacher first if teacher.finetune
     except (HydraException, ValueError, OSError) as err:
         cause = err.__cause__ if isinstance(err, HydraException) and err.__cause__ else err
         print(f"error: {cause}", file=sys.stderr)

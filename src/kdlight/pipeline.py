@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
@@ -103,18 +104,28 @@ def _metric(metrics: dict, name: str) -> float | None:
     return None if value is None else round(float(value), 6)
 
 
-def configure_numerics(cfg: DictConfig) -> None:
-    """Process-wide numeric settings from the config (flush_denormal: CPU denormals become zero)."""
+@contextmanager
+def numeric_settings(cfg: DictConfig) -> Iterator[None]:
+    """The config's process-wide numeric settings for the duration of a stage: flush_denormal makes
+    CPU denormals zero (PyTorch's default, off, is restored afterwards)."""
     import torch
 
-    torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
+    flush = bool(cfg.get("flush_denormal", True))
+    if flush:
+        torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if flush:
+            torch.set_flush_denormal(False)
 
 
 def run(cfg: DictConfig) -> float | None:
     """The whole run; returns cfg.optimized_metric for Hydra sweepers."""
     validate_config(cfg)
     try:
-        return _run(cfg)
+        with numeric_settings(cfg):
+            return _run(cfg)
     except Exception as err:
         record_failure(cfg, err)
         raise
@@ -151,7 +162,6 @@ def record_failure(cfg: DictConfig, err: BaseException) -> None:
 def _run(cfg: DictConfig) -> float | None:
     started = time.monotonic()
     output_dir = Path(cfg.paths.output_dir)
-    configure_numerics(cfg)
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule: KDDataModule = instantiate(cfg.dataset)

@@ -8,7 +8,7 @@ import pytest
 from kdlight.data import ANLIDataModule, CQADataModule, ESNLIDataModule, SVAMPDataModule
 from kdlight.data.sources import BadRowError, DataSourceError
 from kdlight.hub import HubUnavailableError
-from tests.conftest import CQA_ROWS, write_jsonl
+from tests.conftest import CQA_ROWS
 
 
 def test_cqa_valid_is_carved_from_train_and_palm_follows_rows(release_root):

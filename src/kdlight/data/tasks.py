@@ -13,7 +13,7 @@ choices, problem text): only words inside those spans may become rationale words
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
