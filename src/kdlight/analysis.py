@@ -34,7 +34,7 @@ from typing import Any
 
 from kdlight.data.tasks import Example, Rendered, Task
 from kdlight.io import write_json, write_text
-from kdlight.teacher.cache import RationaleCache
+from kdlight.teacher.cache import RationaleCache, rows_accuracy
 from kdlight.teacher.selection import is_stopword
 
 log = logging.getLogger(__name__)
@@ -163,8 +163,7 @@ def similarity(teacher_rows: list[dict], student_rows: list[dict], ks: list[int]
     )
     if not answered:
         result["prediction_agreement_note"] = "the cache has no teacher answers; extract with attribution.score_teacher=true"
-    student_scored = [s["teacher_correct"] for _, s in pairs if s.get("teacher_correct") is not None]
-    result["student_accuracy"] = round(sum(student_scored) / len(student_scored), 4) if student_scored else None
+    result["student_accuracy"] = rows_accuracy([s for _, s in pairs])  # the student's answers, scored like the teacher's
     return result
 
 
@@ -249,7 +248,7 @@ def student_rows(student_dir: str | Path, datamodule, split: str, attribution: d
     model = AutoModelForSeq2SeqLM.from_pretrained(str(student_dir))
     datamodule.tokenizer = tokenizer  # the student's eos token separates NLI inputs, as in training
     examples = datamodule.load_examples()[split][:limit]
-    rendered = datamodule.student_inputs(split) if datamodule.rendering == "student" else datamodule.teacher_prompts(split)
+    rendered = datamodule.model_inputs(split)
     prefix = datamodule.prefixes["label"]
     inputs = [
         Rendered(prefix + r.text, tuple((a + len(prefix), b + len(prefix)) for a, b in r.spans)) for r in rendered[:limit]
@@ -276,7 +275,6 @@ def analyse_cache(cache: RationaleCache, ks: list[int], views: int, out_dir: Pat
     if [r["id"] for r in rows] != [ex.id for ex in examples]:
         raise ValueError(f"{cache.path}: its rows do not match the {cache.fields['split']} examples of its dataset config")
     task, split = datamodule.task, cache.fields["split"]
-    scored = [r["teacher_correct"] for r in rows if r["teacher_correct"] is not None]
     view = out_dir / f"saliency-{task.name}-{split}-{cache.key[:8]}.html"
     prompts = datamodule.teacher_prompts(split)
     k_view = 5 if 5 in ks else ks[0]
@@ -287,7 +285,7 @@ def analyse_cache(cache: RationaleCache, ks: list[int], views: int, out_dir: Pat
         "split": split,
         "teacher": cache.fields["teacher"],
         "examples": len(rows),
-        "teacher_accuracy": round(sum(scored) / len(scored), 4) if scored else None,
+        "teacher_accuracy": rows_accuracy(rows),
         "answer_overlap": {str(k): answer_overlap(rows, examples, task, k) for k in ks},
         "rationale_stats": {str(k): rationale_stats(rows, examples, task, k) for k in ks},
         "salient_recall": {  # generated tasks only: the planted words among the top k

@@ -199,6 +199,10 @@ class KDDataModule(pl.LightningDataModule):
             self._rendered[key] = [self.task.render_teacher(ex) for ex in self.load_examples()[split]]
         return self._rendered[key]
 
+    def model_inputs(self, split: str) -> list[Rendered]:
+        """What the model trained here reads (dataset.rendering), before the task prefixes."""
+        return self.student_inputs(split) if self.rendering == "student" else self.teacher_prompts(split)
+
     def corpus(self) -> list[str]:
         """Every text a model of this run reads or writes (for training a tiny tokenizer)."""
         texts = [" ".join(self.prefixes.values())]
@@ -220,8 +224,7 @@ class KDDataModule(pl.LightningDataModule):
         if self.features:
             return
         for split, examples in self.load_examples().items():
-            rendered = self.student_inputs(split) if self.rendering == "student" else self.teacher_prompts(split)
-            inputs = [r.text for r in rendered]
+            inputs = [r.text for r in self.model_inputs(split)]
             columns: dict[str, list[str | None]] = {
                 "input_ids": [self.prefixes["label"] + text for text in inputs],
                 "labels": [ex.label for ex in examples],

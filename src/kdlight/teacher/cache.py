@@ -50,6 +50,12 @@ SCHEMA = pa.schema(
 )
 
 
+def rows_accuracy(rows: list[dict]) -> float | None:
+    """Share of the scored rows (teacher_correct not null) whose answer was correct; None if none were scored."""
+    scored = [r["teacher_correct"] for r in rows if r.get("teacher_correct") is not None]
+    return round(sum(scored) / len(scored), 4) if scored else None
+
+
 class CacheCorrupt(RuntimeError):
     pass
 

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from kdlight.data.batching import pad_task_batch
 from kdlight.data.datamodule import KDDataModule
 from kdlight.data.tasks import Rendered
-from kdlight.teacher.cache import RationaleCache
+from kdlight.teacher.cache import RationaleCache, rows_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -246,13 +246,12 @@ def extract_split(cfg: DictConfig, datamodule: KDDataModule, split: str, cache: 
 
 def split_summary(cache: RationaleCache, k: int | None) -> dict:
     rows = cache.read()
-    scored = [r["teacher_correct"] for r in rows if r["teacher_correct"] is not None]
     return {
         "examples": len(rows),
         "cache_path": str(cache.path),
         "k": k,
         "rows_k_exceeds_eligible": None if k is None else sum(1 for r in rows if r["n_eligible"] < k),
-        "teacher_accuracy": round(sum(scored) / len(scored), 4) if scored else None,
+        "teacher_accuracy": rows_accuracy(rows),
     }
 
 
