@@ -1,21 +1,31 @@
-"""A text-to-text pipeline for exported students (`<run>/student/`, saved with save_pretrained).
+"""The exported student (`<run>/student/`): weights, tokenizer and its own text-to-text pipeline.
 
-transformers 5 removed `pipeline("text2text-generation")` and blocks that task name on purpose
-(its REMOVED_TASKS table; upstream issue #44509), so no built-in pipeline serves T5 any more.
-kdlight does not patch transformers' tables; it provides the pipeline itself, a regular
-`transformers.Pipeline` subclass (batching, devices and generate kwargs as usual):
+transformers 5 removed the built-in "text2text-generation" pipeline and blocks that task name
+(its REMOVED_TASKS table), except for a model folder that declares its own pipeline for the
+task: `config.json` `custom_pipelines` plus the pipeline's code beside the weights (the Hub's
+mechanism for custom pipelines, `PIPELINE_REGISTRY.register_pipeline` + `Pipeline.save_pretrained`).
+`save_student` writes the export that way, so the usual call works again:
 
-    from kdlight.export import student_pipeline
-    student = student_pipeline("outputs/train/.../student")
+    from transformers import pipeline
+    student = pipeline("text2text-generation", model="outputs/train/.../student", trust_remote_code=True)
     student("predict: <input in the step-by-step format>", max_new_tokens=32)
     # -> [{"generated_text": "..."}]
+
+`trust_remote_code=True` runs the copy of this file saved in the folder. Without it, pass the class:
+`pipeline("text2text-generation", model=path, pipeline_class=Text2TextGenerationPipeline)`, or use
+`student_pipeline(path)`. This file imports nothing but transformers: it travels with the export.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import Any
 
 from transformers.pipelines import Pipeline
+
+TASK = "text2text-generation"
 
 
 class Text2TextGenerationPipeline(Pipeline):
@@ -43,8 +53,37 @@ class Text2TextGenerationPipeline(Pipeline):
         return [{"generated_text": text.strip()} for text in texts]
 
 
+def register_pipeline() -> None:
+    """Declare the pipeline for TASK (once per process): what makes save_pretrained ship it."""
+    if getattr(Text2TextGenerationPipeline, "_registered_impl", None):
+        return
+    from transformers import AutoModelForSeq2SeqLM
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=Text2TextGenerationPipeline, pt_model=AutoModelForSeq2SeqLM)
+
+
+def save_student(model, tokenizer, path: str | os.PathLike) -> str:
+    """Model, tokenizer, `custom_pipelines` and this file into `path`, all or nothing (written
+    beside it, then renamed over it)."""
+    register_pipeline()
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".student-", dir=parent)
+    try:
+        Text2TextGenerationPipeline(model=model, tokenizer=tokenizer).save_pretrained(staging)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path
+
+
 def student_pipeline(path: str, device: Any = None) -> Text2TextGenerationPipeline:
-    """The exported student at `path` (model and tokenizer) as a pipeline."""
+    """The exported student at `path` (model and tokenizer) as a pipeline, without running saved code."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     model = AutoModelForSeq2SeqLM.from_pretrained(path)

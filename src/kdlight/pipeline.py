@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from kdlight.config import validate_config
 from kdlight.data.datamodule import KDDataModule
 from kdlight.io import write_json
+from kdlight.export import save_student
 
 log = logging.getLogger(__name__)
 
@@ -208,10 +209,7 @@ def _run(cfg: DictConfig) -> float | None:
         "output_dir": str(output_dir),
     }
     if trainer.is_global_zero:
-        export_dir = output_dir / "student"
-        student.model.save_pretrained(str(export_dir))
-        tokenizer.save_pretrained(str(export_dir))
-        results["exported_student"] = str(export_dir)
+        results["exported_student"] = save_student(student.model, tokenizer, output_dir / "student")
         write_json(output_dir / "results.json", results)
         log.info("results: test/acc=%s val/acc_best=%s -> %s", results["test_acc"], results["val_acc_best"], output_dir / "results.json")
     metric = cfg.get("optimized_metric")

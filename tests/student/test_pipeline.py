@@ -60,23 +60,28 @@ def test_tiny_run_on_cqa_writes_results_and_exports(tmp_path, dsbs_root):
     metrics = (Path(results["output_dir"]) / "csv" / "metrics.csv").read_text()
     assert "train/loss_label" in metrics and "train/loss_rationale" in metrics and "val/acc" in metrics
 
-    # transformers 5 removed pipeline("text2text-generation"); the export loads with the Auto classes
-    # and kdlight's own pipeline, and holds exactly the weights of the best checkpoint (the one the test used).
+    # The export loads with the Auto classes, holds exactly the weights of the best checkpoint (the
+    # one the test used), and loads with transformers.pipeline("text2text-generation", ...) through
+    # the pipeline it ships (transformers 5 blocks that task name for folders without one).
     import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
-    model = AutoModelForSeq2SeqLM.from_pretrained(results["exported_student"])
-    tokenizer = AutoTokenizer.from_pretrained(results["exported_student"])
+    export = results["exported_student"]
+    model = AutoModelForSeq2SeqLM.from_pretrained(export)
+    tokenizer = AutoTokenizer.from_pretrained(export)
     best = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
     exported = model.state_dict()
     assert all(torch.equal(exported[name[len("model."):]], value) for name, value in best.items() if name.startswith("model."))
     inputs = tokenizer(["predict: Where do fish live?"], return_tensors="pt")
     generated = model.generate(**inputs, max_new_tokens=4)
-    assert generated.shape[0] == 1
-    from kdlight.export import student_pipeline
+    expected = [{"generated_text": tokenizer.decode(generated[0], skip_special_tokens=True).strip()}]
+    from kdlight.export import Text2TextGenerationPipeline, student_pipeline
 
-    answer = student_pipeline(results["exported_student"])("predict: Where do fish live?", max_new_tokens=4)
-    assert answer == [{"generated_text": tokenizer.decode(generated[0], skip_special_tokens=True).strip()}]
+    assert pipeline("text2text-generation", model=export, trust_remote_code=True)("predict: Where do fish live?", max_new_tokens=4) == expected
+    assert pipeline("text2text-generation", model=export, pipeline_class=Text2TextGenerationPipeline)(
+        "predict: Where do fish live?", max_new_tokens=4
+    ) == expected
+    assert student_pipeline(export)("predict: Where do fish live?", max_new_tokens=4) == expected
 
     # The same sweep point with another k reuses the teacher's cache.
     again = train(tmp_path, "dataset=cqa", f"paths.data_dir={dsbs_root}", "k=2", *TINY)

@@ -73,7 +73,9 @@ def grad_x_input(
         embeds = encoder_embeddings(model, input_ids)
         # decoder_input_ids rather than labels: the model would otherwise also compute its own loss.
         decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels=labels)
-        logits = model(inputs_embeds=embeds, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids).logits
+        logits = model(
+            inputs_embeds=embeds, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids, use_cache=False
+        ).logits
         score = target_log_probs(logits, labels).sum()
         (grad,) = torch.autograd.grad(score, embeds)
     scores = reduce_hidden(grad.float() * embeds.detach().float(), aggregate)
