@@ -4,7 +4,7 @@ transformers 5 removed the built-in "text2text-generation" pipeline and blocks t
 (its REMOVED_TASKS table), except for a model folder that declares its own pipeline for the
 task: `config.json` `custom_pipelines` plus the pipeline's code beside the weights (the Hub's
 mechanism for custom pipelines, `PIPELINE_REGISTRY.register_pipeline` + `Pipeline.save_pretrained`).
-`save_student` writes the export that way, so the usual call works again:
+`kdlight.pipeline.save_student` writes the export that way, so the usual call works again:
 
     from transformers import pipeline
     student = pipeline("text2text-generation", model="outputs/train/.../student", trust_remote_code=True)
@@ -18,9 +18,6 @@ mechanism for custom pipelines, `PIPELINE_REGISTRY.register_pipeline` + `Pipelin
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from typing import Any
 
 from transformers.pipelines import Pipeline
@@ -61,25 +58,6 @@ def register_pipeline() -> None:
     from transformers.pipelines import PIPELINE_REGISTRY
 
     PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=Text2TextGenerationPipeline, pt_model=AutoModelForSeq2SeqLM)
-
-
-def save_student(model, tokenizer, path: str | os.PathLike) -> str:
-    """Model, tokenizer, `custom_pipelines` and this file into `path`, all or nothing (written
-    beside it, then renamed over it)."""
-    register_pipeline()
-    path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".student-", dir=parent)
-    try:
-        Text2TextGenerationPipeline(model=model, tokenizer=tokenizer).save_pretrained(staging)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return path
 
 
 def student_pipeline(path: str, device: Any = None) -> Text2TextGenerationPipeline:

@@ -16,7 +16,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
     A crash or exception leaves `path` untouched (either absent or its previous content). The block
-    may replace the temporary file by a directory (unlink it first), which is then renamed whole.
+    may replace the temporary file by a directory (unlink it first), which is then renamed whole,
+    also over an existing directory (moved aside first: rename cannot replace a non-empty one).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -25,7 +26,17 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
+        if tmp_path.is_dir() and target.is_dir():
+            previous = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, previous)
+            try:
+                os.replace(tmp_path, target)
+            except BaseException:
+                os.replace(previous, target)
+                raise
+            shutil.rmtree(previous)
+        else:
+            os.replace(tmp_path, target)
     finally:
         if tmp_path.is_dir():
             shutil.rmtree(tmp_path)

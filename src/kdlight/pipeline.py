@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdlight.config import validate_config
 from kdlight.data.datamodule import KDDataModule
-from kdlight.io import write_json
-from kdlight.export import save_student
+from kdlight.io import atomic_path, write_json
+from kdlight.export import Text2TextGenerationPipeline, register_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,16 @@ def _run(cfg: DictConfig) -> float | None:
         log.info("results: test/acc=%s val/acc_best=%s -> %s", results["test_acc"], results["val_acc_best"], output_dir / "results.json")
     metric = cfg.get("optimized_metric")
     return _metric(metrics, metric) if metric else None
+
+
+def save_student(model, tokenizer, path: str | Path) -> str:
+    """Model, tokenizer and the pipeline that serves them (config `custom_pipelines` + export.py)
+    into `path`, all or nothing. kdlight.export is what gets copied, so it imports only transformers."""
+    register_pipeline()
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        Text2TextGenerationPipeline(model=model, tokenizer=tokenizer).save_pretrained(str(tmp))
+    return str(path)
 
 
 def rationale_recall(datamodule: KDDataModule) -> dict | None:

@@ -5,8 +5,9 @@ import json
 import pytest
 from transformers import pipeline
 
-from kdlight.export import Text2TextGenerationPipeline, save_student
+from kdlight.export import Text2TextGenerationPipeline
 from kdlight.models import tiny_t5
+from kdlight.pipeline import save_student
 
 
 @pytest.fixture
@@ -33,6 +34,7 @@ def test_export_declares_its_pipeline_and_loads_with_the_task_name(tmp_path, stu
 
 def test_a_failed_export_leaves_the_previous_one_and_no_staging_folder(tmp_path, student, tokenizer, monkeypatch):
     save_student(student, tokenizer, tmp_path / "student")
+    save_student(student, tokenizer, tmp_path / "student")  # a re-export replaces the folder whole
     before = sorted(p.name for p in (tmp_path / "student").iterdir())
 
     def disk_full(*args, **kwargs):

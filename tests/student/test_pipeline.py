@@ -74,6 +74,7 @@ def test_tiny_run_on_cqa_writes_results_and_exports(tmp_path, dsbs_root):
     assert all(torch.equal(exported[name[len("model."):]], value) for name, value in best.items() if name.startswith("model."))
     inputs = tokenizer(["predict: Where do fish live?"], return_tensors="pt")
     generated = model.generate(**inputs, max_new_tokens=4)
+    assert generated.shape[0] == 1
     expected = [{"generated_text": tokenizer.decode(generated[0], skip_special_tokens=True).strip()}]
     from kdlight.export import Text2TextGenerationPipeline, student_pipeline
 
