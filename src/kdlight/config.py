@@ -1,4 +1,9 @@
-"""The composed Hydra config: where it lives, its resolvers, and its validation."""
+"""The composed Hydra config: where it lives, its resolvers, and its validation.
+
+The config tree ships inside the package (`kdlight.conf`, mapped from the repository's conf/), so
+`pip install .` and `kdlight-train` work from any folder. Validation runs before any model or
+data is loaded, and, from the command line, before Hydra makes a run folder.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +22,27 @@ class ConfigError(ValueError):
 
 
 def config_dir() -> Path:
-    """conf/ at the repository root (override with KDLIGHT_CONFIG_DIR)."""
+    """The packaged config tree (override with KDLIGHT_CONFIG_DIR)."""
     configured = os.environ.get("KDLIGHT_CONFIG_DIR")
-    path = Path(configured) if configured else Path(__file__).resolve().parents[2] / "conf"
+    if configured:
+        path = Path(configured)
+    else:
+        from importlib.resources import files
+
+        path = Path(str(files("kdlight.conf")))
     if not (path / "train.yaml").is_file():
         raise FileNotFoundError(
-            f"kdlight's config tree was not found at {path} (no train.yaml). Install the package from its "
-            "repository with `pip install -e .`, or set KDLIGHT_CONFIG_DIR to the conf/ folder."
+            f"kdlight's config tree was not found at {path} (no train.yaml). Reinstall the package "
+            "(`pip install .` or `pip install -e .` from its repository), or set KDLIGHT_CONFIG_DIR to a conf/ folder."
         )
     return path
+
+
+def project_root() -> Path:
+    """Where outputs, caches and multiruns go by default: the repository checkout the configs come
+    from (conf/ beside pyproject.toml), otherwise the current folder."""
+    checkout = config_dir().parent
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
 
 
 def _best_precision() -> str:
@@ -56,20 +73,22 @@ def sweep_group() -> str | None:
     return f"{sweep_dir.parent.name}/{sweep_dir.name}"
 
 
-def run_tags(user_tags, dataset, method, k, alpha, seed) -> list[str]:
-    """The user's tags plus dataset, method, k (only where the method uses it), alpha and seed."""
+def run_tags(user_tags, dataset, method, k, alpha, seed, attribution=None) -> list[str]:
+    """The user's tags plus dataset, method, attribution, k (only where the method uses it), alpha and seed."""
     tags = [str(t) for t in (user_tags or [])]
     tags += [f"dataset={dataset}", f"method={method}", f"alpha={alpha}", f"seed={seed}"]
     if k is not None:
         tags.append(f"k={k}")
+    if attribution is not None:
+        tags.append(f"attribution={attribution}")
     return tags
 
 
 def register_resolvers() -> None:
-    """${kd_root:} is the repository root; ${kd_precision:} the best Trainer precision here;
+    """${kd_root:} is the project root; ${kd_precision:} the best Trainer precision here;
     ${kd_slug:text} a safe folder name; ${kd_sweep_group:} and ${kd_run_tags:...} name W&B runs."""
     for name, resolver in (
-        ("kd_root", lambda: str(config_dir().parent)),
+        ("kd_root", lambda: str(project_root())),
         ("kd_precision", _best_precision),
         ("kd_slug", run_slug),
         ("kd_sweep_group", sweep_group),
@@ -83,7 +102,12 @@ register_resolvers()
 
 
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+    """A config group's options (files starting with _ are bases other files extend)."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -94,28 +118,62 @@ def validate_config(cfg: DictConfig) -> None:
     method = cfg.method.name
     if method not in group_options("method"):
         raise ConfigError(f"method.name={method!r} is not known; use one of {group_options('method')}")
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed={seed!r} is not accepted; use an integer")
+    try:
+        from kdlight.runtime import resolve_threads
+
+        resolve_threads(cfg.get("threads", "auto"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     alpha = cfg.get("alpha")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]:
+    if not _number(alpha) or not ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]:
         raise ConfigError(f"alpha={alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
     method_alpha = cfg.method.alpha
-    if not 0.0 <= float(method_alpha) <= 1.0:
+    if not _number(method_alpha) or not 0.0 <= float(method_alpha) <= 1.0:
         raise ConfigError(f"method.alpha={method_alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
     if "k" in cfg.method:
         k = cfg.method.k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError(f"k={k!r} is not accepted with method={method}; use an integer >= 1")
         max_k = cfg.attribution.max_k
-        if method == "saliency" and k > max_k:
+        if method == "saliency" and isinstance(max_k, int) and k > max_k:
             raise ConfigError(
                 f"k={k} is larger than attribution.max_k={max_k} (the ranked units cached per example); "
                 f"raise attribution.max_k or lower k"
             )
     if cfg.method.get("needs_teacher"):
-        from kdlight.teacher.settings import check_attribution
-
-        try:
-            check_attribution(cfg.attribution)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        check_attribution(cfg.attribution)
     if float(method_alpha) > 0 and cfg.method.get("rationale") is None:
         raise ConfigError(f"method={method} has no rationale source, so alpha must be 0 (got {method_alpha})")
+
+
+def check_attribution(attribution) -> None:
+    """The shared attribution settings and the chosen method's own (the registry says which exist)."""
+    from kdlight.attribution.settings import check_shared
+
+    try:
+        check_shared(attribution)
+        from kdlight.attribution.registry import METHODS, method_from_settings
+        import kdlight.attribution  # noqa: F401  (registers the methods)
+
+        if attribution.get("method") not in METHODS:
+            raise ValueError(f"attribution.method={attribution.get('method')!r} is not accepted; use one of {sorted(METHODS)}")
+        method_from_settings(attribution)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def check_sources(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher")) -> None:
+    """Hub ids need the hub: fail within seconds when it is unreachable (before the heavy imports),
+    saying how to work from a local folder instead. The teacher counts only where the method needs it."""
+    from kdlight.hub import hub_endpoint, hub_offline_mode, require_reachable
+    from kdlight.models import hub_hint, is_local
+
+    nodes = [(role, cfg.get(role)) for role in roles if role != "teacher" or cfg.method.get("needs_teacher") or roles == ("teacher",)]
+    for role, node in nodes:
+        name = OmegaConf.select(node, "model.name_or_path", default=None) if node is not None else None
+        if not isinstance(name, str) or is_local(name) or hub_offline_mode():
+            continue
+        require_reachable(hub_endpoint(), f"the {role} model {name!r} from the Hugging Face hub", hub_hint("model"), timeout=5.0)

@@ -1,152 +1,142 @@
-"""Building seq2seq models and tokenizers: the real `from_pretrained` path, and tiny random T5s.
+"""Loading teachers and students: the real `from_pretrained` path for any family, and model identity.
 
-Every factory takes the same keyword arguments the pipeline passes (`tokenizer` for models,
-`corpus` for tokenizers) so that configs can swap a hub model for a tiny one freely.
+`load_model` reads the folder's (or hub id's) config first: `is_encoder_decoder` picks the family
+adapter, whose Auto class loads the weights. `build_model` turns a model and a tokenizer factory
+(configs with `_target_`) into (model, tokenizer, family) with the family's special ids completed.
+Offline, every path fails within seconds with a message saying how to use a local copy.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
-import torch
-
 from kdlight.hub import hub_endpoint, hub_offline_mode, require_reachable
-from kdlight.io import atomic_path
 
 log = logging.getLogger(__name__)
 
 Corpus = Iterable[str] | Callable[[], Iterable[str]] | None
 
 
-def _hub_hint(kind: str) -> str:
+def hub_hint(kind: str) -> str:
     return (
         f"download the {kind} once on a connected machine (save_pretrained) and set name_or_path to that "
         "folder, or set HF_HUB_OFFLINE=1 to use the local Hugging Face cache."
     )
 
 
-def _pretrained_source(name_or_path: str, kind: str, timeout: float = 5.0) -> dict:
+def is_local(name_or_path: str) -> bool:
+    return Path(str(name_or_path)).expanduser().is_dir()
+
+
+def pretrained_source(name_or_path: str, kind: str, timeout: float = 5.0) -> dict:
     """kwargs for from_pretrained; fails within `timeout` seconds if the hub is needed and unreachable."""
-    if Path(name_or_path).is_dir():
+    if is_local(name_or_path):
         return {}
     if hub_offline_mode():
         return {"local_files_only": True}
-    require_reachable(hub_endpoint(), f"{kind} {name_or_path!r} from the Hugging Face hub", _hub_hint(kind), timeout)
+    require_reachable(hub_endpoint(), f"{kind} {name_or_path!r} from the Hugging Face hub", hub_hint(kind), timeout)
     return {}
 
 
-def load_seq2seq_lm(name_or_path: str, revision: str | None = None, tokenizer=None, dtype: str | None = None):
-    """AutoModelForSeq2SeqLM.from_pretrained (a hub id or a local folder)."""
-    from transformers import AutoModelForSeq2SeqLM
+def load_model(name_or_path: str, revision: str | None = None, tokenizer=None, dtype: str | None = None, family: str = "auto"):
+    """A pretrained model of any supported family (AutoModelForSeq2SeqLM or AutoModelForCausalLM)."""
+    import torch
+    import transformers
 
-    kwargs = _pretrained_source(name_or_path, "model")
-    if dtype is not None:
-        kwargs["dtype"] = getattr(torch, dtype)
+    from kdlight.families import family_of, get_family
+
+    kwargs = pretrained_source(name_or_path, "model")
     try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path, revision=revision, **kwargs)
+        config = transformers.AutoConfig.from_pretrained(name_or_path, revision=revision, **kwargs)
+        adapter = family_of(config) if family == "auto" else get_family(family)
+        auto = getattr(transformers, adapter.auto_class)
+        if dtype is not None:
+            kwargs["dtype"] = getattr(torch, dtype)
+        model = auto.from_pretrained(name_or_path, revision=revision, config=config, **kwargs)
     except OSError as err:
-        raise OSError(f"Cannot load model {name_or_path!r} (revision {revision}): {err}. {_hub_hint('model')}") from err
-    if tokenizer is not None and len(tokenizer) > model.config.vocab_size:
-        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but model {name_or_path!r} only {model.config.vocab_size}")
+        raise OSError(f"Cannot load model {name_or_path!r} (revision {revision}): {err}. {hub_hint('model')}") from err
+    if tokenizer is not None and len(tokenizer) > adapter.output_vocab_size(model):
+        raise ValueError(
+            f"tokenizer has {len(tokenizer)} tokens but model {name_or_path!r} only {adapter.output_vocab_size(model)}"
+        )
     return model
 
 
 def load_tokenizer(name_or_path: str, revision: str | None = None, corpus: Corpus = None):
-    """AutoTokenizer.from_pretrained; `corpus` is accepted for symmetry with tiny_tokenizer and unused."""
+    """AutoTokenizer.from_pretrained; `corpus` is accepted for symmetry with the tiny tokenizers and unused."""
     from transformers import AutoTokenizer
 
-    kwargs = _pretrained_source(name_or_path, "tokenizer")
+    kwargs = pretrained_source(name_or_path, "tokenizer")
     try:
         return AutoTokenizer.from_pretrained(name_or_path, revision=revision, **kwargs)
     except OSError as err:
-        raise OSError(f"Cannot load tokenizer {name_or_path!r}: {err}. {_hub_hint('tokenizer')}") from err
+        raise OSError(f"Cannot load tokenizer {name_or_path!r}: {err}. {hub_hint('tokenizer')}") from err
 
 
-def tiny_t5(
-    tokenizer=None,
-    vocab_size: int | None = None,
-    d_model: int = 64,
-    d_ff: int = 128,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    d_kv: int | None = None,
-    seed: int = 0,
-):
-    """A T5 with random weights (any shape: tiny for tests, flan-t5-small-shaped for benchmarks);
-    announced as random in the log."""
-    from transformers import T5Config, T5ForConditionalGeneration
+def build_model(model_factory: Callable, tokenizer_factory: Callable, corpus: Corpus = None):
+    """(model, tokenizer, family) from two factories (instantiated configs or partials), ids completed."""
+    from kdlight.families import family_of
 
-    if vocab_size is None:
-        if tokenizer is None:
-            raise ValueError("tiny_t5 needs a tokenizer or a vocab_size")
-        vocab_size = len(tokenizer)
-    elif tokenizer is not None and len(tokenizer) > vocab_size:
-        raise ValueError(f"vocab_size={vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens")
-    config = T5Config(
-        vocab_size=vocab_size,
-        d_model=d_model,
-        d_kv=d_kv or d_model // num_heads,
-        d_ff=d_ff,
-        num_layers=num_layers,
-        num_decoder_layers=num_layers,
-        num_heads=num_heads,
-        feed_forward_proj="gated-gelu",
-        tie_word_embeddings=False,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = T5ForConditionalGeneration(config)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.warning("tiny T5 with RANDOM-initialised weights (%d parameters, d_model=%d): not a pretrained model", n_params, d_model)
-    return model
+    tokenizer = tokenizer_factory(corpus=corpus)
+    model = model_factory(tokenizer=tokenizer)
+    family = family_of(model)
+    family.prepare(model, tokenizer)
+    return model, tokenizer, family
 
 
-def _texts(corpus: Corpus) -> list[str]:
-    if corpus is None:
-        raise ValueError("tiny_tokenizer needs a corpus of texts to train on")
-    return list(corpus() if callable(corpus) else corpus)
+def from_folder(path: str | Path):
+    """(model, tokenizer, family) saved with save_pretrained (an export, a fine-tuned teacher)."""
+    return build_model(lambda tokenizer: load_model(str(path)), lambda corpus: load_tokenizer(str(path)))
 
 
-def tiny_tokenizer(corpus: Corpus = None, vocab_size: int = 2000, cache_dir: str | None = None):
-    """A T5-style sentencepiece (unigram) tokenizer trained on `corpus`, saved and reloaded with
-    from_pretrained. Cached under cache_dir/tokenizers by the corpus and vocabulary size."""
-    import sentencepiece as spm
-    from transformers import AutoTokenizer, T5Tokenizer
+# ---------------------------------------------------------------- identity for cache keys
+def folder_fingerprint(path: str | Path, sample: int = 1 << 20) -> str:
+    """What a local model folder holds, independent of where it is: every file's name and size, and
+    a hash of its first and last MiB (weights of two fine-tunes differ there; reading 2 MiB per file
+    keeps this cheap for a 3B model)."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(root)}\0{size}\0".encode())
+        with open(file, "rb") as handle:
+            digest.update(handle.read(sample))
+            if size > 2 * sample:
+                handle.seek(-sample, 2)
+                digest.update(handle.read(sample))
+    return digest.hexdigest()[:32]
 
-    texts = _texts(corpus)
-    digest = hashlib.sha256(str(vocab_size).encode())
-    for text in texts:
-        digest.update(text.encode() + b"\x00")
-    root = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="kdlight-tok-"))
-    folder = root / "tokenizers" / f"tiny-{vocab_size}-{digest.hexdigest()[:16]}"
-    if not (folder / "tokenizer_config.json").is_file():
-        with tempfile.TemporaryDirectory() as work:
-            prefix = str(Path(work) / "spm")
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(texts),
-                model_prefix=prefix,
-                vocab_size=vocab_size,
-                model_type="unigram",
-                pad_id=0,
-                eos_id=1,
-                unk_id=2,
-                bos_id=-1,
-                hard_vocab_limit=False,
-                normalization_rule_name="identity",
-                minloglevel=2,
-            )
-            processor = spm.SentencePieceProcessor(model_file=prefix + ".model")
-            vocab = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
-            # T5Tokenizer(vocab_file=...) ignores the file in transformers 5: build from the pieces instead.
-            tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
-            with atomic_path(folder) as tmp:
-                tmp.unlink()
-                tokenizer.save_pretrained(str(tmp))
-    return AutoTokenizer.from_pretrained(str(folder))
+
+# Config keys that say where things are written, not what they are: never part of an identity.
+LOCATION_KEYS = frozenset({"cache_dir", "save_dir", "output_dir"})
+
+
+def config_identity(node: dict) -> dict:
+    """A model or tokenizer config as a cache key sees it: locations dropped, a local folder replaced by
+    its content fingerprint (a copied folder keeps its identity), hub ids kept with their revision."""
+    identity = {}
+    for key, value in node.items():
+        if key in LOCATION_KEYS:
+            continue
+        if key == "name_or_path" and isinstance(value, str) and is_local(value):
+            value = {"folder": folder_fingerprint(value)}
+        identity[key] = value
+    return identity
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Identifies a tokenizer by what it does, not by where it was loaded from: a fast tokenizer's
+    whole definition (normaliser, vocabulary, special-token template), else its vocabulary."""
+    digest = hashlib.sha256()
+    digest.update(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        digest.update(backend.to_str().encode())
+    else:
+        digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    digest.update(json.dumps(tokenizer.all_special_tokens).encode())
+    return digest.hexdigest()[:16]

@@ -16,6 +16,7 @@ def test_cqa_valid_is_carved_from_train_and_palm_follows_rows(release_root):
     ex = dm.load_examples()
     assert {k: len(v) for k, v in ex.items()} == {"train": 18, "valid": 2, "test": 4 * 5}
     assert all(e.palm_rationale == "The answer must be a place for clean plates." for e in ex["train"])
+    assert all(e.fields["question"] for e in ex["test"]) and ex["train"][0].id.startswith("q")
     summary = dm.summary()
     assert summary["palm"]["train"] == {"completions": 20, "parsed": 20, "failed": 0, "parse_rate": 1.0}
     assert summary["split_sizes"] == {"train": 18, "valid": 2, "test": 20}
@@ -91,6 +92,35 @@ def test_palm_count_mismatch_is_an_error(release_root):
         CQADataModule(root=str(release_root)).load_examples()
 
 
+def test_invalid_utf8_names_file_and_line_and_can_be_skipped(release_root):
+    path = release_root / "cqa" / "cqa_test.json"
+    lines = path.read_bytes().splitlines()
+    lines[4] = lines[4][:20] + b"\xff\xfe" + lines[4][22:]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(BadRowError, match=rf"{path}:5: invalid UTF-8 \(invalid start byte at byte 20 of the line\)"):
+        CQADataModule(root=str(release_root)).load_examples()
+    dm = CQADataModule(root=str(release_root), on_bad_row="skip")
+    assert len(dm.load_examples()["test"]) == 19
+    assert dm.summary()["rejected"]["rows"][0]["line"] == 5
+
+
+def test_examples_are_stored_once_and_memory_mapped(release_root, tmp_path):
+    first = CQADataModule(root=str(release_root), cache_dir=str(tmp_path))
+    assert len(first.load_examples()["train"]) == 18
+    stored = sorted(p.name for p in (tmp_path / "examples").glob("*.arrow"))
+    assert len(stored) == 2  # train and test files of the release (valid is carved from train)
+    again = CQADataModule(root=str(release_root), cache_dir=str(tmp_path))
+    assert [e.id for e in again.load_examples()["valid"]] == [e.id for e in first.load_examples()["valid"]]
+    assert sorted(p.name for p in (tmp_path / "examples").glob("*.arrow")) == stored
+    # Another copy of the same files elsewhere (no paths in the key) finds the same store.
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(release_root, copy)
+    third = CQADataModule(root=str(copy), cache_dir=str(tmp_path))
+    assert third.load_examples()["train"].key == first.load_examples()["train"].key
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -128,25 +158,37 @@ def test_svamp_hub_source_reads_original_json(tmp_path):
     assert ex["test"][0].fields == {"body": ex["test"][0].fields["body"], "question": "How many apples?"}
 
 
-def test_setup_tokenises_both_tasks_and_caches(release_root, tokenizer, tmp_path, monkeypatch):
-    def rationale_source(dm, split, examples):
-        return [None if i == 0 else ex.fields["question"].split()[0] for i, ex in enumerate(examples)]
+class FirstWords:
+    """A rationale source for tests: the question's first word, none for the first row."""
 
-    kwargs = dict(root=str(release_root), cache_dir=str(tmp_path / "cache"), batch_size=4)
-    dm = CQADataModule(tokenizer=tokenizer, rationale_source=rationale_source, **kwargs)
+    def fingerprint(self, split):
+        return "first-words"
+
+    def __call__(self, split, start, examples, prompts):
+        return [None if start + i == 0 else ex.fields["question"].split()[0] for i, ex in enumerate(examples)]
+
+
+def test_setup_tokenises_both_tasks_in_chunks_and_caches(release_root, tokenizer, tmp_path, monkeypatch):
+    from kdlight.families import get_family
+
+    kwargs = dict(root=str(release_root), cache_dir=str(tmp_path / "cache"), batch_size=4, chunk_rows=5,
+                  tokenizer=tokenizer, family=get_family("seq2seq"), rationales=FirstWords(), separator="</s>")
+    dm = CQADataModule(**kwargs)
     dm.setup("fit")
     first = dm.features["train"][1]
     assert tokenizer.decode(first["input_ids"], skip_special_tokens=True).startswith("predict: ")
     assert tokenizer.decode(first["rationale_input_ids"], skip_special_tokens=True).startswith("explain: ")
     assert dm.features["train"][0]["rationale_labels"] is None
-    assert "rationale_labels" not in dm.features["valid"][0]  # rationales only where configured
+    assert first["rationale_text"] == dm.examples["train"][1].fields["question"].split()[0]
+    assert dm.features["valid"][0]["rationale_labels"] is None  # rationales only where configured
+    assert [f["index"] for f in dm.features["train"].head(18)] == list(range(18))  # chunks of 5 rows, in order
     batch = next(iter(dm.train_dataloader()))
     assert batch["label"]["input_ids"].shape[0] == 4
 
     calls = []
     original = type(tokenizer).__call__
     monkeypatch.setattr(type(tokenizer), "__call__", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
-    again = CQADataModule(tokenizer=tokenizer, rationale_source=rationale_source, **kwargs)
+    again = CQADataModule(**kwargs)
     again.setup("fit")
-    assert calls == []  # the second run of the same config reads the tokenisation cache
-    assert again.features["train"] == dm.features["train"]
+    assert calls == []  # the second run of the same config opens the tokenised features
+    assert again.features["train"].table.equals(dm.features["train"].table)

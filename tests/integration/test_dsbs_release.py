@@ -7,8 +7,6 @@ import sys
 import pytest
 
 from kdlight.data import ANLIDataModule, CQADataModule, ESNLIDataModule, SVAMPDataModule
-from kdlight.data.sources import load_release_split
-from kdlight.data.tasks import TASKS
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.dsbs
@@ -27,12 +25,14 @@ def test_complete_datasets_reproduce_release_splits(dsbs_root, cls, sizes):
         assert palm["parse_rate"] >= 0.98, (split, palm)
 
 
-@pytest.mark.parametrize("name, sizes", [("esnli", {"valid": 9842, "test": 9824}), ("anli", {"valid": 1000, "test": 1000})])
-def test_nli_valid_and_test_sizes_and_parse_rates(dsbs_root, name, sizes):
-    for split, size in sizes.items():
-        rows = load_release_split(dsbs_root, TASKS[name], split, "error")
-        assert len(rows.examples) == size
-        assert rows.palm_parsed / rows.palm_completions >= 0.98
+@pytest.mark.parametrize("cls, sizes", [(ESNLIDataModule, {"valid": 9842, "test": 9824}), (ANLIDataModule, {"valid": 1000, "test": 1000})])
+def test_nli_valid_and_test_sizes_and_parse_rates(dsbs_root, cls, sizes):
+    dm = cls(root=str(dsbs_root), train_stand_in="valid")
+    assert len(dm.load_examples()["test"]) == sizes["test"]
+    assert sum(len(dm.load_examples()[s]) for s in ("train", "valid")) == sizes["valid"]
+    for split in sizes:
+        palm = dm.summary()["palm"][split]
+        assert palm["completions"] == sizes[split] and palm["parse_rate"] >= 0.98
 
 
 def test_palm_labels_agree_with_gold_as_the_release_reports(dsbs_root):
@@ -47,6 +47,7 @@ def test_svamp_built_from_original_json_equals_release(dsbs_root):
     from_release = SVAMPDataModule(root=str(dsbs_root)).load_examples()
     for split in ("train", "valid", "test"):
         assert [(e.fields, e.label) for e in from_json[split]] == [(e.fields, e.label) for e in from_release[split]]
+        assert len(from_json[split]) == len(from_release[split])
 
 
 def test_stand_in_trains_on_nli_valid(dsbs_root):

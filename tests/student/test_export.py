@@ -1,40 +1,59 @@
-"""The exported student folder: weights, tokenizer and the pipeline it ships, written all or nothing."""
+"""The exported student folder: weights, tokenizer, generation settings, input format, card and the
+pipeline it ships (both families), written all or nothing; it reloads and generates what the model did."""
 
 import json
 
 import pytest
+import torch
 from transformers import pipeline
 
-from kdlight.export import Text2TextGenerationPipeline
-from kdlight.models import tiny_t5
-from kdlight.pipeline import save_student
+from kdlight.export import read_input_format, save_student
+from kdlight.families.base import lengths_mask, pad_right
+from kdlight.hf_pipeline import Text2TextGenerationPipeline, student_pipeline
+from kdlight.models import from_folder
+from kdlight.text import decode_answers, encode_inputs
+from tests.families import family_model  # noqa: F401  (fixture)
+
+FORMAT = {
+    "dataset": "cqa", "rendering": "student", "label_prefix": "predict: ", "rationale_prefix": "explain: ", "separator": "</s>",
+    "max_input_length": 64, "max_target_length": 16, "max_new_tokens": 4, "answer_kind": "text",
+}
+TEXTS = ["predict: Where do fish live?", "predict: What makes a room bright at night?"]
 
 
-@pytest.fixture
-def student(tokenizer):
-    return tiny_t5(tokenizer, d_model=16, d_ff=32, num_layers=1, num_heads=2).eval()
+def generated(model, tokenizer, family, texts):
+    ids = encode_inputs(tokenizer, texts, 64)["input_ids"]
+    prompt = pad_right(ids, tokenizer.pad_token_id)
+    return decode_answers(tokenizer, family.generate(model, prompt, lengths_mask(torch.tensor([len(x) for x in ids]), prompt.shape[1]), 4))
 
 
-def test_export_declares_its_pipeline_and_loads_with_the_task_name(tmp_path, student, tokenizer):
-    path = save_student(student, tokenizer, tmp_path / "student")
+def test_export_reloads_and_generates_the_same_text_with_every_entry(tmp_path, family_model):
+    name, model, tokenizer, family = family_model
+    expected = generated(model, tokenizer, family, TEXTS)
+    path = save_student(model, tokenizer, family, tmp_path / "student", FORMAT, {"method": "saliency", "k": 5, "alpha": 0.5,
+                                                                               "metrics": {"test_acc": 0.5}})
     config = json.loads((tmp_path / "student" / "config.json").read_text())
-    assert config["custom_pipelines"]["text2text-generation"]["impl"] == "export.Text2TextGenerationPipeline"
-    assert (tmp_path / "student" / "export.py").is_file()
+    assert config["custom_pipelines"]["text2text-generation"]["impl"] == "hf_pipeline.Text2TextGenerationPipeline"
+    assert read_input_format(path) == {**FORMAT, "family": family.name}
+    generation = json.loads((tmp_path / "student" / "generation_config.json").read_text())
+    assert generation["max_new_tokens"] == 4 and generation["do_sample"] is False
+    card = (tmp_path / "student" / "README.md").read_text()
+    assert "| method | saliency |" in card and "| k (rationale words) | 5 |" in card and "predict: " in card and "0.5" in card
 
-    ids = student.generate(**tokenizer(["predict: Where do fish live?"], return_tensors="pt"), max_new_tokens=3)
-    expected = [{"generated_text": tokenizer.decode(ids[0], skip_special_tokens=True).strip()}]
-    loaded = pipeline("text2text-generation", model=path, trust_remote_code=True)
-    assert type(loaded).__name__ == "Text2TextGenerationPipeline"
-    assert loaded("predict: Where do fish live?", max_new_tokens=3) == expected
-    # Without running the saved code: name the class.
-    assert pipeline("text2text-generation", model=path, pipeline_class=Text2TextGenerationPipeline)(
-        "predict: Where do fish live?", max_new_tokens=3
-    ) == expected
+    reloaded, reloaded_tokenizer, reloaded_family = from_folder(path)
+    assert reloaded_family.name == family.name
+    assert generated(reloaded.eval(), reloaded_tokenizer, reloaded_family, TEXTS) == expected
+    for text, answer in zip(TEXTS, expected):  # the pipeline, one text at a time (as users call it)
+        want = [{"generated_text": answer}]
+        assert pipeline("text2text-generation", model=path, trust_remote_code=True)(text) == want
+        assert pipeline("text2text-generation", model=path, pipeline_class=Text2TextGenerationPipeline)(text) == want
+        assert student_pipeline(path)(text) == want
 
 
-def test_a_failed_export_leaves_the_previous_one_and_no_staging_folder(tmp_path, student, tokenizer, monkeypatch):
-    save_student(student, tokenizer, tmp_path / "student")
-    save_student(student, tokenizer, tmp_path / "student")  # a re-export replaces the folder whole
+def test_a_failed_export_leaves_the_previous_one_and_no_staging_folder(tmp_path, family_model, monkeypatch):
+    _, model, tokenizer, family = family_model
+    save_student(model, tokenizer, family, tmp_path / "student", FORMAT)
+    save_student(model, tokenizer, family, tmp_path / "student", FORMAT)  # a re-export replaces the folder whole
     before = sorted(p.name for p in (tmp_path / "student").iterdir())
 
     def disk_full(*args, **kwargs):
@@ -42,6 +61,11 @@ def test_a_failed_export_leaves_the_previous_one_and_no_staging_folder(tmp_path,
 
     monkeypatch.setattr(type(tokenizer), "save_pretrained", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        save_student(student, tokenizer, tmp_path / "student")
+        save_student(model, tokenizer, family, tmp_path / "student", FORMAT)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student"]
     assert sorted(p.name for p in (tmp_path / "student").iterdir()) == before
+
+
+def test_not_an_export_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a kdlight export"):
+        read_input_format(tmp_path)

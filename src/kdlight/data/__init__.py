@@ -1,4 +1,4 @@
-"""Data: the four datasets of the step-by-step release as LightningDataModules."""
+"""Data: the datasets of the step-by-step release (and a generated task) as LightningDataModules."""
 
 from kdlight.data.datamodule import (
     ANLIDataModule,
@@ -8,9 +8,10 @@ from kdlight.data.datamodule import (
     KDDataModule,
     SVAMPDataModule,
 )
+from kdlight.data.store import ExampleSet, SplitExamples
 from kdlight.data.tasks import TASKS, Example, Rendered, Task
 
 __all__ = [
-    "ANLIDataModule", "CQADataModule", "CueWordsDataModule", "ESNLIDataModule", "KDDataModule", "SVAMPDataModule",
-    "TASKS", "Example", "Rendered", "Task",
+    "ANLIDataModule", "CQADataModule", "CueWordsDataModule", "ESNLIDataModule", "ExampleSet", "KDDataModule",
+    "SVAMPDataModule", "SplitExamples", "TASKS", "Example", "Rendered", "Task",
 ]

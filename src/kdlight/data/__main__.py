@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         cfg = compose_config(sys.argv[1:] if argv is None else argv)
+        from kdlight.runtime import export_threads, quiet_libraries
+
+        export_threads(cfg.get("threads", "auto"))
+        quiet_libraries()
         datamodule = instantiate(cfg.dataset)
         summary = datamodule.summary()
     except (HydraException, ValueError, RuntimeError, OSError) as err:

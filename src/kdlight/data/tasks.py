@@ -36,6 +36,7 @@ class Example:
 class Rendered:
     text: str
     spans: tuple[tuple[int, int], ...]  # [start, end) character spans of content, in text order
+    templated: bool = False  # wrapped in a chat template, which carries its own special tokens
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,14 @@ def _require_text(row: dict, key: str) -> str:
     return value
 
 
+def _highlights(row: dict) -> dict:
+    """A row's own human highlights (a list of text spans), if it has any."""
+    marked = row.get("highlights")
+    if isinstance(marked, list) and all(isinstance(m, str) for m in marked) and marked:
+        return {"highlights": [m for m in marked if m.strip()]}
+    return {}
+
+
 def _rationale_and_tail(completion: str, cut_at: str, marker: str) -> tuple[str, str] | None:
     """The release's common rule: drop everything from `cut_at` (the next few-shot example), then
     split on `marker` ("So the answer is"); None if the marker is not there."""
@@ -119,6 +128,11 @@ class Task:
         """The words known to decide the label (a generated task plants them); None where unknown."""
         return None
 
+    def highlights(self, example: Example) -> list[str]:
+        """Text spans of the content that people marked as the reason for the label (plausibility);
+        any row may carry them as a list under "highlights"."""
+        return list(example.fields.get("highlights") or [])
+
 
 @dataclass(frozen=True)
 class NLITask(Task):
@@ -136,7 +150,7 @@ class NLITask(Task):
         if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < len(NLI_LABELS):
             raise BadRow(f"label {raw!r} is not one of 0, 1, 2 ({', '.join(NLI_LABELS)})")
         ident = str(row[self.id_field]) if self.id_field and row.get(self.id_field) else f"{self.name}-{index}"
-        return Example(ident, {"premise": premise, "hypothesis": hypothesis}, NLI_LABELS[raw])
+        return Example(ident, {"premise": premise, "hypothesis": hypothesis, **_highlights(row)}, NLI_LABELS[raw])
 
     def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
         # distilling-step-by-step joins premise and hypothesis with the tokenizer's eos token.
@@ -215,7 +229,11 @@ class CQATask(Task):
         answer = _require_text(row, "answer")
         if answer not in choices:
             raise BadRow(f"label {answer!r} is not one of the choices {choices}")
-        return Example(str(row.get("id") or f"cqa-{index}"), {"question": question, "choices": list(choices)}, answer)
+        fields = {"question": question, "choices": list(choices), **_highlights(row)}
+        explanation = row.get("extractive_explanation")
+        if isinstance(explanation, str) and explanation.strip():  # CoS-E: a span of the question people highlighted
+            fields["highlights"] = [explanation.strip(), *fields.get("highlights", [])]
+        return Example(str(row.get("id") or f"cqa-{index}"), fields, answer)
 
     def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
         b = _TextBuilder().content(example.fields["question"]).template("\nAnswer Choices:")
@@ -258,7 +276,7 @@ class SVAMPTask(Task):
         # The release stores Body + "\n" + Question; the question never spans lines.
         body, sep, question = text.rpartition("\n")
         fields = {"body": body, "question": question} if sep else {"body": "", "question": text}
-        from kdlight.metrics import evaluate_equation  # local: metrics imports nothing from data
+        from kdlight.answers import evaluate_equation  # local: answers imports nothing from data
 
         if evaluate_equation(equation) is None:
             raise BadRow(f"label {equation!r} is not an arithmetic equation (numbers, + - * /, parentheses)")

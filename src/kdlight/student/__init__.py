@@ -1,2 +1,1 @@
-"""The student: the dual-task loss (losses.py), answer accuracy (metrics.py) and the
-StudentModule (module.py). Import from the submodules."""
+"""The student: a LabelTaskModule that also learns to write the rationale (module.py)."""

@@ -1,4 +1,4 @@
-"""The teacher: gradient x input saliency (saliency.py), unit selection (selection.py), the
-TeacherModule (module.py), extraction through Trainer.predict (extract.py), the rationale cache
+"""The teacher: the stage that reads its settings from the config (stage.py), the TeacherModule
+(module.py), streamed extraction through Trainer.predict (extract.py), the rationale cache
 (cache.py) and the optional fine-tuning stage (finetune.py). Import from the submodules: this
 package stays light so that config validation does not load Lightning."""

@@ -1,0 +1,40 @@
+"""Tiny random models of every supported family with locally trained tokenizers (no hub, no network)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import corpus_texts
+
+# (name, architecture, tokenizer kind, tokenizer options)
+FAMILY_SHAPES = [
+    ("t5", "t5", "sentencepiece", {}),
+    ("bart", "bart", "bpe", {}),
+    ("bert2bert", "bert2bert", "wordpiece", {}),
+    ("gpt2", "gpt2", "bpe", {"pad": False}),
+    ("llama", "llama", "bpe", {"add_bos": True, "pad": False}),
+]
+SHAPE_IDS = [name for name, *_ in FAMILY_SHAPES]
+
+
+def build_family_model(name: str, cache_dir, seed: int = 3):
+    """(model, tokenizer, family) of one shape, frozen and in eval mode, special ids completed."""
+    from kdlight.models import build_model
+    from kdlight.tiny import tiny_model, tiny_tokenizer
+
+    _, architecture, kind, options = next(shape for shape in FAMILY_SHAPES if shape[0] == name)
+
+    def tokenizer_factory(corpus):
+        return tiny_tokenizer(corpus, vocab_size=300, cache_dir=str(cache_dir), kind=kind, **options)
+
+    def model_factory(tokenizer):
+        return tiny_model(tokenizer, architecture=architecture, d_model=32, d_ff=64, num_layers=2, num_heads=4, seed=seed)
+
+    model, tokenizer, family = build_model(model_factory, tokenizer_factory, corpus=corpus_texts())
+    model.eval().requires_grad_(False)
+    return model, tokenizer, family
+
+
+@pytest.fixture(scope="session", params=SHAPE_IDS)
+def family_model(request, tmp_path_factory):
+    return (request.param, *build_family_model(request.param, tmp_path_factory.mktemp("tok")))

@@ -1,0 +1,75 @@
+"""Golden values of the dual-task loss, the module's loss on every family, one forward pass at alpha = 0."""
+
+import pytest
+import torch
+
+from kdlight.data.collate import TaskCollator
+from kdlight.student.module import StudentModule
+from kdlight.text import encode_inputs, encode_targets
+from kdlight.training.losses import dual_task_loss
+from tests.families import family_model  # noqa: F401  (fixture)
+
+
+def test_golden_values():
+    label, rationale = torch.tensor(2.0), torch.tensor(6.0)
+    assert dual_task_loss(label, rationale, 0.0).item() == 2.0
+    assert dual_task_loss(label, rationale, 1.0).item() == 6.0
+    assert dual_task_loss(label, rationale, 0.25).item() == pytest.approx(0.75 * 2.0 + 0.25 * 6.0)
+    assert dual_task_loss(label, None, 0.5).item() == pytest.approx(1.0)  # no rationale rows in this batch
+    with pytest.raises(ValueError, match=r"alpha=1.5 is not accepted; use a number with 0 <= alpha <= 1"):
+        dual_task_loss(label, rationale, 1.5)
+
+
+def make_batch(tokenizer, family):
+    inputs = ["Where do fish live?", "What do people use to cut paper?"]
+    features = [
+        {"index": i, "label_text": label, "rationale_text": rationale, "input_ids": x, "labels": y, "rationale_input_ids": rx,
+         "rationale_labels": ry}
+        for i, (label, rationale, x, y, rx, ry) in enumerate(zip(
+            ["water", "scissors"], ["fish live", "cut paper"],
+            encode_inputs(tokenizer, ["predict: " + t for t in inputs], 64)["input_ids"], encode_targets(tokenizer, ["water", "scissors"], 8),
+            encode_inputs(tokenizer, ["explain: " + t for t in inputs], 64)["input_ids"], encode_targets(tokenizer, ["fish live", "cut paper"], 8),
+        ))
+    ]
+    return TaskCollator(family, tokenizer.pad_token_id)(features)
+
+
+def student(family_model, alpha):
+    _, model, tokenizer, family = family_model
+    return StudentModule(model, tokenizer, family, alpha=alpha, optimizer=lambda params: torch.optim.AdamW(params))
+
+
+def reference_loss(model, batch: dict) -> torch.Tensor:
+    """Mean cross-entropy over the target tokens, computed here from the logits."""
+    logits = model(**{k: batch[k] for k in ("input_ids", "attention_mask")}, **(
+        {"labels": batch["labels"]} if model.config.is_encoder_decoder else {})).logits.float()
+    labels = batch["labels"]
+    if not model.config.is_encoder_decoder:  # position t predicts token t + 1
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+def test_module_loss_matches_reference_on_every_family(family_model, alpha):
+    module = student(family_model, alpha)
+    batch = make_batch(module.tokenizer, module.family)
+    label, rationale = reference_loss(module.model, batch["label"]), reference_loss(module.model, batch["rationale"])
+    losses = module.losses(batch)
+    expected = label if alpha == 0 else (1 - alpha) * label + alpha * rationale
+    torch.testing.assert_close(losses["loss"], expected, atol=1e-5, rtol=1e-5)
+    if alpha == 1.0:
+        torch.testing.assert_close(losses["loss"], rationale, atol=1e-5, rtol=1e-5)  # alpha = 1 is the rationale-only loss
+
+
+def test_alpha_zero_runs_one_forward_pass(family_model):
+    module = student(family_model, 0.0)
+    batch = make_batch(module.tokenizer, module.family)
+    calls = []
+    handle = module.model.register_forward_hook(lambda *_: calls.append(1))
+    losses = module.losses(batch)
+    assert len(calls) == 1 and "loss_rationale" not in losses
+    module.alpha = 0.5
+    calls.clear()
+    module.losses(batch)
+    handle.remove()
+    assert len(calls) == 2
