@@ -12,13 +12,13 @@ Results go to benchmarks/results/student_step_<device>.json (not asserted).
 from __future__ import annotations
 
 import argparse
-from contextlib import ExitStack
 import json
 import platform
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -26,8 +26,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kdlight.compose import compose_config  # noqa: E402
 from kdlight.pipeline import numeric_settings  # noqa: E402
+
+from kdlight.compose import compose_config  # noqa: E402
 
 T5_V1_1_SMALL = {"d_model": 512, "d_ff": 1024, "num_layers": 8, "num_heads": 6, "d_kv": 64, "vocab_size": 32128}
 

@@ -18,13 +18,13 @@ captum and inseq are benchmark-only: pip install captum inseq.
 from __future__ import annotations
 
 import argparse
-from contextlib import ExitStack
 import json
 import platform
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -32,13 +32,18 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kdlight.compose import compose_config  # noqa: E402
 from kdlight.data.batching import pad_task_batch  # noqa: E402
 from kdlight.pipeline import numeric_settings  # noqa: E402
-from kdlight.teacher.extract import (  # noqa: E402
-    build_teacher, extract_split, plan_batches, rationale_cache, tokenize_teacher_inputs,
-)
 from kdlight.teacher.saliency import encoder_embeddings, reduce_hidden, target_log_probs  # noqa: E402
+
+from kdlight.compose import compose_config  # noqa: E402
+from kdlight.teacher.extract import (  # noqa: E402
+    build_teacher,
+    extract_split,
+    plan_batches,
+    rationale_cache,
+    tokenize_teacher_inputs,
+)
 
 FLAN_T5_SMALL = {"d_model": 512, "d_ff": 1024, "num_layers": 8, "num_heads": 6, "d_kv": 64, "vocab_size": 32128}
 FLAN_T5_XL = {"d_model": 2048, "d_ff": 5120, "num_layers": 24, "num_heads": 32, "d_kv": 64, "vocab_size": 32128}

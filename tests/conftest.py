@@ -114,3 +114,11 @@ def compose(tmp_path):
         return compose_config([f"paths.cache_dir={tmp_path / 'cache'}", *overrides], output_dir=tmp_path / "run")
 
     return _compose
+
+
+@pytest.fixture(scope="session", params=["t5", "bart", "bert2bert", "gpt2", "llama"])
+def family_model(request, tmp_path_factory):
+    """(shape name, model, tokenizer, family) for each supported family, tiny and random (tests/families.py)."""
+    from tests.families import build_family_model
+
+    return (request.param, *build_family_model(request.param, tmp_path_factory.mktemp("tok")))

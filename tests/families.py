@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import corpus_texts
 
 # (name, architecture, tokenizer kind, tokenizer options)
@@ -34,7 +32,3 @@ def build_family_model(name: str, cache_dir, seed: int = 3):
     model.eval().requires_grad_(False)
     return model, tokenizer, family
 
-
-@pytest.fixture(scope="session", params=SHAPE_IDS)
-def family_model(request, tmp_path_factory):
-    return (request.param, *build_family_model(request.param, tmp_path_factory.mktemp("tok")))

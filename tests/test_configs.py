@@ -11,11 +11,12 @@ from omegaconf import OmegaConf, open_dict
 from kdlight.config import config_dir, group_options
 from tests.conftest import REPO_ROOT
 
-GROUPS = sorted(p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra")
+GROUPS = sorted(p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra" and not p.name.startswith("_"))
 ALL_OPTIONS = [(group, option) for group in GROUPS for option in group_options(group)]
 
 
 def test_config_groups_are_the_flat_design_groups():
+    """Flat groups; files starting with _ are bases the others extend, never options."""
     assert set(GROUPS) == {
         "dataset", "teacher", "student", "method", "attribution", "trainer", "logger",
         "callbacks", "paths", "experiment", "sweep", "debug",
@@ -49,6 +50,30 @@ def test_every_logger_config_instantiates(compose, option, monkeypatch, tmp_path
 def test_every_callbacks_config_instantiates(compose, option):
     callbacks = [instantiate(node) for node in compose([f"callbacks={option}"]).callbacks.values()]
     assert all(hasattr(cb, "on_train_start") for cb in callbacks)
+
+
+@pytest.mark.parametrize("option", ["tiny", "tiny_causal"])
+def test_tiny_teacher_and_student_configs_build_a_model_of_their_family(compose, option, tmp_path):
+    from kdlight.models import build_model
+
+    cfg = compose([f"teacher={option}", f"student={option}"])
+    texts = ["Where do fish live? water"] * 50
+    for role in ("teacher", "student"):
+        node = cfg[role]
+        model, tokenizer, family = build_model(instantiate(node.model, _partial_=True), instantiate(node.tokenizer, _partial_=True), texts)
+        assert family.name == ("causal" if option == "tiny_causal" else "seq2seq")
+        assert tokenizer.pad_token_id is not None
+
+
+def test_every_attribution_config_names_a_registered_method_and_validates(compose):
+    from kdlight.attribution import METHODS
+    from kdlight.config import validate_config
+
+    assert set(group_options("attribution")) == set(METHODS)
+    for option in group_options("attribution"):
+        cfg = compose([f"attribution={option}"])
+        assert cfg.attribution.method == option
+        validate_config(cfg)
 
 
 @pytest.mark.parametrize("option", ["default", "cpu", "ddp"])
@@ -93,3 +118,31 @@ def test_unknown_dataset_on_the_command_line_fails_with_choices():
     )
     assert out.returncode != 0
     assert "Could not find 'dataset/foo'" in out.stderr and "cqa" in out.stderr
+
+
+def test_every_package_is_listed_and_the_wheel_ships_the_configs(tmp_path):
+    """pyproject lists packages by hand (conf/ is mapped into kdlight.conf): a new package must be listed."""
+    import zipfile
+
+    import tomllib
+
+    listed = set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO_ROOT / "src").parts) for p in (REPO_ROOT / "src" / "kdlight").rglob("__init__.py")}
+    assert found | {"kdlight.conf"} == listed
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO_ROOT)],
+                           capture_output=True, text=True, timeout=1800)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("kdlight-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    yaml_files = {f"kdlight/conf/{p.relative_to(REPO_ROOT / 'conf')}" for p in (REPO_ROOT / "conf").rglob("*.yaml")}
+    assert yaml_files <= names and "kdlight/conf/train.yaml" in names
+    # Installed (not editable) into a folder of its own, it finds its configs from any working directory.
+    target = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(target)
+    probe = subprocess.run(
+        [sys.executable, "-c", "from kdlight.config import config_dir, project_root; print(config_dir()); print(project_root())"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    config, root = probe.stdout.split()
+    assert config == str(target / "kdlight" / "conf") and root == str(tmp_path)

@@ -10,9 +10,10 @@ import sys
 import pytest
 from hydra.utils import instantiate
 
-from kdlight.analysis import salient_recall
 from kdlight.data.cue_words import CueWordsSpec, generate_rows
+from kdlight.reports.measures import salient_recall
 from tests.conftest import REPO_ROOT
+from tests.helpers import HANG_GUARD
 
 
 def test_generation_is_seeded_deterministic_and_extends_with_size():
@@ -65,19 +66,31 @@ def test_datamodule_renders_cues_as_eligible_content_and_knows_them(compose):
     assert recall["recall"] == 1.0 and 0 < recall["chance"] < 0.2
 
 
-def test_reduced_quickstart_teacher_finds_the_planted_words(tmp_path):
-    """The mechanism: a fine-tuned teacher far above chance whose top-k words hold the planted cues,
-    while the random ablation's words hold them at about chance level."""
+@pytest.fixture(scope="module")
+def reduced_quickstart(tmp_path_factory):
+    """`python train.py experiment=quickstart` with one seed, 48 student rows and 20 steps per student."""
+    tmp_path = tmp_path_factory.mktemp("quickstart")
     env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "WANDB_MODE": "disabled"}
     command = [
         sys.executable, "train.py", "experiment=quickstart", f"hydra.sweep.dir={tmp_path / 'quickstart'}",
         f"paths.cache_dir={tmp_path / 'cache'}", "hydra.sweeper.params.seed=0", "k=3",
         "dataset.train_size=48", "dataset.valid_size=40", "dataset.test_size=100",
-        "trainer.max_steps=20", "trainer.val_check_interval=10",
+        "trainer.max_steps=20", "trainer.val_check_interval=10", "threads=1",
     ]
-    out = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
+    out = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
+    return tmp_path, out
+
+
+def test_reduced_quickstart_teacher_finds_the_planted_words(reduced_quickstart):
+    """The mechanism: a fine-tuned teacher far above chance whose top-k words hold the planted cues,
+    while the random ablation's words hold them at about chance level; the log is one line per job."""
+    tmp_path, out = reduced_quickstart
     assert "| student method |" in out.stdout and "planted words in the rationale" in out.stdout
+    jobs = [line for line in out.stdout.splitlines() if line.startswith("[job ")]
+    assert [line.split("]")[0] for line in jobs] == ["[job 1/3", "[job 2/3", "[job 3/3"] and all("finished in" in j for j in jobs)
+    assert "Tip:" not in out.stdout + out.stderr and "LeafSpec" not in out.stdout + out.stderr
+    assert "Epoch" not in out.stdout + out.stderr
     summary = json.loads((tmp_path / "quickstart" / "quickstart.json").read_text())
     assert summary["teacher"]["test_acc"] >= 0.7  # 4 classes: chance is 0.25
     methods = summary["methods"]
@@ -91,8 +104,23 @@ def test_reduced_quickstart_teacher_finds_the_planted_words(tmp_path):
     assert (tmp_path / "quickstart" / "quickstart.md").read_text().count("| saliency |") == 1
 
 
+def test_on_planted_cues_the_teachers_words_are_far_more_faithful_than_random_words(reduced_quickstart):
+    """ERASER on the generated task, where the answer is known: deleting the teacher's top-2 words
+    costs its gold answer much more, and keeping only them much less, than 2 random words."""
+    from kdlight.reports.analysis import main
+
+    tmp_path, _ = reduced_quickstart
+    assert main([str(tmp_path / "quickstart"), "--k", "1", "2", "--examples", "48", "--views", "4", "--threads", "1"]) == 0
+    analysis = json.loads((tmp_path / "quickstart" / "analysis" / "analysis.json").read_text())
+    (cache,) = [c for c in analysis["caches"] if c["split"] == "train"]
+    teacher, random = cache["quality"]["sources"]["teacher"]["2"], cache["quality"]["sources"]["random"]["2"]
+    assert teacher["comprehensiveness"] > 5 * max(random["comprehensiveness"], 0.05)
+    assert teacher["sufficiency"] < random["sufficiency"] - 0.5
+    assert teacher["comprehensiveness_acc"] > random["comprehensiveness_acc"] + 0.3  # the teacher's answers flip
+
+
 def test_quickstart_table_has_one_row_per_setting():
-    from kdlight.quickstart import quickstart_summary, quickstart_table
+    from kdlight.reports.quickstart import quickstart_summary, quickstart_table
 
     def run(method, k, seed, acc, recall=None):
         return {"method": method, "k": k, "alpha": 0.0 if method == "finetune" else 0.5, "seed": seed, "test_acc": acc,

@@ -13,15 +13,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DSBS_ROOT, REPO_ROOT
+from tests.helpers import HANG_GUARD
 
-TINY_SWEEP = ["debug=tiny", "dataset=cqa", "k=1,3", "alpha=0.1,0.5", "attribution.score_teacher=true"]
+TINY_SWEEP = ["debug=tiny", "dataset=cqa", "k=1,3", "alpha=0.1,0.5", "attribution.score_teacher=true", "threads=1"]
 
 
-def run_train(args: list[str], sweep_dir: Path, cache_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_train(args: list[str], sweep_dir: Path, cache_dir: Path, timeout: int = HANG_GUARD) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "WANDB_MODE": "disabled"}
+    flags = [a for a in args if a == "-m"]
     command = [
-        sys.executable, "train.py", *args, f"paths.data_dir={DSBS_ROOT}", f"paths.cache_dir={cache_dir}",
-        f"hydra.sweep.dir={sweep_dir}",
+        sys.executable, "train.py", *flags, *[a for a in args if a != "-m"], f"paths.data_dir={DSBS_ROOT}",
+        f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={sweep_dir}",
     ]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -57,7 +59,7 @@ def test_grid_sweep_writes_four_results_and_runs_the_teacher_once(tiny_sweep):
 
 
 def test_report_has_one_row_per_setting_and_two_charts(tiny_sweep):
-    from kdlight.report import main
+    from kdlight.reports.report import main
 
     assert main([str(tiny_sweep)]) == 0
     report = tiny_sweep / "report"
@@ -66,15 +68,15 @@ def test_report_has_one_row_per_setting_and_two_charts(tiny_sweep):
     assert [(r["k"], r["alpha"]) for r in rows] == [("1", "0.1"), ("1", "0.5"), ("3", "0.1"), ("3", "0.5")]
     assert all(r["runs"] == "1" and r["method"] == "saliency" for r in rows)
     table = (report / "table.md").read_text()
-    assert table.count("| cqa | saliency |") == 4 and "the teacher ran in 1 of them" in table
+    assert table.count("| cqa | saliency | grad_x_input |") == 4 and "the teacher ran in 1 of them" in table
     for chart in ("k_curve.png", "methods.png"):
         assert (report / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_analysis_over_the_sweep_covers_its_cache_and_every_run(tiny_sweep):
-    from kdlight.analysis import main
+    from kdlight.reports.analysis import main
 
-    assert main([str(tiny_sweep), "--k", "1", "3", "--examples", "8", "--views", "3"]) == 0
+    assert main([str(tiny_sweep), "--k", "1", "3", "--examples", "8", "--views", "3", "--threads", "1"]) == 0
     analysis = json.loads((tiny_sweep / "analysis" / "analysis.json").read_text())
     (cache,) = analysis["caches"]
     assert cache["dataset"] == "cqa" and cache["examples"] == 32 and set(cache["answer_overlap"]) == {"1", "3"}
@@ -88,17 +90,20 @@ def test_analysis_over_the_sweep_covers_its_cache_and_every_run(tiny_sweep):
         assert 0.0 <= similarity["prediction_agreement"] <= 1.0
     view = Path(cache["saliency_view"]).read_text()
     assert view.count("<div class='ex'>") == 3 and view.count("class='top'") > 0
+    quality = cache["quality"]
+    assert set(quality["sources"]) == {"teacher", "random"} and set(quality["sources"]["teacher"]) == {"1", "3"}
+    assert quality["plausibility"]["partial"]["examples"] + quality["plausibility"]["whole"]["examples"] > 0  # CoS-E highlights
     assert "analysis" in (tiny_sweep / "analysis" / "analysis.md").read_text()
 
 
 def test_notebook_executes_against_the_sweep_outputs(tiny_sweep):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    from kdlight.analysis import main as analyze
-    from kdlight.report import main as report
+    from kdlight.reports.analysis import main as analyze
+    from kdlight.reports.report import main as report
 
     assert report([str(tiny_sweep)]) == 0
-    assert analyze([str(tiny_sweep), "--examples", "4", "--views", "2"]) == 0
+    assert analyze([str(tiny_sweep), "--examples", "4", "--views", "2", "--no-faithfulness"]) == 0
     notebook = nbformat.read(REPO_ROOT / "notebooks" / "analysis.ipynb", as_version=4)
     os.environ["KDLIGHT_REPORT_DIR"] = str(tiny_sweep / "report")
     os.environ["KDLIGHT_ANALYSIS_DIR"] = str(tiny_sweep / "analysis")
@@ -129,26 +134,43 @@ def test_joblib_launcher_runs_the_grid_in_two_workers_sharing_one_teacher_run(tm
 def test_named_sweep_runs_without_dash_m(tmp_path):
     """`python train.py sweep=methods ...` is a multirun by itself (hydra.mode=MULTIRUN in the file)."""
     needs_dsbs()
-    out = run_train(["sweep=methods", "debug=tiny", "dataset=cqa", "k=2"], tmp_path / "sweep", tmp_path / "cache")
+    out = run_train(["sweep=methods", "debug=tiny", "dataset=cqa", "k=2", "threads=1"], tmp_path / "sweep", tmp_path / "cache")
     assert out.returncode == 0, out.stderr[-3000:]
     methods = sorted(r["method"] for r in results_below(tmp_path / "sweep"))
     assert methods == ["finetune", "random", "saliency", "step_by_step"]
     assert json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())["teacher_runs"] == 1
 
     # Students trained without the teacher are compared with the teacher's cache of their dataset and split.
-    from kdlight.analysis import main
+    from kdlight.reports.analysis import main
 
-    assert main([str(tmp_path / "sweep"), "--k", "2", "--examples", "4", "--views", "1"]) == 0
+    assert main([str(tmp_path / "sweep"), "--k", "2", "--examples", "4", "--views", "1", "--no-faithfulness"]) == 0
     analysis = json.loads((tmp_path / "sweep" / "analysis" / "analysis.json").read_text())
     assert sorted(r["method"] for r in analysis["runs"]) == methods
     assert all(r["similarity"]["examples"] == 4 for r in analysis["runs"])
+
+
+def test_one_command_compares_attribution_methods(tmp_path):
+    """`python train.py sweep=attribution_methods dataset=cqa k=5`: four caches, quality measured once
+    each, four students, one report with the quality chart."""
+    needs_dsbs()
+    out = run_train(["sweep=attribution_methods", "debug=tiny", "dataset=cqa", "k=3",
+                     "attribution.quality.examples=8", "attribution.quality.ks=[1,3]", "threads=1"], tmp_path / "sweep", tmp_path / "cache")
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = results_below(tmp_path / "sweep")
+    assert sorted(r["attribution"] for r in results) == ["grad_x_input", "gradient", "integrated_gradients", "occlusion"]
+    assert all(r["rationale_cache"] == "miss" and r["rationale_quality"]["sources"]["teacher"]["3"] for r in results)
+    assert len(list((tmp_path / "cache" / "rationales").glob("*/manifest.json"))) == 4
+    report = tmp_path / "sweep" / "report"
+    assert (report / "quality.png").stat().st_size > 1000 and (report / "k_curve.png").is_file()
+    table = (report / "table.md").read_text()
+    assert "## Rationale quality" in table and table.count("| cqa | random | 3 |") == 1
 
 
 @pytest.mark.slow
 def test_optuna_sweep_searches_k_and_alpha(tmp_path):
     needs_dsbs()
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    out = run_train(["sweep=optuna", "debug=tiny", "hydra.sweeper.n_trials=2"], tmp_path / "sweep", tmp_path / "cache")
+    out = run_train(["sweep=optuna", "debug=tiny", "hydra.sweeper.n_trials=2", "threads=1"], tmp_path / "sweep", tmp_path / "cache")
     assert out.returncode == 0, out.stderr[-3000:]
     results = results_below(tmp_path / "sweep")
     assert len(results) == 2 and all(1 <= r["k"] <= 20 and 0.05 <= r["alpha"] <= 0.95 for r in results)
@@ -160,7 +182,7 @@ def test_optuna_sweep_searches_k_and_alpha(tmp_path):
 def test_submitit_local_launcher_runs_a_job(tmp_path):
     needs_dsbs()
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    out = run_train(["-m", "hydra/launcher=slurm_local", "debug=tiny", "dataset=cqa", "method=finetune"], tmp_path / "sweep", tmp_path / "cache")
+    out = run_train(["-m", "hydra/launcher=slurm_local", "debug=tiny", "dataset=cqa", "method=finetune", "threads=1"], tmp_path / "sweep", tmp_path / "cache")
     assert out.returncode == 0, out.stderr[-3000:]
     (result,) = results_below(tmp_path / "sweep")
     assert result["status"] == "finished" and result["method"] == "finetune"

@@ -56,7 +56,7 @@ VALIDATORS = {"train": validate_config, "eval": validate_eval_config}
 
 
 def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
-    """0/None: go on; 2: the config cannot work (the message was printed)."""
+    """None: go on; 0: nothing to do (a finished run); 2: the config cannot work (the message was printed)."""
     if any(a.startswith("-") and a not in HYDRA_FLAGS_WE_CHECK for a in argv):
         return None  # --help, --cfg, --info ...: Hydra's own business
     from hydra.errors import HydraException
@@ -68,17 +68,30 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
 
     overrides = [a for a in argv if not a.startswith("-")]
     try:
-        base = compose_config(overrides, config_name=config_name)
+        jobs = job_overrides(overrides, None)  # a sweep's first job composes like a single run
+        base = compose_config(jobs[0], config_name=config_name)
         try:
             export_threads(base.get("threads", "auto"))  # before torch is imported, also for child processes
         except ValueError:
             pass  # validate_config names it
         multirun = any(a in HYDRA_FLAGS_WE_CHECK for a in argv) or OmegaConf.select(base, "hydra.mode") == "MULTIRUN"
-        params = OmegaConf.to_container(base.hydra.sweeper.params) if multirun and base.hydra.sweeper.get("params") else None
-        jobs = job_overrides(overrides, params) if multirun else [overrides]
+        if multirun:
+            params = OmegaConf.to_container(base.hydra.sweeper.params) if base.hydra.sweeper.get("params") else None
+            jobs = job_overrides(overrides, params)
+        else:
+            jobs = [overrides]
         for job in jobs:
-            cfg = compose_config(job, config_name=config_name) if job != overrides else base
+            cfg = base if job == jobs[0] and not multirun else compose_config(job, config_name=config_name)
             VALIDATORS[config_name](cfg)
+        if config_name == "train" and not multirun and base.get("resume", True):
+            from pathlib import Path
+
+            from kdlight.run import already_finished_message, finished_results
+
+            run_dir = Path(OmegaConf.select(base, "hydra.run.dir"))
+            if finished_results(run_dir) is not None:  # before Hydra writes a byte into the folder
+                print(already_finished_message(run_dir), file=sys.stderr)
+                return 0
         if config_name == "train":
             check_sources(base)
     except (ConfigError, HubUnavailableError) as err:  # one line, no traceback, no run folder
@@ -110,7 +123,7 @@ def _main(task, config_name: str) -> None:
     import hydra
 
     code = prevalidate(sys.argv[1:], config_name)
-    if code:
+    if code is not None:
         sys.exit(code)
     hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)(task)()
 

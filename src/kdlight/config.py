@@ -155,8 +155,8 @@ def check_attribution(attribution) -> None:
 
     try:
         check_shared(attribution)
-        from kdlight.attribution.registry import METHODS, method_from_settings
         import kdlight.attribution  # noqa: F401  (registers the methods)
+        from kdlight.attribution.registry import METHODS, method_from_settings
 
         if attribution.get("method") not in METHODS:
             raise ValueError(f"attribution.method={attribution.get('method')!r} is not accepted; use one of {sorted(METHODS)}")

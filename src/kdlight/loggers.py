@@ -1,8 +1,9 @@
 """Loggers and progress for runs that get killed, resumed, swept and read in log files.
 
-- ResumableCSVLogger: Lightning's CSVLogger deletes metrics.csv when it starts; on a resume that lost
-  the killed run's rows. This one keeps the file; the run trims the rows after the checkpoint's step
-  (they are computed again), so every step appears once.
+- ResumableCSVLogger: Lightning's CSVLogger deletes metrics.csv when it starts and writes rows every
+  100 steps; a killed and resumed run lost its rows. This one appends each row as it is logged and
+  keeps the file; the run trims the rows after the checkpoint's step (they are computed again), so
+  every step appears once.
 - StepProgressBar: one bar over the run's optimizer steps ("train 120/200"), not per epoch (a
   step-based run printed "Epoch 24/-2"); no validation and test bars; in a log file (not a terminal)
   about 20 updates per run instead of one per step.
@@ -15,9 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 from kdlight.io import atomic_path
 
@@ -30,6 +31,10 @@ class _KeepingWriter(ExperimentWriter):
 
 
 class ResumableCSVLogger(CSVLogger):
+    def log_metrics(self, metrics, step=None) -> None:
+        super().log_metrics(metrics, step)
+        self.save()  # appended at once: a killed run keeps every row it logged
+
     @property
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
@@ -38,15 +43,18 @@ class ResumableCSVLogger(CSVLogger):
         return self._experiment
 
 
-def trim_metrics(path: str | Path, last_step: int) -> int:
-    """Drop the rows of a metrics.csv logged after `last_step` (a resumed run logs them again); returns how many."""
+def trim_metrics(path: str | Path, global_step: int) -> int:
+    """Drop the rows of a metrics.csv that a run resumed at `global_step` logs again; returns how many.
+
+    Lightning logs the batch that makes optimizer step S (and the validation after it) under step
+    S - 1, so the checkpoint's state holds exactly the rows with step < global_step."""
     path = Path(path)
     if not path.is_file():
         return 0
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         fields, rows = reader.fieldnames or [], list(reader)
-    kept = [r for r in rows if r.get("step") in (None, "") or int(float(r["step"])) <= last_step]
+    kept = [r for r in rows if r.get("step") in (None, "") or int(float(r["step"])) < global_step]
     with atomic_path(path, suffix=".csv") as tmp:
         with open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)

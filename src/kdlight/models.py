@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from kdlight.hub import hub_endpoint, hub_offline_mode, require_reachable
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import TextIO
+
 
 def with_placeholder_label(task_name: str, row: dict) -> dict:
     """A row to predict need not carry its label; a placeholder lets the dataset's own row check run."""

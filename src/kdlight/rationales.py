@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from typing import Mapping
+from collections.abc import Mapping
 
 from kdlight.attribution.selection import rationale_text, unit_spans
 from kdlight.data.tasks import Example, Rendered, content_words

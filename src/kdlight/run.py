@@ -116,7 +116,9 @@ def _run(cfg: DictConfig) -> float | None:
         "best_checkpoint": best,
         "rationale_cache": cache_status(teacher_info),
         "rationale_recall": rationale_recall(datamodule),
-        "teacher_stage": teacher_info or None,
+        "chance_acc": datamodule.chance_accuracy(),
+        "teacher_stage": {k: v for k, v in teacher_info.items() if k != "quality"} or None,
+        "rationale_quality": teacher_info.get("quality"),
         "output_dir": str(output_dir),
     }
     if trainer.is_global_zero:

@@ -12,7 +12,6 @@ from kdlight.data.tasks import Rendered
 from kdlight.families import IGNORE_INDEX
 from kdlight.families.base import pad_right
 from kdlight.text import encode_inputs, encode_targets
-from tests.families import family_model  # noqa: F401  (fixture)
 
 PAIRS = [
     ("Premise: A man is playing a guitar on stage. Hypothesis: The man is sleeping.", "contradiction"),

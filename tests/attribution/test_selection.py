@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from kdlight.data.tasks import TASKS, Example, content_words
 from kdlight.attribution.selection import eligible_units, is_punctuation, rank_units, rationale_text, unit_spans
+from kdlight.data.tasks import TASKS, Example, content_words
 from tests.conftest import CQA_ROWS, NLI_ROWS
 
 

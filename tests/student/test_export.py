@@ -12,7 +12,6 @@ from kdlight.families.base import lengths_mask, pad_right
 from kdlight.hf_pipeline import Text2TextGenerationPipeline, student_pipeline
 from kdlight.models import from_folder
 from kdlight.text import decode_answers, encode_inputs
-from tests.families import family_model  # noqa: F401  (fixture)
 
 FORMAT = {
     "dataset": "cqa", "rendering": "student", "label_prefix": "predict: ", "rationale_prefix": "explain: ", "separator": "</s>",

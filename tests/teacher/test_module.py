@@ -7,7 +7,6 @@ from kdlight.families.base import IGNORE_INDEX, first_end_masked
 from kdlight.teacher.module import fuse_activations
 from kdlight.tiny import tiny_model
 from tests.attribution.test_methods import PAIRS, make_batch
-from tests.families import family_model  # noqa: F401  (fixture)
 
 
 def test_generated_answers_become_targets_masked_after_the_end():

@@ -7,7 +7,6 @@ from kdlight.data.collate import TaskCollator
 from kdlight.student.module import StudentModule
 from kdlight.text import encode_inputs, encode_targets
 from kdlight.training.losses import dual_task_loss
-from tests.families import family_model  # noqa: F401  (fixture)
 
 
 def test_golden_values():

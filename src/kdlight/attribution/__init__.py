@@ -6,7 +6,7 @@ grad_x_input (the paper's), integrated_gradients, gradient (saliency) and occlus
 quality.py measures how faithful and plausible the chosen words are.
 """
 
-from kdlight.attribution import gradient, grad_x_input, integrated_gradients, occlusion  # noqa: F401  (they register)
+from kdlight.attribution import grad_x_input, gradient, integrated_gradients, occlusion  # noqa: F401  (they register)
 from kdlight.attribution.base import AttributionBatch, AttributionMethod, AttributionResult, TargetScorer, reduce_hidden
 from kdlight.attribution.registry import METHODS, get_method, method_from_settings, register_method
 

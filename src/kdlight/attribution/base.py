@@ -12,8 +12,9 @@ one backward serves the whole batch. Captum and inseq loop per example (and per 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 

@@ -11,8 +11,15 @@ import numpy as np
 import torch
 
 from kdlight.attribution.base import (
-    BASELINES, AttributionBatch, AttributionMethod, AttributionResult, TargetScorer, check_choice, check_positive_int,
-    gradient_of_score, reduce_hidden,
+    BASELINES,
+    AttributionBatch,
+    AttributionMethod,
+    AttributionResult,
+    TargetScorer,
+    check_choice,
+    check_positive_int,
+    gradient_of_score,
+    reduce_hidden,
 )
 from kdlight.attribution.registry import register_method
 

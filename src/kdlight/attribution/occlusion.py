@@ -10,7 +10,13 @@ from __future__ import annotations
 import torch
 
 from kdlight.attribution.base import (
-    BASELINES, AttributionBatch, AttributionMethod, AttributionResult, TargetScorer, check_choice, check_positive_int,
+    BASELINES,
+    AttributionBatch,
+    AttributionMethod,
+    AttributionResult,
+    TargetScorer,
+    check_choice,
+    check_positive_int,
 )
 from kdlight.attribution.registry import register_method
 

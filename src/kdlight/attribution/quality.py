@@ -1,4 +1,4 @@
-"""How faithful the chosen words are to the teacher (ERASER, DeYoung et al. 2020).
+"""How good the chosen words are: faithful to the teacher, plausible to people (ERASER, DeYoung et al. 2020).
 
 With F(x) the teacher's gold-target log-probability given prompt x:
 - comprehensiveness(k) = F(x) - F(x without its top-k words): large when the words mattered;
@@ -8,17 +8,23 @@ With F(x) the teacher's gold-target log-probability given prompt x:
 Deleting a word removes its characters from its content span; the template (instructions, prefixes,
 choice letters) always stays. As many random eligible words (seeded) give the reference level.
 Every altered prompt of a set of examples is scored in batched forward passes, no backward.
+
+Plausibility, where the data has human highlights (CQA's CoS-E extractive explanation, or a row's
+own "highlights"): token-level precision/recall/F1 of the top-k words against the highlighted
+words, and the average precision (AUPRC) of the whole ranking; rows highlighting a whole content
+span (a third of CQA's test rows highlight the whole question) carry no signal and are reported apart.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
-from kdlight.data.tasks import Rendered
+from kdlight.data.tasks import Example, Rendered, Task, content_words
 from kdlight.families.base import IGNORE_INDEX, lengths_mask, pad_right
 
 DEFAULT_KS = (1, 2, 3, 5, 10, 20)
@@ -153,3 +159,115 @@ def faithfulness(
 
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 5) if values else None
+
+
+def highlighted_ranges(prompt: Rendered, highlights: Sequence[str]) -> list[tuple[int, int]]:
+    """Where each highlighted text occurs inside the prompt's content (first match, exact case first)."""
+    ranges = []
+    for text in highlights:
+        text = text.strip()
+        if not text:
+            continue
+        for fold in (False, True):
+            found = None
+            for start, end in prompt.spans:
+                haystack = prompt.text[start:end]
+                at = (haystack.lower().find(text.lower()) if fold else haystack.find(text))
+                if at >= 0:
+                    found = (start + at, start + at + len(text))
+                    break
+            if found:
+                ranges.append(found)
+                break
+    return ranges
+
+
+def highlight_of(prompt: Rendered, highlights: Sequence[str]) -> dict | None:
+    """The highlighted content words of a prompt, and whether they are all the words of their content
+    span (a highlight of the whole question carries no signal about which words matter)."""
+    ranges = highlighted_ranges(prompt, highlights)
+    if not ranges:
+        return None
+    words = content_words(prompt)
+    marked = {(s, e) for s, e in words if any(s < b and a < e for a, b in ranges)}  # a word the highlight touches
+    if not marked:
+        return None
+    spans_touched = [span for span in prompt.spans if any(span[0] <= s < span[1] for s, _ in marked)]
+    whole = all(
+        all((s, e) in marked for s, e in words if a <= s and e <= b) for a, b in spans_touched
+    )
+    return {"words": marked, "whole": whole}
+
+
+def precision_recall_f1(chosen: set, relevant: set) -> tuple[float, float, float]:
+    hits = len(chosen & relevant)
+    precision = hits / len(chosen) if chosen else 0.0
+    recall = hits / len(relevant) if relevant else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def average_precision(ranked: Sequence[bool]) -> float | None:
+    """Area under the precision-recall curve of a ranking (mean precision at each relevant item)."""
+    relevant = sum(ranked)
+    if not relevant:
+        return None
+    hits, total = 0, 0.0
+    for rank, is_relevant in enumerate(ranked, 1):
+        if is_relevant:
+            hits += 1
+            total += hits / rank
+    return total / relevant
+
+
+def plausibility(rows: list[dict], prompts: Sequence[Rendered], examples: Sequence[Example], task: Task, ks: Sequence[int]) -> dict:
+    """Token-level P/R/F1 of the top-k words against human highlights, per k, and AUPRC of the full
+    ranking, over rows whose highlight is a strict part of its content; rows highlighting a whole
+    content span (e.g. the whole CQA question) are reported apart. Rows without a highlight found in
+    the prompt are not counted."""
+    groups: dict[str, list[tuple[dict, dict]]] = {"partial": [], "whole": []}
+    for row, prompt, example in zip(rows, prompts, examples):
+        marked = highlight_of(prompt, task.highlights(example))
+        if marked is not None:
+            groups["whole" if marked["whole"] else "partial"].append((row, marked))
+    result: dict[str, Any] = {}
+    for name, members in groups.items():
+        entry: dict[str, Any] = {"examples": len(members)}
+        for k in ks:
+            scores = [precision_recall_f1(set(zip(r["starts"][:k], r["ends"][:k])), m["words"]) for r, m in members]
+            entry[str(k)] = {
+                "precision": _mean4([s[0] for s in scores]), "recall": _mean4([s[1] for s in scores]), "f1": _mean4([s[2] for s in scores]),
+            }
+        aps = []
+        for row, m in members:
+            order = sorted(range(len(row["unit_scores"])), key=lambda i: (-row["unit_scores"][i], i))
+            ap = average_precision([(row["unit_starts"][i], row["unit_ends"][i]) in m["words"] for i in order])
+            if ap is not None:
+                aps.append(ap)
+        entry["auprc"] = _mean4(aps)
+        result[name] = entry
+    return result
+
+
+def _mean4(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def random_ranking(row: dict, seed: int) -> dict:
+    """The row's eligible units ranked by seeded random scores (plausibility's reference level)."""
+    rng = random.Random(f"{seed}-{row['id']}")
+    scores = [rng.random() for _ in row["unit_starts"]]
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    return {**row, "starts": [row["unit_starts"][i] for i in order], "ends": [row["unit_ends"][i] for i in order], "unit_scores": scores}
+
+
+def quality_by_k(quality: dict) -> dict:
+    """Per source and k, the numbers reports plot (plausibility of the rows with a partial highlight)."""
+    out = {}
+    for source in ("teacher", "random"):
+        plaus = quality["plausibility" if source == "teacher" else "plausibility_random"].get("partial", {})
+        out[source] = {
+            k: {**values, "plausibility_f1": (plaus.get(k) or {}).get("f1"), "auprc": plaus.get("auprc")}
+            for k, values in quality["sources"][source].items()
+        }
+    return {"sources": out, "aopc": quality["aopc"], "examples": quality["examples"]}

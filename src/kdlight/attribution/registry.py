@@ -6,7 +6,8 @@ with `@register_method`, listed in kdlight/attribution/__init__.py, plus conf/at
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from kdlight.attribution.base import AttributionMethod
 

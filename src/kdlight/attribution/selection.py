@@ -9,8 +9,8 @@ special tokens, padding and the NLI separator are never inside one.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from kdlight.attribution.settings import ORDERS, UNITS, WORD_SCORES
 from kdlight.data.tasks import Rendered, content_words

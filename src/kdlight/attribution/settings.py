@@ -6,7 +6,8 @@ k, order, batch sizes, worker counts and file layout only slice or schedule the 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 AGGREGATES = ("l2", "sum", "abs_sum")
 UNITS = ("word", "token")

@@ -11,8 +11,9 @@ The DataModule receives what it needs; nothing reads back from it while it is be
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Protocol
+from typing import Any, ClassVar, Protocol
 
 import pytorch_lightning as pl
 import torch
@@ -205,6 +206,12 @@ class KDDataModule(pl.LightningDataModule):
 
     def load_examples(self) -> dict[str, SplitExamples]:
         return self.examples.splits
+
+    def chance_accuracy(self) -> float | None:
+        """Accuracy of guessing uniformly among the possible answers; None for open answers (SVAMP)."""
+        if self.task.name == "cqa":
+            return 0.2  # five answer choices
+        return round(1 / len(self.task.label_set), 4) if self.task.label_set else None
 
     def summary(self) -> dict:
         """What was loaded: sizes, labels, rejected rows, PaLM parse rates (JSON-ready)."""
@@ -414,6 +421,9 @@ class CueWordsDataModule(KDDataModule):
             if isinstance(size, bool) or not isinstance(size, int) or size < 1:
                 raise ValueError(f"dataset.{split}_size={size!r} is not accepted; use a positive integer")
         self.sample_seed = sample_seed
+
+    def chance_accuracy(self) -> float:
+        return round(1 / self.spec.n_classes, 4)
 
     def _raw_splits(self) -> dict[str, tuple[SplitExamples, sources.LoadReport]]:
         raw = {}

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import urllib.request
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -76,7 +76,7 @@ class LoadReport:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LoadReport":
+    def from_dict(cls, data: dict) -> LoadReport:
         return cls(
             data["rows"], data["kept"], [Rejected(**r) for r in data["rejected"]], data["rejected_count"],
             data["palm_completions"], data["palm_parsed"],

@@ -16,8 +16,8 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -190,13 +190,13 @@ class SplitExamples(Sequence[Example]):
             raise IndexError(item)
         return self.chunk(item, item + 1)[0]
 
-    def select(self, positions: np.ndarray, what: str) -> "SplitExamples":
+    def select(self, positions: np.ndarray, what: str) -> SplitExamples:
         """The rows at `positions` of this view (positions index this view, not the table)."""
         rows = positions if self.indices is None else self.indices[positions]
         key = hashlib.sha256(f"{self.key}|{what}".encode()).hexdigest()[:16]
         return SplitExamples(self.task, self.table, np.asarray(rows, dtype=np.int64), self.name, key)
 
-    def head(self, n: int) -> "SplitExamples":
+    def head(self, n: int) -> SplitExamples:
         return self if n >= len(self) else self[:n]
 
     def column(self, name: str, start: int = 0, stop: int | None = None) -> list:

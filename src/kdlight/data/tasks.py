@@ -57,12 +57,12 @@ class _TextBuilder:
         self._spans: list[tuple[int, int]] = []
         self._length = 0
 
-    def template(self, text: str) -> "_TextBuilder":
+    def template(self, text: str) -> _TextBuilder:
         self._pieces.append(text)
         self._length += len(text)
         return self
 
-    def content(self, text: str) -> "_TextBuilder":
+    def content(self, text: str) -> _TextBuilder:
         if text:
             self._spans.append((self._length, self._length + len(text)))
         return self.template(text)

@@ -10,7 +10,8 @@ what the model trains on, `prompt_ids`/`prompt_mask` the prompt alone (right-pad
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch.nn.utils.rnn import pad_sequence

@@ -10,7 +10,7 @@ input embeddings (only prompt positions can be attributed).
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

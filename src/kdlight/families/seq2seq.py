@@ -8,7 +8,7 @@ decoder, so a hook on the layer would also see the decoder's tokens).
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

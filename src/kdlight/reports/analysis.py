@@ -27,7 +27,6 @@ import argparse
 import logging
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from kdlight.io import write_json, write_text
 from kdlight.reports import measures
 from kdlight.reports.views import saliency_html
 from kdlight.teacher.cache import RationaleCache
+from kdlight.teacher.stage import cache_teacher, measure_quality
 
 log = logging.getLogger("kdlight.analyze")
 
@@ -49,71 +49,6 @@ def cache_datamodule(cache: RationaleCache):
     if dataset_config is None:
         raise ValueError(f"{cache.path}/key.json records no dataset_config; extract it again")
     return instantiate(dataset_config)
-
-
-def cache_teacher(cache: RationaleCache, datamodule):
-    """(model, tokenizer, family) of the teacher that made the cache: its folder (fine-tuned or local),
-    else rebuilt from its config (tiny random teachers are seeded)."""
-    from hydra.utils import instantiate
-
-    from kdlight.models import build_model, from_folder, is_local
-
-    folder = cache.about.get("teacher_folder")
-    if folder and is_local(folder):
-        return from_folder(folder)
-    config = cache.about["teacher_config"]
-    return build_model(instantiate(config["model"], _partial_=True), instantiate(config["tokenizer"], _partial_=True), datamodule.corpus)
-
-
-def measure_quality(cache: RationaleCache, datamodule, teacher, ks, examples: int, seed: int = 0) -> dict:
-    """Faithfulness (teacher and random words) on the first `examples` rows, and plausibility where the
-    data has human highlights, for one cache. Shared by kdlight-analyze and training runs."""
-    from kdlight.answers import AnswerChecker
-    from kdlight.attribution.quality import PromptScorer, faithfulness
-    from kdlight.text import round_trip
-
-    model, tokenizer, family = teacher
-    settings = cache.about.get("attribution_settings") or {}
-    split = cache.fields["split"]
-    rows = cache.read_rows(0, examples)
-    chosen = datamodule.examples[split].chunk(0, len(rows))
-    prompts = [datamodule.task.render_teacher(ex) for ex in chosen]
-    if settings.get("chat_template") or (cache.about.get("teacher_config") or {}).get("chat_template"):
-        from kdlight.text import apply_chat_template
-
-        prompts = [apply_chat_template(p, tokenizer) for p in prompts]
-    scorer = PromptScorer(model.eval(), tokenizer, family, settings.get("max_input_length", 512), settings.get("max_target_length", 128))
-    scored = cache.summary(None)["teacher_accuracy"] is not None
-    checker = AnswerChecker(datamodule.task.answer_kind, partial(round_trip, tokenizer)) if scored else None
-    result = faithfulness(scorer, prompts, [ex.label for ex in chosen], rows, ks, checker, seed)
-    plain = [datamodule.task.render_teacher(ex) for ex in chosen]
-    result["plausibility"] = measures.plausibility(rows, plain, chosen, datamodule.task, ks)
-    result["plausibility_random"] = measures.plausibility(
-        [_random_ranking(r, seed) for r in rows], plain, chosen, datamodule.task, ks
-    )
-    return result
-
-
-def _random_ranking(row: dict, seed: int) -> dict:
-    """The row's eligible units ranked by seeded random scores (plausibility's reference level)."""
-    import random
-
-    rng = random.Random(f"{seed}-{row['id']}")
-    scores = [rng.random() for _ in row["unit_starts"]]
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])
-    return {**row, "starts": [row["unit_starts"][i] for i in order], "ends": [row["unit_ends"][i] for i in order], "unit_scores": scores}
-
-
-def quality_by_k(quality: dict) -> dict:
-    """Per source and k, the numbers the report plots (plausibility F1 and AUPRC of the partial-highlight rows)."""
-    out = {}
-    for source in ("teacher", "random"):
-        plaus = quality["plausibility" if source == "teacher" else "plausibility_random"].get("partial", {})
-        out[source] = {
-            k: {**values, "plausibility_f1": (plaus.get(k) or {}).get("f1"), "auprc": plaus.get("auprc")}
-            for k, values in quality["sources"][source].items()
-        }
-    return out
 
 
 def student_rows(student_dir: str | Path, datamodule, split: str, attribution: dict, limit: int) -> list[dict]:

@@ -1,20 +1,18 @@
 """Pure measures over rationale rows and examples, tested directly (no model, no files).
 
-- the paper's analyses: answer overlap, planted-word recall, rationale statistics, teacher-student
-  similarity;
-- plausibility (ERASER, DeYoung et al. 2020): token-level precision/recall/F1 of the top-k words
-  against the words people highlighted, and the average precision (AUPRC) of the whole ranking.
-Faithfulness needs the teacher's scores of altered inputs: kdlight.attribution.quality.
+the paper's analyses: answer overlap, planted-word recall, rationale statistics, teacher-student
+similarity. Rationale quality (faithfulness, plausibility) is kdlight.attribution.quality.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from kdlight.attribution.selection import is_stopword
-from kdlight.data.tasks import Example, Rendered, Task, content_words
+from kdlight.data.tasks import Example, Task, content_words
 
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
@@ -135,93 +133,4 @@ def similarity(teacher_rows: list[dict], student_rows: list[dict], ks: list[int]
         result["prediction_agreement_note"] = "not scored: the cache has no teacher answers (extract with attribution.score_teacher=true)"
     scored = [s["teacher_correct"] for _, s in pairs if s.get("teacher_correct") is not None]
     result["student_accuracy"] = _mean([float(c) for c in scored])
-    return result
-
-
-# ---------------------------------------------------------------- plausibility
-def highlighted_ranges(prompt: Rendered, highlights: Sequence[str]) -> list[tuple[int, int]]:
-    """Where each highlighted text occurs inside the prompt's content (first match, exact case first)."""
-    ranges = []
-    for text in highlights:
-        text = text.strip()
-        if not text:
-            continue
-        for fold in (False, True):
-            found = None
-            for start, end in prompt.spans:
-                haystack = prompt.text[start:end]
-                at = (haystack.lower().find(text.lower()) if fold else haystack.find(text))
-                if at >= 0:
-                    found = (start + at, start + at + len(text))
-                    break
-            if found:
-                ranges.append(found)
-                break
-    return ranges
-
-
-def highlight_of(prompt: Rendered, highlights: Sequence[str]) -> dict | None:
-    """The highlighted content words of a prompt, and whether they are all the words of their content
-    span (a highlight of the whole question carries no signal about which words matter)."""
-    ranges = highlighted_ranges(prompt, highlights)
-    if not ranges:
-        return None
-    words = content_words(prompt)
-    marked = {(s, e) for s, e in words if any(a <= s and e <= b for a, b in ranges)}
-    if not marked:
-        return None
-    spans_touched = [span for span in prompt.spans if any(span[0] <= s < span[1] for s, _ in marked)]
-    whole = all(
-        all((s, e) in marked for s, e in words if a <= s and e <= b) for a, b in spans_touched
-    )
-    return {"words": marked, "whole": whole}
-
-
-def precision_recall_f1(chosen: set, relevant: set) -> tuple[float, float, float]:
-    hits = len(chosen & relevant)
-    precision = hits / len(chosen) if chosen else 0.0
-    recall = hits / len(relevant) if relevant else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
-
-
-def average_precision(ranked: Sequence[bool]) -> float | None:
-    """Area under the precision-recall curve of a ranking (mean precision at each relevant item)."""
-    relevant = sum(ranked)
-    if not relevant:
-        return None
-    hits, total = 0, 0.0
-    for rank, is_relevant in enumerate(ranked, 1):
-        if is_relevant:
-            hits += 1
-            total += hits / rank
-    return total / relevant
-
-
-def plausibility(rows: list[dict], prompts: Sequence[Rendered], examples: Sequence[Example], task: Task, ks: Sequence[int]) -> dict:
-    """Token-level P/R/F1 of the top-k words against human highlights, per k, and AUPRC of the full
-    ranking, over rows whose highlight is a strict part of its content; rows highlighting a whole
-    content span (e.g. the whole CQA question) are reported apart. Rows without a highlight found in
-    the prompt are not counted."""
-    groups: dict[str, list[tuple[dict, dict]]] = {"partial": [], "whole": []}
-    for row, prompt, example in zip(rows, prompts, examples):
-        marked = highlight_of(prompt, task.highlights(example))
-        if marked is not None:
-            groups["whole" if marked["whole"] else "partial"].append((row, marked))
-    result: dict[str, Any] = {}
-    for name, members in groups.items():
-        entry: dict[str, Any] = {"examples": len(members)}
-        for k in ks:
-            scores = [precision_recall_f1(set(zip(r["starts"][:k], r["ends"][:k])), m["words"]) for r, m in members]
-            entry[str(k)] = {
-                "precision": _mean([s[0] for s in scores]), "recall": _mean([s[1] for s in scores]), "f1": _mean([s[2] for s in scores]),
-            }
-        aps = []
-        for row, m in members:
-            order = sorted(range(len(row["unit_scores"])), key=lambda i: (-row["unit_scores"][i], i))
-            ap = average_precision([(row["unit_starts"][i], row["unit_ends"][i]) in m["words"] for i in order])
-            if ap is not None:
-                aps.append(ap)
-        entry["auprc"] = _mean(aps)
-        result[name] = entry
     return result

@@ -26,9 +26,9 @@ import logging
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -88,7 +88,7 @@ def _file_entry(path: Path) -> dict:
 class PartWriter:
     """Buffers finished rows and writes them as one part file per flush (atomically)."""
 
-    def __init__(self, cache: "RationaleCache", rank: int) -> None:
+    def __init__(self, cache: RationaleCache, rank: int) -> None:
         self.cache, self.rank, self.rows = cache, rank, []
 
     def add(self, rows: list[dict]) -> None:
@@ -186,7 +186,7 @@ class RationaleCache:
 
     # ------------------------------------------------------------ reading
     @classmethod
-    def open(cls, path: str | Path) -> "RationaleCache":
+    def open(cls, path: str | Path) -> RationaleCache:
         """An existing cache folder, read back from its key.json (for analysis)."""
         path = Path(path)
         try:

@@ -7,8 +7,9 @@ model's thread: `rationale_rows` turns a prediction into cache rows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
-from typing import Any, Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch

@@ -10,10 +10,11 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -53,7 +54,7 @@ class TeacherStage:
     finetune_loggers: Callable[[], list] | None = None  # W&B lineage: a logger for the fine-tuning run
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, finetune_loggers: Callable[[], list] | None = None) -> "TeacherStage":
+    def from_config(cls, cfg: DictConfig, finetune_loggers: Callable[[], list] | None = None) -> TeacherStage:
         teacher = cfg.teacher
         finetune = None
         if teacher.get("finetune"):
@@ -183,7 +184,33 @@ class TeacherStage:
                 log.warning("%s: k=%s exceeds the eligible units in %d rows; those rationales hold all eligible units",
                             split, self.attribution.get("k"), exceeded)
         info["splits"] = summaries
+        quality = self.attribution.get("quality") or {}
+        if quality.get("enabled") and "train" in caches:
+            info["quality"] = self.rationale_quality(caches["train"], datamodule, loaded, teacher)
         return caches, info
+
+    def rationale_quality(self, cache: RationaleCache, datamodule, loaded=None, teacher=None) -> dict:
+        """Faithfulness and plausibility of the train cache's words (attribution.quality), measured once
+        per cache and setting and kept beside it (quality-<key>.json): a sweep over k measures once."""
+        import json
+
+        from kdlight.attribution.quality import quality_by_k
+        from kdlight.io import write_json
+
+        settings = self.attribution["quality"]
+        ks, examples = [int(k) for k in settings["ks"]], int(settings["examples"])
+        digest = hashlib.sha256(json.dumps({"ks": ks, "examples": examples}).encode()).hexdigest()[:12]
+        path = cache.path / f"quality-{digest}.json"
+        if not path.is_file():
+            with cache.lock() if is_launching_process() else nullcontext():
+                if not path.is_file():
+                    if teacher is not None:
+                        model = (teacher.model, teacher.tokenizer, teacher.family)
+                    else:
+                        model = loaded or self.build_model(datamodule.corpus)
+                    log.info("measuring rationale quality on %d rows (k = %s)", examples, ks)
+                    write_json(path, measure_quality(cache, datamodule, model, ks, examples))
+        return quality_by_k(json.loads(path.read_text()))
 
 
 def prompt_digest(datamodule, rows: SplitExamples) -> str:
@@ -196,3 +223,43 @@ def prompt_digest(datamodule, rows: SplitExamples) -> str:
         for value in (example.id, example.label, datamodule.task.render_teacher(example).text):
             digest.update(str(value).encode() + b"\x00")
     return digest.hexdigest()
+
+
+def cache_teacher(cache: RationaleCache, datamodule):
+    """(model, tokenizer, family) of the teacher that made a cache: its folder (fine-tuned or local),
+    else rebuilt from its config (tiny random teachers are seeded)."""
+    from hydra.utils import instantiate
+
+    from kdlight.models import build_model, from_folder, is_local
+
+    folder = cache.about.get("teacher_folder")
+    if folder and is_local(folder):
+        return from_folder(folder)
+    config = cache.about["teacher_config"]
+    return build_model(instantiate(config["model"], _partial_=True), instantiate(config["tokenizer"], _partial_=True), datamodule.corpus)
+
+
+def measure_quality(cache: RationaleCache, datamodule, teacher, ks, examples: int, seed: int = 0) -> dict:
+    """Faithfulness (the cache's words and random words) on the first `examples` rows, and plausibility
+    where the data has human highlights, for one cache (kdlight-analyze and runs with attribution.quality)."""
+    from functools import partial
+
+    from kdlight.answers import AnswerChecker
+    from kdlight.attribution.quality import PromptScorer, faithfulness, plausibility, random_ranking
+    from kdlight.text import apply_chat_template, round_trip
+
+    model, tokenizer, family = teacher
+    settings = cache.about.get("attribution_settings") or {}
+    split = cache.fields["split"]
+    rows = cache.read_rows(0, examples)
+    chosen = datamodule.examples[split].chunk(0, len(rows))
+    plain = [datamodule.task.render_teacher(ex) for ex in chosen]
+    templated = (cache.about.get("teacher_config") or {}).get("chat_template")
+    prompts = [apply_chat_template(p, tokenizer) for p in plain] if templated else plain
+    scorer = PromptScorer(model.eval(), tokenizer, family, settings.get("max_input_length", 512), settings.get("max_target_length", 128))
+    scored = cache.summary(None)["teacher_accuracy"] is not None
+    checker = AnswerChecker(datamodule.task.answer_kind, partial(round_trip, tokenizer)) if scored else None
+    result = faithfulness(scorer, prompts, [ex.label for ex in chosen], rows, ks, checker, seed)
+    result["plausibility"] = plausibility(rows, plain, chosen, datamodule.task, ks)
+    result["plausibility_random"] = plausibility([random_ranking(r, seed) for r in rows], plain, chosen, datamodule.task, ks)
+    return result

@@ -8,8 +8,9 @@ task (kdlight.student); the teacher's fine-tuning stage uses this module as it i
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch

@@ -7,9 +7,10 @@ import json
 import pytest
 from hydra.utils import instantiate
 
-from kdlight.analysis import answer_overlap, answer_words, jaccard, normalize_word, rationale_stats, saliency_html
 from kdlight.data.tasks import TASKS, Example, Rendered
-from kdlight.teacher.extract import rationale_cache
+from kdlight.reports.measures import answer_overlap, answer_words, jaccard, normalize_word, rationale_stats
+from kdlight.reports.views import saliency_html
+from kdlight.teacher.stage import TeacherStage
 
 
 def test_normalize_word_strips_punctuation_case_and_number_forms():
@@ -47,8 +48,10 @@ def build_cache(compose, release_root, texts_for):
     """A rationale cache written row by row by the test, for the CQA train split of release_root."""
     cfg = compose(["dataset=cqa", f"dataset.root={release_root}", "teacher=tiny"])
     datamodule = instantiate(cfg.dataset)
-    examples = datamodule.load_examples()["train"]
-    cache = rationale_cache(cfg, datamodule, "train")
+    examples = list(datamodule.load_examples()["train"])
+    stage = TeacherStage.from_config(cfg)
+    cache = stage.cache(datamodule, "train")
+    cache.about["attribution_settings"] = stage.attribution
     cache.prepare()
     prompts = datamodule.teacher_prompts("train")
     rows = []
@@ -61,9 +64,12 @@ def build_cache(compose, release_root, texts_for):
             "ends": [s + len(t) for s, t in zip(starts, texts)],
             "unit_starts": sorted(starts), "unit_ends": [s + len(t) for s, t in sorted(zip(starts, texts))],
             "unit_scores": [1.0] * len(texts), "teacher_answer": example.label, "teacher_correct": True,
+            "completeness_gap": None, "batch_id": 0,
         })
-    cache.write_shard(0, rows)
-    cache.write_manifest(1, len(rows))
+    writer = cache.part_writer(0)
+    writer.add(rows)
+    writer.flush()
+    cache.finalize(len(rows), 1000)
     return cache, examples
 
 
@@ -82,9 +88,9 @@ def test_answer_overlap_on_a_cache_built_in_the_test(compose, release_root, tmp_
     assert answer_overlap(rows, examples, TASKS["cqa"], 1)["share"] == pytest.approx(expected_k1, abs=1e-4)
     assert answer_overlap(rows, examples, TASKS["cqa"], 2)["share"] == pytest.approx(expected_k2, abs=1e-4)
 
-    from kdlight.analysis import main
+    from kdlight.reports.analysis import main
 
-    assert main([str(cache.path), "--k", "1", "2", "--views", "4", "--out", str(tmp_path / "analysis")]) == 0
+    assert main([str(cache.path), "--k", "1", "2", "--views", "4", "--no-faithfulness", "--out", str(tmp_path / "analysis")]) == 0
     analysis = json.loads((tmp_path / "analysis" / "analysis.json").read_text())
     (result,) = analysis["caches"]
     assert result["examples"] == n and result["teacher_accuracy"] == 1.0
@@ -95,7 +101,7 @@ def test_answer_overlap_on_a_cache_built_in_the_test(compose, release_root, tmp_
 
 
 def test_analyze_rejects_a_folder_without_a_cache(tmp_path, capsys):
-    from kdlight.analysis import main
+    from kdlight.reports.analysis import main
 
     assert main([str(tmp_path)]) == 2
     assert "no rationale cache" in capsys.readouterr().err
@@ -103,16 +109,19 @@ def test_analyze_rejects_a_folder_without_a_cache(tmp_path, capsys):
         main([str(tmp_path), "--k", "0"])
 
 
-def test_saliency_view_shades_eligible_words_and_boxes_the_top_k():
+def test_saliency_view_boxes_the_runs_k_and_shows_gold_answer_planted_words_and_a_legend():
     prompt = Rendered("Question: Where do fish live?\nAnswer:", ((10, 29),))
     words = [(10, 15), (16, 18), (19, 23), (24, 29)]
     row = {
-        "id": "x", "texts": ["fish", "live?"], "starts": [19, 24], "ends": [23, 29], "scores": [2.0, 1.0],
+        "id": "x", "texts": ["fish", "live?", "Where"], "starts": [19, 24, 10], "ends": [23, 29, 15], "scores": [2.0, 1.0, 0.5],
         "unit_starts": [s for s, _ in words], "unit_ends": [e for _, e in words], "unit_scores": [0.5, 0.0, 2.0, 1.0],
-        "teacher_answer": "water",
+        "teacher_answer": "water", "teacher_correct": True,
     }
-    page = saliency_html([prompt], [row], k=1, title="t")
-    assert page.count("class='top'") == 1 and "<span class='top' style='background: rgba(220, 60, 30, 1.00)' title='2'>fish</span>" in page
+    example = Example("x", {"text": "Where do fish live?", "cues": ["fish"]}, "water")
+    page = saliency_html([prompt], [row], k=2, title="t", examples=[example], task=TASKS["cue_words"])
+    assert page.split("<div class='ex'>", 1)[1].count("class='top") == 2  # the run's k, not a default
+    assert "<span class='top planted' style='background: rgba(220, 60, 30, 1.00)' title='2'>fish</span>" in page
     assert "rgba(220, 60, 30, 0.25)" in page  # "Where": 0.5 of the highest score
     assert "<span class='tpl'>Question: </span>" in page and "<span class='tpl'>\nAnswer:</span>" in page
-    assert "teacher answer: water" in page
+    assert "gold: <b>water</b>" in page and "teacher's answer: <b>water</b> (correct)" in page
+    assert "Legend." in page and "top-2 words" in page

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from kdlight.report import build_report, collect_runs, mean_std, table_rows
+from kdlight.reports.report import build_report, quality_rows, table_rows
+from kdlight.reports.runs import collect_runs, mean_std
 
 
 def finished(folder: Path, **fields) -> None:
     folder.mkdir(parents=True)
     (folder / ".hydra").mkdir()
     (folder / ".hydra" / "config.yaml").write_text("k: 1\n")
-    base = {"status": "finished", "dataset": "cqa", "method": "saliency", "k": 5, "alpha": 0.5, "seed": 0,
-            "test_acc": 0.5, "val_acc_best": 0.5, "rationale_cache": "hit"}
+    base = {"status": "finished", "dataset": "cqa", "method": "saliency", "attribution": "grad_x_input", "k": 5, "alpha": 0.5,
+            "seed": 0, "test_acc": 0.5, "val_acc_best": 0.5, "rationale_cache": "hit", "chance_acc": 0.2}
     (folder / "results.json").write_text(json.dumps({**base, **fields}))
 
 
@@ -26,7 +27,7 @@ def sweep(tmp_path: Path) -> Path:
     root = tmp_path / "multirun" / "2026-11-28" / "10-00-00"
     finished(root / "0", seed=0, test_acc=0.60, val_acc_best=0.62, rationale_cache="miss")
     finished(root / "1", seed=1, test_acc=0.70, val_acc_best=0.66)
-    finished(root / "2", method="finetune", k=None, alpha=0.0, test_acc=0.40, val_acc_best=0.41, rationale_cache=None)
+    finished(root / "2", method="finetune", attribution=None, k=None, alpha=0.0, test_acc=0.40, val_acc_best=0.41, rationale_cache=None)
     finished(root / "3", k=1, test_acc=0.55, val_acc_best=0.70)
     (root / "4").mkdir()
     (root / "4" / "results.json").write_text(json.dumps({"status": "failed", "error": "RuntimeError: out of memory"}))
@@ -62,8 +63,8 @@ def test_report_writes_tables_charts_and_names_the_problem_runs(sweep, tmp_path)
     summary = build_report([sweep], tmp_path / "report")
     assert summary["finished"] == 4 and len(summary["failed"]) == 1 and len(summary["unfinished"]) == 1
     table = (tmp_path / "report" / "table.md").read_text()
-    assert "| cqa | saliency | 5 | 0.50 | 0.6500 +- 0.0707 | 2 | 0.6400 |" in table
-    assert "| cqa | finetune | - | 0.00 | 0.4000 | 1 | 0.4100 |" in table
+    assert "| cqa | saliency | grad_x_input | 5 | 0.50 | 0.6500 +- 0.0707 | 2 | 0.6400 |" in table
+    assert "| cqa | finetune | - | - | 0.00 | 0.4000 | 1 | 0.4100 |" in table
     assert f"failed: `{(sweep / '4').resolve()}`: RuntimeError: out of memory" in table
     assert f"unfinished (no results.json yet): `{(sweep / '5').resolve()}`" in table
     with open(tmp_path / "report" / "table.csv") as handle:
@@ -72,18 +73,36 @@ def test_report_writes_tables_charts_and_names_the_problem_runs(sweep, tmp_path)
         assert (tmp_path / "report" / chart).stat().st_size > 1000
 
 
+def test_quality_rows_pair_each_method_and_k_with_its_students(tmp_path):
+    quality = {"sources": {"teacher": {"5": {"comprehensiveness": 2.0, "sufficiency": 0.5, "plausibility_f1": 0.4}},
+                           "random": {"5": {"comprehensiveness": 0.3, "sufficiency": 1.5, "plausibility_f1": 0.1}}}}
+    finished(tmp_path / "a", seed=0, test_acc=0.6, rationale_quality=quality)
+    finished(tmp_path / "b", seed=1, test_acc=0.8, rationale_quality=quality)
+    finished(tmp_path / "c", attribution="occlusion", test_acc=0.3,
+             rationale_quality={"sources": {"teacher": {"5": {"comprehensiveness": 1.0, "sufficiency": 0.9}},
+                                            "random": {"5": {"comprehensiveness": 0.3, "sufficiency": 1.5}}}})
+    rows = {(r["attribution"], r["k"]): r for r in quality_rows(collect_runs([tmp_path]).finished)}
+    assert set(rows) == {("grad_x_input", 5), ("occlusion", 5), ("random", 5)}
+    assert rows[("grad_x_input", 5)]["comprehensiveness"] == 2.0 and math.isclose(rows[("grad_x_input", 5)]["student_acc_mean"], 0.7)
+    summary = build_report([tmp_path], tmp_path / "report")
+    assert len(summary["quality"]) == 3 and (tmp_path / "report" / "quality.png").stat().st_size > 1000
+    assert "| cqa | occlusion | 5 | 1.0000 | 0.9000 |" in (tmp_path / "report" / "table.md").read_text()
+
+
 def test_report_command_rejects_a_missing_path(tmp_path, capsys):
-    from kdlight.report import main
+    from kdlight.reports.report import main
 
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "nowhere does not exist" in capsys.readouterr().err
 
 
 def test_a_run_that_fails_writes_a_failed_results_json(compose, tmp_path):
-    from kdlight.pipeline import run
+    from kdlight.run import run
 
     cfg = compose(["debug=tiny", "dataset=cqa", "method=finetune", f"dataset.root={tmp_path / 'no-data'}"])
-    with pytest.raises(Exception):
+    from kdlight.data.sources import DataSourceError
+
+    with pytest.raises(DataSourceError):
         run(cfg)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "failed" and "no-data" in results["error"]
@@ -95,11 +114,11 @@ def test_a_run_that_fails_writes_a_failed_results_json(compose, tmp_path):
 def test_flush_denormal_holds_only_inside_a_run(compose):
     import torch
 
-    from kdlight.pipeline import numeric_settings
+    from kdlight.runtime import numeric_settings
 
     tiny = torch.tensor([1e-39])  # a denormal float32
-    with numeric_settings(compose(["flush_denormal=true"])):
+    with numeric_settings(compose(["flush_denormal=true"]).flush_denormal):
         assert (tiny * 1.0).item() == 0.0
     assert (tiny * 1.0).item() != 0.0  # PyTorch's default is back for whatever runs next
-    with numeric_settings(compose(["flush_denormal=false"])):
+    with numeric_settings(compose(["flush_denormal=false"]).flush_denormal):
         assert (tiny * 1.0).item() != 0.0

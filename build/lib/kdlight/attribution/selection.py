@@ -1,0 +1,147 @@
+"""From token scores to rationale units: eligibility, word merging, filters, top-k and the text.
+
+Only the example's own content can be chosen: a token is eligible when its character span (with
+surrounding whitespace trimmed: byte-level BPE and Llama pieces carry their leading space) lies
+inside a content word of the rendered prompt. Instruction words, prefixes, chat-template text,
+special tokens, padding and the NLI separator are never inside one.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kdlight.attribution.settings import ORDERS, UNITS, WORD_SCORES
+from kdlight.data.tasks import Rendered, content_words
+
+# A small English stop-word list (no extra dependency); used only with drop_stopwords=true.
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have having
+    he her here hers herself him himself his how i if in into is it its itself just me more most my myself no
+    nor not now of off on once only or other our ours ourselves out over own same she should so some such than
+    that the their theirs them themselves then there these they this those through to too under until up very
+    was we were what when where which while who whom why will with would you your yours yourself yourselves""".split()
+)
+
+
+@dataclass(frozen=True)
+class UnitSpan:
+    """A unit that may be chosen: its characters in the prompt and the tokens that make it."""
+
+    start: int
+    end: int
+    text: str
+    tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Unit:
+    start: int  # character span in the rendered prompt
+    end: int
+    text: str
+    score: float
+
+
+def is_punctuation(text: str) -> bool:
+    return bool(text) and all(unicodedata.category(ch)[0] in "PS" for ch in text)
+
+
+def is_stopword(text: str) -> bool:
+    core = "".join(ch for ch in text.lower() if not unicodedata.category(ch).startswith("P"))
+    return core in STOPWORDS
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def unit_spans(
+    rendered: Rendered,
+    offsets: Sequence[tuple[int, int]],
+    unit: str = "word",
+    drop_stopwords: bool = False,
+    drop_punctuation: bool = True,
+) -> list[UnitSpan]:
+    """Every unit that may be chosen, in input order, with the token positions that make it.
+
+    offsets: the tokenizer's (start, end) per token (special tokens and padding have start == end).
+    """
+    if unit not in UNITS:
+        raise ValueError(f"attribution.unit={unit!r} is not accepted; use one of {list(UNITS)}")
+    words = content_words(rendered)
+    pieces: dict[int, list[int]] = {}  # word index -> its token positions
+    token_units: list[UnitSpan] = []
+    w = 0
+    for position, (raw_start, raw_end) in enumerate(offsets):
+        start, end = _trimmed(rendered.text, raw_start, raw_end)
+        if end <= start:
+            continue  # special token, padding or whitespace
+        while w < len(words) and words[w][1] <= start:
+            w += 1
+        if w == len(words) or not (words[w][0] <= start and end <= words[w][1]):
+            continue  # not (wholly) inside one content word: template text
+        if unit == "word":
+            pieces.setdefault(w, []).append(position)
+        else:
+            token_units.append(UnitSpan(start, end, rendered.text[start:end], (position,)))
+    if unit == "word":
+        units = [
+            UnitSpan(words[i][0], words[i][1], rendered.text[words[i][0] : words[i][1]], tuple(tokens))
+            for i, tokens in sorted(pieces.items())
+        ]
+    else:
+        units = token_units
+    return [
+        u for u in units
+        if not (drop_punctuation and is_punctuation(u.text)) and not (drop_stopwords and is_stopword(u.text))
+    ]
+
+
+def _combine(values: list[float], how: str) -> float:
+    if how == "sum":
+        return sum(values)
+    if how == "max":
+        return max(values)
+    if how == "mean":
+        return sum(values) / len(values)
+    raise ValueError(f"attribution.word_score={how!r} is not accepted; use one of {list(WORD_SCORES)}")
+
+
+def score_units(spans: Sequence[UnitSpan], token_scores: Sequence[float], word_score: str = "sum") -> list[Unit]:
+    """Each unit's score from its tokens' scores (word_score: sum, max or mean of the pieces)."""
+    return [Unit(s.start, s.end, s.text, _combine([float(token_scores[t]) for t in s.tokens], word_score)) for s in spans]
+
+
+def eligible_units(
+    rendered: Rendered,
+    offsets: Sequence[tuple[int, int]],
+    token_scores: Sequence[float],
+    unit: str = "word",
+    word_score: str = "sum",
+    drop_stopwords: bool = False,
+    drop_punctuation: bool = True,
+) -> list[Unit]:
+    """Every unit that may be chosen, in input order, with its score."""
+    return score_units(unit_spans(rendered, offsets, unit, drop_stopwords, drop_punctuation), token_scores, word_score)
+
+
+def rank_units(units: list[Unit], max_k: int) -> list[Unit]:
+    """The top max_k units by score, best first (ties: earlier in the input first)."""
+    order = sorted(range(len(units)), key=lambda i: (-units[i].score, i))
+    return [units[i] for i in order[:max_k]]
+
+
+def rationale_text(starts: list[int], texts: list[str], k: int, order: str = "input") -> str:
+    """The rationale for k from units ranked best first: the first k, joined in input order or score order."""
+    if order not in ORDERS:
+        raise ValueError(f"attribution.order={order!r} is not accepted; use one of {list(ORDERS)}")
+    chosen = list(zip(starts[:k], texts[:k]))
+    if order == "input":
+        chosen.sort()
+    return " ".join(text for _, text in chosen)

@@ -1,0 +1,155 @@
+"""The Hydra entry points behind `train.py` / `kdlight-train` and `eval.py` / `kdlight-eval`.
+
+Before Hydra makes a run folder, the command's config (every job's, for a multirun) is composed
+and validated: a bad value fails in about a second with one line naming the key, no traceback and
+no folder left behind; the thread settings reach the environment before torch is imported.
+"""
+
+from __future__ import annotations
+
+import sys
+from itertools import islice
+
+from kdlight.config import ConfigError, check_sources, config_dir, validate_config
+
+HYDRA_FLAGS_WE_CHECK = ("-m", "--multirun")
+
+
+def job_overrides(overrides: list[str], sweeper_params: dict | None) -> list[list[str]]:
+    """Override lists covering every value of every swept key (each value once, the other keys at
+    their first value): what a multirun's jobs can be, without the full grid."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    fixed, swept = [], {}
+    extra = [f"{key}={value}" for key, value in (sweeper_params or {}).items()]
+    for override in parser.parse_overrides(overrides + extra):
+        if override.is_sweep_override():
+            try:
+                swept[override.get_key_element()] = list(islice(override.sweep_string_iterator(), 64))
+            except Exception:  # noqa: BLE001 - intervals (Optuna) have no values to list
+                continue
+        else:
+            fixed.append(override.input_line)
+    if not swept:
+        return [fixed]
+    firsts = {key: values[0] for key, values in swept.items()}
+    jobs = []
+    for key, values in swept.items():
+        for value in values:
+            jobs.append(fixed + [f"{k}={value if k == key else v}" for k, v in firsts.items()])
+    return jobs
+
+
+def validate_eval_config(cfg) -> None:
+    from pathlib import Path
+
+    from kdlight.evaluate import SPLITS
+
+    if cfg.split not in SPLITS:
+        raise ConfigError(f"split={cfg.split!r} is not accepted; use one of {list(SPLITS)}")
+    if not Path(str(cfg.ckpt_path)).exists():
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path} does not exist; pass <run>/checkpoints/<name>.ckpt or an exported <run>/student")
+
+
+VALIDATORS = {"train": validate_config, "eval": validate_eval_config}
+
+
+def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
+    """None: go on; 0: nothing to do (a finished run); 2: the config cannot work (the message was printed)."""
+    if any(a.startswith("-") and a not in HYDRA_FLAGS_WE_CHECK for a in argv):
+        return None  # --help, --cfg, --info ...: Hydra's own business
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    from kdlight.compose import compose_config
+    from kdlight.hub import HubUnavailableError
+    from kdlight.runtime import export_threads
+
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        jobs = job_overrides(overrides, None)  # a sweep's first job composes like a single run
+        base = compose_config(jobs[0], config_name=config_name)
+        try:
+            export_threads(base.get("threads", "auto"))  # before torch is imported, also for child processes
+        except ValueError:
+            pass  # validate_config names it
+        multirun = any(a in HYDRA_FLAGS_WE_CHECK for a in argv) or OmegaConf.select(base, "hydra.mode") == "MULTIRUN"
+        if multirun:
+            params = OmegaConf.to_container(base.hydra.sweeper.params) if base.hydra.sweeper.get("params") else None
+            jobs = job_overrides(overrides, params)
+        else:
+            jobs = [overrides]
+        for job in jobs:
+            cfg = base if job == jobs[0] and not multirun else compose_config(job, config_name=config_name)
+            VALIDATORS[config_name](cfg)
+        if config_name == "train" and not multirun and base.get("resume", True):
+            from pathlib import Path
+
+            from kdlight.run import already_finished_message, finished_results
+
+            run_dir = Path(OmegaConf.select(base, "hydra.run.dir"))
+            if finished_results(run_dir) is not None:  # before Hydra writes a byte into the folder
+                print(already_finished_message(run_dir), file=sys.stderr)
+                return 0
+        if config_name == "train":
+            check_sources(base)
+    except (ConfigError, HubUnavailableError) as err:  # one line, no traceback, no run folder
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except HydraException:
+        return None  # unknown group options and the like: Hydra reports them with the choices
+    finally:
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()
+    return None
+
+
+def _train(cfg):
+    validate_config(cfg)  # again inside the job: also guards in-process and launcher-started jobs
+    from kdlight.run import run
+
+    return run(cfg)
+
+
+def _evaluate(cfg):
+    from kdlight.evaluate import evaluate
+
+    return evaluate(cfg)
+
+
+def _main(task, config_name: str) -> None:
+    import hydra
+
+    code = prevalidate(sys.argv[1:], config_name)
+    if code is not None:
+        sys.exit(code)
+    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)(task)()
+
+
+def main() -> None:
+    """kdlight-train / train.py"""
+    _main(_train, "train")
+
+
+def quote_paths(argv: list[str], keys: tuple[str, ...] = ("ckpt_path",)) -> list[str]:
+    """Run folders are named after their overrides (`k=3,seed=1`), which Hydra's override grammar
+    would parse: such path values are quoted for the user."""
+    quoted = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key in keys and value and value[0] not in "'\"":
+            value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        quoted.append(f"{key}{sep}{value}" if sep else arg)
+    return quoted
+
+
+def eval_main() -> None:
+    """kdlight-eval / eval.py"""
+    sys.argv[1:] = quote_paths(sys.argv[1:])
+    _main(_evaluate, "eval")
+
+
+if __name__ == "__main__":
+    main()

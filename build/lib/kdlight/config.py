@@ -1,0 +1,179 @@
+"""The composed Hydra config: where it lives, its resolvers, and its validation.
+
+The config tree ships inside the package (`kdlight.conf`, mapped from the repository's conf/), so
+`pip install .` and `kdlight-train` work from any folder. Validation runs before any model or
+data is loaded, and, from the command line, before Hydra makes a run folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+ALPHA_RANGE = (0.0, 1.0)
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and what is accepted."""
+
+
+def config_dir() -> Path:
+    """The packaged config tree (override with KDLIGHT_CONFIG_DIR)."""
+    configured = os.environ.get("KDLIGHT_CONFIG_DIR")
+    if configured:
+        path = Path(configured)
+    else:
+        from importlib.resources import files
+
+        path = Path(str(files("kdlight.conf")))
+    if not (path / "train.yaml").is_file():
+        raise FileNotFoundError(
+            f"kdlight's config tree was not found at {path} (no train.yaml). Reinstall the package "
+            "(`pip install .` or `pip install -e .` from its repository), or set KDLIGHT_CONFIG_DIR to a conf/ folder."
+        )
+    return path
+
+
+def project_root() -> Path:
+    """Where outputs, caches and multiruns go by default: the repository checkout the configs come
+    from (conf/ beside pyproject.toml), otherwise the current folder."""
+    checkout = config_dir().parent
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+def _best_precision() -> str:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def run_slug(overrides: str, limit: int = 80) -> str:
+    """A folder name for a run from its command-line overrides: the same command, the same folder
+    (that is how a killed run resumes); long or odd ones are shortened and made unique by a hash."""
+    slug = re.sub(r"[^A-Za-z0-9=,._+-]", "_", str(overrides)) or "defaults"
+    if len(slug) > limit:
+        slug = f"{slug[: limit - 9]}-{hashlib.sha1(str(overrides).encode()).hexdigest()[:8]}"
+    return slug
+
+
+def sweep_group() -> str | None:
+    """The W&B group of a multirun job: its sweep folder (<date>/<time> under multirun/); None for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    sweep_dir = Path(HydraConfig.get().sweep.dir)
+    return f"{sweep_dir.parent.name}/{sweep_dir.name}"
+
+
+def run_tags(user_tags, dataset, method, k, alpha, seed, attribution=None) -> list[str]:
+    """The user's tags plus dataset, method, attribution, k (only where the method uses it), alpha and seed."""
+    tags = [str(t) for t in (user_tags or [])]
+    tags += [f"dataset={dataset}", f"method={method}", f"alpha={alpha}", f"seed={seed}"]
+    if k is not None:
+        tags.append(f"k={k}")
+    if attribution is not None:
+        tags.append(f"attribution={attribution}")
+    return tags
+
+
+def register_resolvers() -> None:
+    """${kd_root:} is the project root; ${kd_precision:} the best Trainer precision here;
+    ${kd_slug:text} a safe folder name; ${kd_sweep_group:} and ${kd_run_tags:...} name W&B runs."""
+    for name, resolver in (
+        ("kd_root", lambda: str(project_root())),
+        ("kd_precision", _best_precision),
+        ("kd_slug", run_slug),
+        ("kd_sweep_group", sweep_group),
+        ("kd_run_tags", run_tags),
+    ):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
+
+
+register_resolvers()
+
+
+def group_options(group: str) -> list[str]:
+    """A config group's options (files starting with _ are bases other files extend)."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Reject a config that cannot work, before any model or data is loaded."""
+    for group in ("dataset", "method"):
+        if cfg.get(group) is None:
+            raise ConfigError(f"{group} is not set; use one of {group_options(group)}")
+    method = cfg.method.name
+    if method not in group_options("method"):
+        raise ConfigError(f"method.name={method!r} is not known; use one of {group_options('method')}")
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed={seed!r} is not accepted; use an integer")
+    try:
+        from kdlight.runtime import resolve_threads
+
+        resolve_threads(cfg.get("threads", "auto"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    alpha = cfg.get("alpha")
+    if not _number(alpha) or not ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]:
+        raise ConfigError(f"alpha={alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
+    method_alpha = cfg.method.alpha
+    if not _number(method_alpha) or not 0.0 <= float(method_alpha) <= 1.0:
+        raise ConfigError(f"method.alpha={method_alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
+    if "k" in cfg.method:
+        k = cfg.method.k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"k={k!r} is not accepted with method={method}; use an integer >= 1")
+        max_k = cfg.attribution.max_k
+        if method == "saliency" and isinstance(max_k, int) and k > max_k:
+            raise ConfigError(
+                f"k={k} is larger than attribution.max_k={max_k} (the ranked units cached per example); "
+                f"raise attribution.max_k or lower k"
+            )
+    if cfg.method.get("needs_teacher"):
+        check_attribution(cfg.attribution)
+    if float(method_alpha) > 0 and cfg.method.get("rationale") is None:
+        raise ConfigError(f"method={method} has no rationale source, so alpha must be 0 (got {method_alpha})")
+
+
+def check_attribution(attribution) -> None:
+    """The shared attribution settings and the chosen method's own (the registry says which exist)."""
+    from kdlight.attribution.settings import check_shared
+
+    try:
+        check_shared(attribution)
+        import kdlight.attribution  # noqa: F401  (registers the methods)
+        from kdlight.attribution.registry import METHODS, method_from_settings
+
+        if attribution.get("method") not in METHODS:
+            raise ValueError(f"attribution.method={attribution.get('method')!r} is not accepted; use one of {sorted(METHODS)}")
+        method_from_settings(attribution)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def check_sources(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher")) -> None:
+    """Hub ids need the hub: fail within seconds when it is unreachable (before the heavy imports),
+    saying how to work from a local folder instead. The teacher counts only where the method needs it."""
+    from kdlight.hub import hub_endpoint, hub_offline_mode, require_reachable
+    from kdlight.models import hub_hint, is_local
+
+    nodes = [(role, cfg.get(role)) for role in roles if role != "teacher" or cfg.method.get("needs_teacher") or roles == ("teacher",)]
+    for role, node in nodes:
+        name = OmegaConf.select(node, "model.name_or_path", default=None) if node is not None else None
+        if not isinstance(name, str) or is_local(name) or hub_offline_mode():
+            continue
+        require_reachable(hub_endpoint(), f"the {role} model {name!r} from the Hugging Face hub", hub_hint("model"), timeout=5.0)

@@ -1,0 +1,32 @@
+"""The collator: padded label and rationale batches, shaped by the model family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class TaskCollator:
+    """Yields {"label": family batch, "rationale": family batch (only the rows that have a rationale;
+    absent when none has one), "index": tensor, "label_text": [...], "rationale_text": [...]}.
+    A family batch holds the training tensors and the prompt alone for generation (kdlight.families)."""
+
+    family: object
+    pad_token_id: int
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = {
+            "label": self.family.task_batch([f["input_ids"] for f in features], [f["labels"] for f in features], self.pad_token_id),
+            "index": torch.tensor([f["index"] for f in features], dtype=torch.long),
+            "label_text": [f["label_text"] for f in features],
+            "rationale_text": [f.get("rationale_text") for f in features],
+        }
+        with_rationale = [f for f in features if f.get("rationale_labels")]
+        if with_rationale:
+            batch["rationale"] = self.family.task_batch(
+                [f["rationale_input_ids"] for f in with_rationale], [f["rationale_labels"] for f in with_rationale],
+                self.pad_token_id,
+            )
+        return batch

@@ -1,0 +1,440 @@
+"""One LightningDataModule per dataset, on a shared base that does the work.
+
+Two uses, one class:
+- without a model: `examples` (splits of the release, memory-mapped), `summary()`, renderings; this is
+  what the teacher stage and the data CLI read;
+- for a model: built with the examples already loaded, a tokenizer, the model's family and the
+  rationales the run computed (`rationales`): `setup()` writes or opens the tokenised features.
+The DataModule receives what it needs; nothing reads back from it while it is being built.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from kdlight.data import sources
+from kdlight.data.collate import TaskCollator
+from kdlight.data.cue_words import CueWordsSpec, generate_rows
+from kdlight.data.features import FeatureRows, features_key, write_features
+from kdlight.data.store import DigestMemo, ExampleSet, SplitExamples, build_or_open
+from kdlight.data.tasks import ANLITask, CQATask, CueWordsTask, ESNLITask, Example, Rendered, SVAMPTask, Task
+
+log = logging.getLogger(__name__)
+
+TRAIN_STAND_INS = ("valid",)
+RENDERINGS = ("student", "teacher")  # which rendering the model reads: the student input or the teacher prompt
+SPLITS = ("train", "valid", "test")
+
+
+class RationaleSource(Protocol):
+    """Gives each example of a chunk of a split its rationale text (None: this example has none)."""
+
+    def fingerprint(self, split: str) -> str: ...
+
+    def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[str | None]: ...
+
+
+def _choice(name: str, value: Any, accepted: tuple) -> Any:
+    if value not in accepted:
+        raise ValueError(f"dataset.{name}={value!r} is not accepted; use one of {list(accepted)}")
+    return value
+
+
+class KDDataModule(pl.LightningDataModule):
+    """Rows -> examples -> two renderings -> tokenised label and rationale tasks -> padded batches."""
+
+    task: ClassVar[Task]
+    accepted_sources: ClassVar[tuple[str, ...]] = sources.SOURCES
+
+    def __init__(
+        self,
+        source: str = "dsbs",
+        root: str | None = None,
+        max_rows: int | None = None,
+        on_bad_row: str = "error",
+        train_stand_in: str | None = None,
+        svamp_json: str | None = None,
+        hub_timeout: float = 5.0,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        max_input_length: int = 1024,
+        max_target_length: int = 256,
+        label_prefix: str = "predict: ",
+        rationale_prefix: str = "explain: ",
+        rationale_splits: tuple[str, ...] = ("train",),
+        rendering: str = "student",
+        cache_dir: str | None = None,
+        seed: int = 0,
+        chunk_rows: int = 4096,
+        corpus_rows: int = 20000,
+        examples: ExampleSet | None = None,
+        tokenizer: Any = None,
+        family: Any = None,
+        rationales: RationaleSource | None = None,
+        separator: str | None = None,
+        prompt_wrapper: Callable[[Rendered], Rendered] | None = None,
+    ) -> None:
+        super().__init__()
+        self.source = _choice("source", source, self.accepted_sources)
+        self.on_bad_row = _choice("on_bad_row", on_bad_row, sources.BAD_ROW_POLICIES)
+        self.train_stand_in = _choice("train_stand_in", train_stand_in, (None, *TRAIN_STAND_INS))
+        for name, value in (("max_rows", max_rows), ("chunk_rows", chunk_rows), ("corpus_rows", corpus_rows)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"dataset.{name}={value!r} is not accepted; use a positive integer" + (" or null" if name == "max_rows" else ""))
+        if source == "dsbs" and not root:
+            raise ValueError("dataset.root is required with dataset.source=dsbs (the step-by-step release folder)")
+        self.root = Path(root).resolve() if root else None
+        self.max_rows = max_rows
+        self.svamp_json = svamp_json
+        self.hub_timeout = hub_timeout
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.max_input_length = max_input_length
+        self.max_target_length = max_target_length
+        self.prefixes = {"label": label_prefix, "rationale": rationale_prefix}
+        self.rationale_splits = tuple(rationale_splits)
+        self.rendering = _choice("rendering", rendering, RENDERINGS)
+        self.cache_dir = cache_dir
+        self.seed = seed
+        self.chunk_rows = chunk_rows
+        self.corpus_rows = corpus_rows
+        self._examples = examples
+        self.tokenizer = tokenizer
+        self.family = family
+        self.rationales = rationales
+        self.separator = separator
+        self.prompt_wrapper = prompt_wrapper
+        self.features: dict[str, FeatureRows] = {}
+
+    # ---------------------------------------------------------------- examples
+    def _release_split(self, split: str, memo: DigestMemo) -> tuple[SplitExamples, sources.LoadReport]:
+        files = sources.release_inputs(self.root, self.task, split)
+        key_fields = {"source": "dsbs", "on_bad_row": self.on_bad_row, "files": [memo.digest(p) for p in files]}
+        return self._stored(split, key_fields, lambda report: sources.release_examples(self.root, self.task, split, self.on_bad_row, report))
+
+    def _stored(self, split: str, key_fields: dict, build) -> tuple[SplitExamples, sources.LoadReport]:
+        table, report, key = build_or_open(self.task, split, key_fields, build, self.cache_dir)
+        return SplitExamples(self.task, table, None, split, key), report
+
+    def _hub_splits(self, memo: DigestMemo) -> dict[str, tuple[SplitExamples, sources.LoadReport]]:
+        raw = {}
+        if isinstance(self.task, SVAMPTask):
+            location = self.svamp_json or sources.SVAMP_JSON_URL
+            problems = sources.load_svamp_original(location, self.hub_timeout)
+            for split, rows in sources.svamp_release_rows(problems).items():
+                origin = f"SVAMP.json ({location})[{split}]"
+                key_fields = {"source": "svamp_json", "on_bad_row": self.on_bad_row, "rows": rows}
+                raw[split] = self._stored(split, key_fields, lambda report, rows=rows, origin=origin: sources.examples_from_rows(
+                    self.task, rows, origin, self.on_bad_row, report, first_line=0))
+            return raw
+        name, config, split_map = sources.HUB_SPECS[self.task.name]
+        for split, theirs in split_map.items():
+            dataset = sources.load_hub_dataset(name, config, theirs, f"{self.task.name} split {theirs!r} ({name})", self.hub_timeout)
+            llm = sources.palm_files(self.root, self.task, split) if self.root is not None and self.root.is_dir() else []
+            key_fields = {"source": "hub", "dataset": [name, config, theirs], "fingerprint": getattr(dataset, "_fingerprint", None),
+                          "on_bad_row": self.on_bad_row, "palm": [memo.digest(p) for p in llm]}
+
+            def build(report, dataset=dataset, llm=llm, split=split):
+                examples = sources.examples_from_rows(self.task, iter(dataset), f"hub:{name}[{split}]", self.on_bad_row, report, first_line=0)
+                return sources.attach_palm(self.task, examples, llm, f"hub[{split}]", report) if llm else examples
+
+            raw[split] = self._stored(split, key_fields, build)
+        return raw
+
+    def _raw_splits(self) -> dict[str, tuple[SplitExamples, sources.LoadReport]]:
+        memo = DigestMemo(self.cache_dir)
+        try:
+            if self.source == "hub":
+                return self._hub_splits(memo)
+            if not self.root.is_dir():
+                raise sources.DataSourceError(
+                    f"dataset.root={self.root} does not exist. Expected the step-by-step release layout: {sources.RELEASE_LAYOUT}."
+                )
+            raw = {}
+            for split in self.task.release_splits:
+                path = sources.release_file(self.root, self.task, split)
+                if split == "train" and not path.is_file():
+                    if self.train_stand_in is None:
+                        raise sources.DataSourceError(
+                            f"missing file {path}: the {self.task.name} train split is not in {self.root}. "
+                            f"Supply it as JSON Lines in the release layout ({sources.RELEASE_LAYOUT}), for example from "
+                            f"the step-by-step datasets.zip, or load it from the hub with dataset.source=hub; "
+                            f"or train on the valid split as a stand-in with dataset.train_stand_in=valid."
+                        )
+                    continue
+                raw[split] = self._release_split(split, memo)
+            return raw
+        finally:
+            memo.save()
+
+    @property
+    def examples(self) -> ExampleSet:
+        """The train/valid/test examples, built by the release's rules (loaded once, memory-mapped)."""
+        if self._examples is None:
+            self._examples = self._assemble(self._raw_splits())
+        return self._examples
+
+    def _assemble(self, raw: dict[str, tuple[SplitExamples, sources.LoadReport]]) -> ExampleSet:
+        stand_in = None
+        if "train" not in raw:
+            stand_in = self.train_stand_in
+            log.warning(
+                "!!! STAND-IN TRAINING DATA: %s has no train split here; training on 90%% of its %s split and "
+                "validating on the other 10%%. Numbers are NOT comparable with the paper. !!!", self.task.name, stand_in,
+            )
+            train, valid = _carve(raw[stand_in][0])
+        elif "valid" in raw:
+            train, valid = raw["train"][0], raw["valid"][0]
+        else:
+            train, valid = _carve(raw["train"][0])
+        splits = {"train": train, "valid": valid, "test": raw["test"][0]}
+        if self.max_rows is not None:
+            log.warning("dataset.max_rows=%d: keeping only the first %d rows of every split", self.max_rows, self.max_rows)
+            splits = {name: rows.head(self.max_rows) for name, rows in splits.items()}
+        for name, rows in splits.items():
+            rows.name = name
+        return ExampleSet(self.task, splits, {split: report for split, (_, report) in raw.items()}, stand_in)
+
+    def load_examples(self) -> dict[str, SplitExamples]:
+        return self.examples.splits
+
+    def chance_accuracy(self) -> float | None:
+        """Accuracy of guessing uniformly among the possible answers; None for open answers (SVAMP)."""
+        if self.task.name == "cqa":
+            return 0.2  # five answer choices
+        return round(1 / len(self.task.label_set), 4) if self.task.label_set else None
+
+    def summary(self) -> dict:
+        """What was loaded: sizes, labels, rejected rows, PaLM parse rates (JSON-ready)."""
+        examples = self.examples
+        labels = {
+            split: {
+                "distinct_labels": len(rows.counts("label")),
+                "by_category": dict(rows.counts("category").most_common()),
+            }
+            for split, rows in examples.splits.items()
+        }
+        reports = examples.reports
+        rejected = [r for report in reports.values() for r in report.rejected]
+        palm = {
+            split: {
+                "completions": r.palm_completions,
+                "parsed": r.palm_parsed,
+                "failed": r.palm_completions - r.palm_parsed,
+                "parse_rate": round(r.palm_parsed / r.palm_completions, 4) if r.palm_completions else None,
+            }
+            for split, r in reports.items()
+        }
+        return {
+            "dataset": self.task.name,
+            "source": self.source,
+            "root": str(self.root) if self.root else None,
+            "max_rows": self.max_rows,
+            "train_stand_in": examples.stand_in,
+            "split_sizes": {split: len(rows) for split, rows in examples.splits.items()},
+            "label_distribution": labels,
+            "rejected": {
+                "count": sum(r.rejected_count for r in reports.values()), "on_bad_row": self.on_bad_row,
+                "rows": [vars(r) for r in rejected[: sources.MAX_REJECTED_LISTED]],
+            },
+            "palm": palm,
+        }
+
+    # ---------------------------------------------------------------- renderings
+    def student_input(self, example: Example) -> Rendered:
+        return self.task.render_student(example, self.separator or "</s>")
+
+    def teacher_prompt(self, example: Example) -> Rendered:
+        rendered = self.task.render_teacher(example)
+        return self.prompt_wrapper(rendered) if self.prompt_wrapper is not None else rendered
+
+    def model_input(self, example: Example) -> Rendered:
+        """What the model trained here reads (dataset.rendering), before the task prefixes."""
+        return self.student_input(example) if self.rendering == "student" else self.teacher_prompt(example)
+
+    def teacher_prompts(self, split: str, start: int = 0, stop: int | None = None) -> list[Rendered]:
+        rows = self.examples[split]
+        return [self.teacher_prompt(ex) for ex in rows.chunk(start, len(rows) if stop is None else stop)]
+
+    def model_inputs(self, split: str, start: int = 0, stop: int | None = None) -> list[Rendered]:
+        rows = self.examples[split]
+        return [self.model_input(ex) for ex in rows.chunk(start, len(rows) if stop is None else stop)]
+
+    def corpus(self) -> Iterator[str]:
+        """Texts a model of this run reads or writes, from the first corpus_rows rows of train and
+        valid (what a tiny tokenizer trains on: a bounded sample, whatever the dataset's size)."""
+        yield " ".join(self.prefixes.values())
+        for split in ("train", "valid"):
+            for ex in self.examples[split].chunk(0, self.corpus_rows):
+                yield self.student_input(ex).text
+                yield self.task.render_teacher(ex).text
+                yield ex.label
+                if ex.palm_rationale:
+                    yield ex.palm_rationale
+
+    # ---------------------------------------------------------------- tensors
+    def _features_fields(self, split: str, with_rationales: bool) -> dict:
+        from kdlight.models import tokenizer_fingerprint
+
+        probe = self.examples[split].chunk(0, 1)
+        return {
+            "examples": self.examples[split].key, "rows": len(self.examples[split]), "task": self.task.name,
+            "rendering": self.rendering, "prefixes": self.prefixes, "separator": self.separator,
+            "lengths": [self.max_input_length, self.max_target_length], "tokenizer": tokenizer_fingerprint(self.tokenizer),
+            "rendered_first": self.model_input(probe[0]).text if probe else None,  # catches rendering changes
+            "rationales": self.rationales.fingerprint(split) if with_rationales else None,
+        }
+
+    def _feature_batches(self, split: str, with_rationales: bool) -> Iterator[dict]:
+        from kdlight.text import encode_inputs, encode_targets
+
+        for start, examples in self.examples[split].chunks(self.chunk_rows):
+            rendered = [self.model_input(ex) for ex in examples]
+            templated = any(r.templated for r in rendered)
+            texts = [r.text for r in rendered]
+            columns = {
+                "index": list(range(start, start + len(examples))),
+                "label_text": [ex.label for ex in examples],
+                "input_ids": encode_inputs(self.tokenizer, [self.prefixes["label"] + t for t in texts], self.max_input_length, templated=templated)["input_ids"],
+                "labels": encode_targets(self.tokenizer, [ex.label for ex in examples], self.max_target_length),
+                "rationale_input_ids": [None] * len(examples),
+                "rationale_labels": [None] * len(examples),
+                "rationale_text": [None] * len(examples),
+            }
+            if with_rationales:
+                prompts = [self.task.render_teacher(ex) for ex in examples]
+                rationales = self.rationales(split, start, examples, prompts)
+                present = [i for i, r in enumerate(rationales) if r]
+                inputs = encode_inputs(
+                    self.tokenizer, [self.prefixes["rationale"] + texts[i] for i in present], self.max_input_length, templated=templated
+                )["input_ids"]
+                targets = encode_targets(self.tokenizer, [rationales[i] for i in present], self.max_target_length)
+                for i, ids, target in zip(present, inputs, targets):
+                    columns["rationale_input_ids"][i], columns["rationale_labels"][i] = ids, target
+                    columns["rationale_text"][i] = rationales[i]
+            yield columns
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is None or self.family is None:
+            raise RuntimeError(f"{type(self).__name__}.setup needs a tokenizer and a model family; pass tokenizer=..., family=...")
+        if self.features:
+            return
+        for split in SPLITS:
+            with_rationales = self.rationales is not None and split in self.rationale_splits
+            key = features_key(self._features_fields(split, with_rationales))
+            path = None if self.cache_dir is None else Path(self.cache_dir) / "features" / f"{self.task.name}-{split}-{key}.arrow"
+            if path is not None and path.is_file():
+                log.info("tokenised features cache hit: %s", path)
+                from kdlight.data.store import open_table
+
+                table = open_table(path)
+            else:
+                table = write_features(self._feature_batches(split, with_rationales), path)
+            self.features[split] = FeatureRows(table)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            self.features[split],
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=TaskCollator(self.family, self.tokenizer.pad_token_id),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """Any split in evaluation order (eval.py)."""
+        return self._loader(split, shuffle=False)
+
+
+def _carve(rows: SplitExamples) -> tuple[SplitExamples, SplitExamples]:
+    train, valid = sources.carve_valid(len(rows))
+    return rows.select(train, "carve-train"), rows.select(valid, "carve-valid")
+
+
+class ESNLIDataModule(KDDataModule):
+    task = ESNLITask()
+
+
+class ANLIDataModule(KDDataModule):
+    task = ANLITask()
+
+
+class CQADataModule(KDDataModule):
+    task = CQATask()
+
+
+class SVAMPDataModule(KDDataModule):
+    task = SVAMPTask()
+
+
+class CueWordsDataModule(KDDataModule):
+    """The generated quickstart task: sizes, vocabulary, classes and noise are config, generation is seeded."""
+
+    task = CueWordsTask()
+    accepted_sources = ("generated",)
+
+    def __init__(
+        self,
+        train_size: int = 64,
+        valid_size: int = 100,
+        test_size: int = 500,
+        sample_seed: int = 0,
+        n_classes: int = 4,
+        cues_per_class: int = 6,
+        filler_vocab_size: int = 150,
+        min_words: int = 20,
+        max_words: int = 30,
+        min_cues: int = 1,
+        max_cues: int = 2,
+        label_noise: float = 0.0,
+        task_seed: int = 0,
+        source: str = "generated",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(source=source, **kwargs)
+        self.spec = CueWordsSpec(
+            n_classes, cues_per_class, filler_vocab_size, min_words, max_words, min_cues, max_cues, label_noise, task_seed
+        )
+        self.sizes = {"train": train_size, "valid": valid_size, "test": test_size}
+        for split, size in self.sizes.items():
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValueError(f"dataset.{split}_size={size!r} is not accepted; use a positive integer")
+        self.sample_seed = sample_seed
+
+    def chance_accuracy(self) -> float:
+        return round(1 / self.spec.n_classes, 4)
+
+    def _raw_splits(self) -> dict[str, tuple[SplitExamples, sources.LoadReport]]:
+        raw = {}
+        for split, size in self.sizes.items():
+            key_fields = {"source": "generated", "spec": vars(self.spec), "size": size, "seed": self.sample_seed}
+
+            def build(report, split=split, size=size):
+                for i, row in enumerate(generate_rows(self.spec, size, self.sample_seed, split)):
+                    report.rows += 1
+                    report.kept += 1
+                    yield self.task.example_from_row(row, i)
+
+            raw[split] = self._stored(split, key_fields, build)
+        return raw

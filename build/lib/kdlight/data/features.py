@@ -1,0 +1,74 @@
+"""Tokenised features on disk: one Arrow file per split, built a chunk at a time, memory-mapped.
+
+Keyed by kdlight's own fingerprint of what they depend on (the examples, the rendering and prefixes,
+the tokenizer, the lengths, the rationale source), so a cached setup opens a file instead of
+tokenising; DDP ranks and DataLoader workers share its pages instead of each holding Python lists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import torch
+
+from kdlight.data.store import open_table
+from kdlight.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+FEATURES_VERSION = 1
+IDS = pa.list_(pa.int32())
+SCHEMA = pa.schema([
+    ("index", pa.int64()),  # row of the example in its split
+    ("label_text", pa.string()),
+    ("input_ids", IDS),
+    ("labels", IDS),
+    ("rationale_input_ids", IDS),  # null where the example has no rationale
+    ("rationale_labels", IDS),
+    ("rationale_text", pa.string()),
+])
+
+
+def features_key(fields: dict) -> str:
+    return hashlib.sha256(json.dumps({"version": FEATURES_VERSION, **fields}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_features(batches: Iterable[dict], path: Path | None) -> pa.Table:
+    """Record batches (dicts of columns) into a features file, or an in-memory table without a path."""
+    sink = pa.BufferOutputStream() if path is None else None
+
+    def write(target) -> None:
+        with pa.ipc.new_file(target, SCHEMA) as writer:
+            for columns in batches:
+                writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=SCHEMA))
+
+    if path is None:
+        write(sink)
+        return pa.ipc.open_file(sink.getvalue()).read_all()
+    with atomic_path(path, suffix=".arrow") as tmp:
+        write(str(tmp))
+    return open_table(path)
+
+
+class FeatureRows(torch.utils.data.Dataset):
+    """Map-style dataset over a features table; fetches whole batches at once (__getitems__)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        return self.table.take(pa.array(indices, type=pa.int64())).to_pylist()
+
+    def __getitem__(self, index: int) -> dict:
+        return self.__getitems__([index])[0]
+
+    def head(self, n: int) -> list[dict]:
+        return self.table.slice(0, n).to_pylist()

@@ -1,0 +1,257 @@
+"""Reading raw rows as streams: the step-by-step release layout on disk, the hub, SVAMP's JSON.
+
+Both paths end in the same splits, built by the release's rules:
+- CQA: test = CoS-E validation; valid = 10% of the CoS-E train rows (train_test_split(0.1, seed=0));
+- SVAMP: train/test = a seed-0 permutation of SVAMP.json (first 800 / last 200); valid = 10% of train;
+- e-SNLI, ANLI R1: the official splits.
+Nothing here holds a split in memory: rows are read line by line, PaLM completions file by file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kdlight.data.tasks import BadRow, Example, SVAMPTask, Task
+from kdlight.hub import HubUnavailableError, hub_endpoint, hub_offline_mode, require_reachable
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("dsbs", "hub")
+BAD_ROW_POLICIES = ("error", "skip")
+VALID_FRACTION, SPLIT_SEED = 0.1, 0
+SVAMP_JSON_URL = "https://raw.githubusercontent.com/arkilpatel/SVAMP/main/SVAMP.json"
+MAX_REJECTED_LISTED = 50
+
+RELEASE_LAYOUT = (
+    "<root>/<name>/<name>_<split>.json (JSON Lines, one example a line) and, for PaLM rationales, "
+    "<root>/<name>/llm/<split>_CoT_<i>.json (JSON arrays, concatenated in order of i)"
+)
+
+# Hub dataset name, configuration, and our split -> hub split.
+HUB_SPECS: dict[str, tuple[str, str | None, dict[str, str]]] = {
+    "esnli": ("esnli", None, {"train": "train", "valid": "validation", "test": "test"}),
+    "anli": ("anli", None, {"train": "train_r1", "valid": "dev_r1", "test": "test_r1"}),
+    "cqa": ("cos_e", "v1.11", {"train": "train", "test": "validation"}),
+}
+
+
+class DataSourceError(RuntimeError):
+    """A missing root, file or split; the message names the path and the expected layout."""
+
+
+class BadRowError(ValueError):
+    """A malformed row under on_bad_row=error; the message names its file and line."""
+
+
+@dataclass
+class Rejected:
+    file: str
+    line: int
+    reason: str
+
+
+@dataclass
+class LoadReport:
+    """What reading one split found: rows kept and rejected, PaLM completions and parses."""
+
+    rows: int = 0
+    kept: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    rejected_count: int = 0
+    palm_completions: int = 0
+    palm_parsed: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "rows": self.rows, "kept": self.kept, "rejected_count": self.rejected_count,
+            "rejected": [vars(r) for r in self.rejected], "palm_completions": self.palm_completions,
+            "palm_parsed": self.palm_parsed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LoadReport:
+        return cls(
+            data["rows"], data["kept"], [Rejected(**r) for r in data["rejected"]], data["rejected_count"],
+            data["palm_completions"], data["palm_parsed"],
+        )
+
+
+class PalmMismatch(DataSourceError):
+    """The llm/ files hold a different number of completions than the split has rows."""
+
+    def __init__(self, origin: str, completions: int, rows: int) -> None:
+        super().__init__(f"{origin}: {completions} PaLM completions but {rows} rows")
+        self.completions, self.rows = completions, rows
+
+
+class InvalidLine:
+    """Stands in for a line that is not a JSON object (bad JSON, bad UTF-8), keeping row i at line i."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def read_json_lines(path: Path) -> Iterator[object]:
+    """One entry per line, streamed: the parsed row, or an InvalidLine saying what is wrong."""
+    with open(path, "rb") as handle:
+        for raw in handle:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield InvalidLine(f"invalid UTF-8 ({err.reason} at byte {err.start} of the line)")
+                continue
+            try:
+                yield json.loads(text)
+            except json.JSONDecodeError as err:
+                yield InvalidLine(f"not valid JSON ({err.msg})")
+
+
+def release_file(root: Path, task: Task, split: str) -> Path:
+    return root / task.release_dir / f"{task.release_dir}_{split}.json"
+
+
+def palm_files(root: Path, task: Task, split: str) -> list[Path]:
+    found = list((root / task.release_dir / "llm").glob(f"{split}_CoT_*.json"))
+    return sorted(found, key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+
+
+def iter_palm_completions(files: list[Path]) -> Iterator[str]:
+    """Completions in row order, one llm file in memory at a time (e-SNLI has 100 of them)."""
+    for path in files:
+        with open(path, encoding="utf-8") as handle:
+            yield from json.load(handle)
+
+
+def examples_from_rows(
+    task: Task,
+    rows: Iterable[object],
+    origin: str,
+    on_bad_row: str,
+    report: LoadReport,
+    completions: Iterator[str] | None = None,
+    first_line: int = 1,
+) -> Iterator[Example]:
+    """Examples from raw rows, streamed. Completion i (if given) is parsed into row i's PaLM fields,
+    whether row i is kept or rejected, so a skipped row never shifts the alignment."""
+    rows = iter(rows)
+    for index, row in enumerate(rows):
+        line = index + first_line
+        report.rows += 1
+        completion = None
+        if completions is not None:
+            completion = next(completions, None)
+            if completion is None:
+                raise PalmMismatch(origin, index, index + 1 + sum(1 for _ in rows))
+            report.palm_completions += 1
+        try:
+            if isinstance(row, InvalidLine):
+                raise BadRow(row.message)
+            if not isinstance(row, dict):
+                raise BadRow(f"row is not a JSON object: {row!r:.80}")
+            example = task.example_from_row(row, index)
+        except BadRow as err:
+            if on_bad_row == "error":
+                raise BadRowError(f"{origin}:{line}: {err}. Fix the row, or set dataset.on_bad_row=skip to drop such rows.") from None
+            report.rejected_count += 1
+            if len(report.rejected) < MAX_REJECTED_LISTED:
+                report.rejected.append(Rejected(origin, line, str(err)))
+            if completion is not None:
+                report.palm_parsed += task.parse_palm(completion).ok
+            continue
+        if completion is not None:
+            parsed = task.parse_palm(completion)
+            example.palm_rationale, example.palm_label = parsed.rationale, parsed.label
+            report.palm_parsed += parsed.ok
+        report.kept += 1
+        yield example
+    if completions is not None and next(completions, None) is not None:
+        raise PalmMismatch(origin, report.palm_completions + 1 + sum(1 for _ in completions), report.rows)
+    if report.rejected_count:
+        log.warning("%s: skipped %d malformed rows (dataset.on_bad_row=skip)", origin, report.rejected_count)
+
+
+def release_examples(root: Path, task: Task, split: str, on_bad_row: str, report: LoadReport) -> Iterator[Example]:
+    """The examples of one release file, with its PaLM completions when the llm/ files exist."""
+    path = release_file(root, task, split)
+    if not path.is_file():
+        raise DataSourceError(f"missing file {path}. Expected the step-by-step release layout: {RELEASE_LAYOUT}.")
+    llm = palm_files(root, task, split)
+    completions = iter_palm_completions(llm) if llm else None
+    try:
+        yield from examples_from_rows(task, read_json_lines(path), str(path), on_bad_row, report, completions)
+    except PalmMismatch as err:
+        raise DataSourceError(
+            f"{root / task.release_dir / 'llm'}: {err.completions} PaLM completions for split {split!r} but {err.rows} rows "
+            f"in {path}; row i of the llm files must be row i of the split file."
+        ) from None
+
+
+def release_inputs(root: Path, task: Task, split: str) -> list[Path]:
+    """The files a release split is read from (for fingerprints)."""
+    return [release_file(root, task, split), *palm_files(root, task, split)]
+
+
+def attach_palm(task: Task, examples: Iterable[Example], files: list[Path], origin: str, report: LoadReport) -> Iterator[Example]:
+    """Hub rows have no PaLM completions; the release's llm/ files give them, row for row."""
+    completions = iter_palm_completions(files)
+    for index, example in enumerate(examples):
+        completion = next(completions, None)
+        if completion is None:
+            raise PalmMismatch(origin, index, index + 1)
+        parsed = task.parse_palm(completion)
+        example.palm_rationale, example.palm_label = parsed.rationale, parsed.label
+        report.palm_completions += 1
+        report.palm_parsed += parsed.ok
+        yield example
+
+
+def carve_valid(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of train and valid exactly as the release splits 10% off: datasets' train_test_split(0.1, seed=0)."""
+    import datasets  # heavy import, only where needed
+
+    parts = datasets.Dataset.from_dict({"i": np.arange(n)}).train_test_split(test_size=VALID_FRACTION, seed=SPLIT_SEED)
+    return np.asarray(parts["train"]["i"], dtype=np.int64), np.asarray(parts["test"]["i"], dtype=np.int64)
+
+
+LOCAL_HINT = (
+    "point at a local copy in the step-by-step release layout with dataset.source=dsbs dataset.root=DIR, "
+    "or set HF_DATASETS_OFFLINE=1 to read the local datasets cache."
+)
+
+
+def load_hub_dataset(name: str, config: str | None, split: str, what: str, timeout: float):
+    if not hub_offline_mode():
+        require_reachable(hub_endpoint(), what, LOCAL_HINT, timeout)
+    import datasets
+
+    try:
+        return datasets.load_dataset(name, config, split=split)
+    except Exception as err:  # the library raises many types for "not there"
+        raise HubUnavailableError(f"Cannot load {what}: {type(err).__name__}: {err}. To work offline, {LOCAL_HINT}") from err
+
+
+def load_svamp_original(location: str, timeout: float) -> list[dict]:
+    """The original SVAMP.json (1,000 problems) from a URL or a local path."""
+    if location.startswith(("http://", "https://")):
+        require_reachable(location, f"SVAMP from {location}", "set dataset.svamp_json=PATH/TO/SVAMP.json.", timeout)
+        with urllib.request.urlopen(location, timeout=timeout) as response:  # noqa: S310 - fixed https URL
+            return json.loads(response.read())
+    path = Path(location)
+    if not path.is_file():
+        raise DataSourceError(f"missing file {path}: dataset.svamp_json must be the original SVAMP.json.")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def svamp_release_rows(problems: list[dict]) -> dict[str, list[dict]]:
+    """The release's train/test rows from SVAMP.json: a seed-0 permutation, the last 200 are test."""
+    order = np.random.RandomState(SPLIT_SEED).permutation(len(problems))  # == np.random.seed(0); permutation
+    rows = [SVAMPTask.row_from_original(problems[i]) for i in order]
+    cut = len(rows) - 200
+    return {"train": rows[:cut], "test": rows[cut:]}

@@ -1,0 +1,354 @@
+"""What each dataset is: its rows, its two renderings, its labels and its PaLM completions.
+
+Pure Python, no Lightning and no tokenizer: everything here is tested directly.
+
+Two renderings of one example:
+- the *student input* follows the distilling-step-by-step release format exactly, so that
+  accuracies stay comparable with that paper;
+- the *teacher prompt* is an instruction a FLAN model answers zero-shot.
+Both record the character spans of the example's own content (premise, hypothesis, question,
+choices, problem text): only words inside those spans may become rationale words.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+
+
+class BadRow(ValueError):
+    """A row that cannot become an example; the message says why."""
+
+
+@dataclass
+class Example:
+    id: str
+    fields: dict[str, Any]  # the example's own content, e.g. {"premise": ..., "hypothesis": ...}
+    label: str
+    palm_rationale: str | None = None
+    palm_label: str | None = None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    spans: tuple[tuple[int, int], ...]  # [start, end) character spans of content, in text order
+    templated: bool = False  # wrapped in a chat template, which carries its own special tokens
+
+
+@dataclass(frozen=True)
+class PalmParse:
+    rationale: str | None
+    label: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.rationale is not None and self.label is not None
+
+
+class _TextBuilder:
+    """Concatenates template and content pieces, remembering where the content went."""
+
+    def __init__(self) -> None:
+        self._pieces: list[str] = []
+        self._spans: list[tuple[int, int]] = []
+        self._length = 0
+
+    def template(self, text: str) -> _TextBuilder:
+        self._pieces.append(text)
+        self._length += len(text)
+        return self
+
+    def content(self, text: str) -> _TextBuilder:
+        if text:
+            self._spans.append((self._length, self._length + len(text)))
+        return self.template(text)
+
+    def build(self) -> Rendered:
+        return Rendered("".join(self._pieces), tuple(self._spans))
+
+
+def _require_text(row: dict, key: str) -> str:
+    if key not in row:
+        raise BadRow(f"missing field {key!r}")
+    value = row[key]
+    if not isinstance(value, str) or not value.strip():
+        raise BadRow(f"field {key!r} is empty or not text: {value!r}")
+    return value
+
+
+def _highlights(row: dict) -> dict:
+    """A row's own human highlights (a list of text spans), if it has any."""
+    marked = row.get("highlights")
+    if isinstance(marked, list) and all(isinstance(m, str) for m in marked) and marked:
+        return {"highlights": [m for m in marked if m.strip()]}
+    return {}
+
+
+def _rationale_and_tail(completion: str, cut_at: str, marker: str) -> tuple[str, str] | None:
+    """The release's common rule: drop everything from `cut_at` (the next few-shot example), then
+    split on `marker` ("So the answer is"); None if the marker is not there."""
+    head = completion.split(cut_at)[0].rstrip()
+    if marker not in head:
+        return None
+    rationale, tail = head.split(marker, 1)
+    return rationale.rstrip(), tail
+
+
+@dataclass(frozen=True)
+class Task:
+    """Base: subclasses say how rows, renderings and PaLM completions look for one dataset."""
+
+    name: ClassVar[str]
+    release_dir: ClassVar[str]  # folder and file stem in the step-by-step release layout
+    release_splits: ClassVar[tuple[str, ...]]  # the splits the release ships as files
+    label_set: ClassVar[tuple[str, ...] | None] = None  # None: open-ended labels
+    answer_kind: ClassVar[str] = "text"  # how answers are checked: text (exact match) | equation (value)
+
+    def example_from_row(self, row: dict, index: int) -> Example:
+        raise NotImplementedError
+
+    def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
+        raise NotImplementedError
+
+    def render_teacher(self, example: Example) -> Rendered:
+        raise NotImplementedError
+
+    def parse_palm(self, completion: str) -> PalmParse:
+        raise NotImplementedError
+
+    def label_category(self, example: Example) -> str:
+        """What the label distribution counts: the label itself where the label set is closed."""
+        return example.label
+
+    def salient_words(self, example: Example) -> frozenset[str] | None:
+        """The words known to decide the label (a generated task plants them); None where unknown."""
+        return None
+
+    def highlights(self, example: Example) -> list[str]:
+        """Text spans of the content that people marked as the reason for the label (plausibility);
+        any row may carry them as a list under "highlights"."""
+        return list(example.fields.get("highlights") or [])
+
+
+@dataclass(frozen=True)
+class NLITask(Task):
+    """Premise/hypothesis pairs with labels 0/1/2 = entailment/neutral/contradiction."""
+
+    label_set: ClassVar[tuple[str, ...]] = NLI_LABELS
+    id_field: ClassVar[str | None] = None
+
+    def example_from_row(self, row: dict, index: int) -> Example:
+        premise = _require_text(row, "premise")
+        hypothesis = _require_text(row, "hypothesis")
+        if "label" not in row:
+            raise BadRow("missing field 'label'")
+        raw = row["label"]
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < len(NLI_LABELS):
+            raise BadRow(f"label {raw!r} is not one of 0, 1, 2 ({', '.join(NLI_LABELS)})")
+        ident = str(row[self.id_field]) if self.id_field and row.get(self.id_field) else f"{self.name}-{index}"
+        return Example(ident, {"premise": premise, "hypothesis": hypothesis, **_highlights(row)}, NLI_LABELS[raw])
+
+    def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
+        # distilling-step-by-step joins premise and hypothesis with the tokenizer's eos token.
+        return (
+            _TextBuilder()
+            .content(example.fields["premise"])
+            .template(eos_token)
+            .content(example.fields["hypothesis"])
+            .build()
+        )
+
+    def render_teacher(self, example: Example) -> Rendered:
+        return (
+            _TextBuilder()
+            .template("Premise: ")
+            .content(example.fields["premise"])
+            .template("\nHypothesis: ")
+            .content(example.fields["hypothesis"])
+            .template(
+                "\nDoes the premise entail the hypothesis? "
+                "Options: entailment, neutral, contradiction.\nAnswer:"
+            )
+            .build()
+        )
+
+
+@dataclass(frozen=True)
+class ESNLITask(NLITask):
+    name: ClassVar[str] = "esnli"
+    release_dir: ClassVar[str] = "esnli"
+    release_splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
+
+    def parse_palm(self, completion: str) -> PalmParse:
+        # Release rule: rationale = text before "Answer:"; label = after "Answer: " up to "Premise".
+        rationale = completion.split("Answer:")[0].rstrip()
+        if "Answer: " not in completion:
+            return PalmParse(rationale or None, None)
+        label = completion.split("Answer: ")[1].split("Premise")[0].rstrip()
+        return PalmParse(rationale or None, label or None)
+
+
+@dataclass(frozen=True)
+class ANLITask(NLITask):
+    name: ClassVar[str] = "anli"
+    release_dir: ClassVar[str] = "anli1"
+    release_splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
+    id_field: ClassVar[str | None] = "uid"
+
+    def parse_palm(self, completion: str) -> PalmParse:
+        # Release rule: cut at "Premise:", split on "So the answer is", label = stripped minus last char.
+        parts = _rationale_and_tail(completion, "Premise:", "So the answer is")
+        if parts is None:
+            return PalmParse(None, None)
+        label = parts[1].strip()[:-1]
+        return PalmParse(parts[0] or None, label or None)
+
+
+CQA_LETTERS = "abcde"
+
+
+@dataclass(frozen=True)
+class CQATask(Task):
+    name: ClassVar[str] = "cqa"
+    release_dir: ClassVar[str] = "cqa"
+    release_splits: ClassVar[tuple[str, ...]] = ("train", "test")
+
+    def example_from_row(self, row: dict, index: int) -> Example:
+        question = _require_text(row, "question")
+        choices = row.get("choices")
+        if choices is None:
+            raise BadRow("missing field 'choices'")
+        if not isinstance(choices, list) or len(choices) != len(CQA_LETTERS):
+            raise BadRow(f"'choices' must be a list of {len(CQA_LETTERS)} strings, got {choices!r}")
+        if not all(isinstance(c, str) and c.strip() for c in choices):
+            raise BadRow(f"'choices' holds an empty or non-text choice: {choices!r}")
+        answer = _require_text(row, "answer")
+        if answer not in choices:
+            raise BadRow(f"label {answer!r} is not one of the choices {choices}")
+        fields = {"question": question, "choices": list(choices), **_highlights(row)}
+        explanation = row.get("extractive_explanation")
+        if isinstance(explanation, str) and explanation.strip():  # CoS-E: a span of the question people highlighted
+            fields["highlights"] = [explanation.strip(), *fields.get("highlights", [])]
+        return Example(str(row.get("id") or f"cqa-{index}"), fields, answer)
+
+    def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
+        b = _TextBuilder().content(example.fields["question"]).template("\nAnswer Choices:")
+        for letter, choice in zip(CQA_LETTERS, example.fields["choices"]):
+            b.template(f"\n({letter}) ").content(choice)
+        return b.build()
+
+    def render_teacher(self, example: Example) -> Rendered:
+        b = _TextBuilder().template("Question: ").content(example.fields["question"]).template("\nOptions:")
+        for choice in example.fields["choices"]:
+            b.template("\n- ").content(choice)
+        return b.template("\nAnswer:").build()
+
+    def label_category(self, example: Example) -> str:
+        """The answer's position among the choices: a skew here is a shortcut a student can learn."""
+        return f"({CQA_LETTERS[example.fields['choices'].index(example.label)]})"
+
+    def parse_palm(self, completion: str) -> PalmParse:
+        # Release rule: cut at "Q:", split on "So the answer is", label = text after "(x)" minus a final ".".
+        parts = _rationale_and_tail(completion, "Q:", "So the answer is")
+        if parts is None:
+            return PalmParse(None, None)
+        after_letter = re.split(r"\(.\)", parts[1])
+        label = after_letter[1].strip() if len(after_letter) > 1 else ""
+        if label.endswith("."):
+            label = label[:-1]
+        return PalmParse(parts[0] or None, label or None)
+
+
+@dataclass(frozen=True)
+class SVAMPTask(Task):
+    name: ClassVar[str] = "svamp"
+    release_dir: ClassVar[str] = "svamp"
+    release_splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    answer_kind: ClassVar[str] = "equation"
+
+    def example_from_row(self, row: dict, index: int) -> Example:
+        text = _require_text(row, "input")
+        equation = _require_text(row, "label")
+        # The release stores Body + "\n" + Question; the question never spans lines.
+        body, sep, question = text.rpartition("\n")
+        fields = {"body": body, "question": question} if sep else {"body": "", "question": text}
+        from kdlight.answers import evaluate_equation  # local: answers imports nothing from data
+
+        if evaluate_equation(equation) is None:
+            raise BadRow(f"label {equation!r} is not an arithmetic equation (numbers, + - * /, parentheses)")
+        return Example(f"svamp-{index}", fields, equation.strip())
+
+    @staticmethod
+    def row_from_original(problem: dict) -> dict:
+        """One entry of the original SVAMP.json as a release row."""
+        return {"input": f"{problem['Body']}\n{problem['Question']}", "label": problem["Equation"]}
+
+    def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
+        b = _TextBuilder()
+        if example.fields["body"]:
+            b.content(example.fields["body"]).template("\n")
+        return b.content(example.fields["question"]).build()
+
+    def render_teacher(self, example: Example) -> Rendered:
+        b = _TextBuilder().template("Write an arithmetic equation that answers the question.\nProblem: ")
+        if example.fields["body"]:
+            b.content(example.fields["body"]).template(" ")
+        return b.content(example.fields["question"]).template("\nEquation:").build()
+
+    def label_category(self, example: Example) -> str:
+        """The operators of the equation in order, e.g. "+" or "*-"."""
+        return "".join(re.findall(r"(?<=\s)[-+*/](?=\s)", f" {example.label} ")) or "none"
+
+    def parse_palm(self, completion: str) -> PalmParse:
+        # Release rule: cut at "Q:", split on "The answer is", label = the first parenthesised expression.
+        parts = _rationale_and_tail(completion, "Q:", "The answer is")
+        if parts is None:
+            return PalmParse(None, None)
+        found = re.findall(r"\(.*?\)", parts[1])
+        return PalmParse(parts[0] or None, found[0] if found else None)
+
+
+@dataclass(frozen=True)
+class CueWordsTask(Task):
+    """The generated quickstart task (kdlight.data.cue_words): filler words with planted cue words."""
+
+    name: ClassVar[str] = "cue_words"
+    release_dir: ClassVar[str] = "cue_words"
+    release_splits: ClassVar[tuple[str, ...]] = ("train", "valid", "test")
+
+    @property
+    def label_set(self) -> tuple[str, ...]:  # closed: the class names are not input words
+        from kdlight.data.cue_words import CLASS_NAMES
+
+        return CLASS_NAMES
+
+    def example_from_row(self, row: dict, index: int) -> Example:
+        text = _require_text(row, "text")
+        return Example(str(row.get("id") or f"cue-{index}"), {"text": text, "cues": list(row.get("cues", []))}, _require_text(row, "label"))
+
+    def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
+        return _TextBuilder().content(example.fields["text"]).build()
+
+    def render_teacher(self, example: Example) -> Rendered:
+        return (
+            _TextBuilder().template("Which class do the words point to?\nText: ").content(example.fields["text"])
+            .template("\nClass:").build()
+        )
+
+    def salient_words(self, example: Example) -> frozenset[str]:
+        return frozenset(example.fields["cues"])
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (ESNLITask(), ANLITask(), CQATask(), SVAMPTask(), CueWordsTask())}
+
+
+def content_words(rendered: Rendered) -> list[tuple[int, int]]:
+    """Character spans of the words (maximal non-whitespace runs) inside the content spans."""
+    words = []
+    for start, end in rendered.spans:
+        words.extend((start + m.start(), start + m.end()) for m in re.finditer(r"\S+", rendered.text[start:end]))
+    return words

@@ -1,0 +1,134 @@
+"""`python eval.py ckpt_path=<checkpoint or exported folder> [dataset=...] [split=test|valid|train]`.
+
+Rebuilds the student exactly as it was trained (model config, tokenizer and input format are kept
+in every checkpoint and export), renders the split the same way, decodes greedily, and writes the
+accuracy (metrics.json) and every prediction (predictions-<split>.jsonl) into the eval run folder.
+Without `dataset=...`, a checkpoint inside a run folder is evaluated on that run's own dataset config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from kdlight.io import write_json, write_text
+from kdlight.runtime import apply_threads, numeric_settings, quiet_libraries
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+def load_student(path: str | Path):
+    """(model, tokenizer, family, input format) from a Lightning checkpoint of a kdlight run or an export folder."""
+    from kdlight.export import read_input_format
+    from kdlight.models import from_folder
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"ckpt_path={path} does not exist; pass <run>/checkpoints/<name>.ckpt or <run>/student")
+    if path.is_dir():
+        fmt = read_input_format(path)
+        model, tokenizer, family = from_folder(path)
+        return model, tokenizer, family, fmt
+    import torch
+    import transformers
+
+    from kdlight.families import get_family
+    from kdlight.models import load_tokenizer
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    info = checkpoint.get("kdlight")
+    if info is None:
+        raise ValueError(f"{path} is not a checkpoint of a kdlight run (it has no 'kdlight' entry); pass a kdlight run's checkpoint or export")
+    tokenizer = load_tokenizer(str(path.parent.parent / info["tokenizer_dir"]))
+    settings = dict(info["model_config"])
+    config = transformers.AutoConfig.for_model(settings.pop("model_type"), **settings)
+    family = get_family(info["family"])
+    model = getattr(transformers, family.auto_class).from_config(config)
+    state = {name[len("model."):]: value for name, value in checkpoint["state_dict"].items() if name.startswith("model.")}
+    model.load_state_dict(state, strict=False)
+    family.prepare(model, tokenizer)
+    return model.eval(), tokenizer, family, info["input_format"]
+
+
+def run_dataset_config(ckpt_path: Path) -> dict | None:
+    """The dataset config of the run a checkpoint belongs to (<run>/.hydra/config.yaml), if there is one."""
+    run_dir = ckpt_path.parent.parent if ckpt_path.is_file() else ckpt_path.parent
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        return None
+    return OmegaConf.to_container(OmegaConf.load(saved).dataset, resolve=True)  # its ${paths...} and ${seed} resolve in the run's config
+
+
+def evaluate(cfg: DictConfig) -> float:
+    if cfg.split not in SPLITS:
+        from kdlight.config import ConfigError
+
+        raise ConfigError(f"split={cfg.split!r} is not accepted; use one of {list(SPLITS)}")
+    apply_threads(cfg.get("threads", "auto"))
+    quiet_libraries()
+    started = time.monotonic()
+    output_dir = Path(cfg.paths.output_dir)
+    with numeric_settings(bool(cfg.get("flush_denormal", True))):
+        result = _evaluate(cfg, output_dir)
+    result["seconds"] = round(time.monotonic() - started, 2)
+    write_json(output_dir / "metrics.json", result)
+    log.info("%s accuracy %s on %d examples -> %s", cfg.split, result["acc"], result["examples"], output_dir / "metrics.json")
+    return result["acc"]
+
+
+def _evaluate(cfg: DictConfig, output_dir: Path) -> dict:
+    import pytorch_lightning as pl
+
+    from kdlight.training.module import LabelTaskModule
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    ckpt = Path(cfg.ckpt_path)
+    model, tokenizer, family, fmt = load_student(ckpt)
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") else run_dataset_config(ckpt)
+    if dataset is None:
+        from kdlight.config import ConfigError
+
+        raise ConfigError(f"no dataset to evaluate {ckpt} on: add dataset=<name> (it is not inside a run folder with .hydra/config.yaml)")
+    overrides = {
+        "rendering": fmt["rendering"], "label_prefix": fmt["label_prefix"], "rationale_prefix": fmt["rationale_prefix"],
+        "max_input_length": fmt["max_input_length"], "max_target_length": fmt["max_target_length"],
+    }
+    if cfg.get("batch_size"):
+        overrides["eval_batch_size"] = cfg.batch_size
+    datamodule = instantiate(dataset, tokenizer=tokenizer, family=family, separator=fmt.get("separator"), **overrides)
+    if datamodule.task.answer_kind != fmt["answer_kind"]:
+        from kdlight.config import ConfigError
+
+        raise ConfigError(
+            f"the student was trained on {fmt['dataset']} ({fmt['answer_kind']} answers); {datamodule.task.name} has "
+            f"{datamodule.task.answer_kind} answers: pick a dataset with the same label format"
+        )
+    module = LabelTaskModule(model, tokenizer, family, optimizer=None, max_new_tokens=fmt["max_new_tokens"],
+                             answer_kind=datamodule.task.answer_kind, name="student")
+    from kdlight import tracking
+
+    loggers = [instantiate(node) for name, node in (cfg.get("logger") or {}).items() if name != "wandb"]
+    wandb = tracking.wandb_node(cfg)
+    if wandb is not None:
+        loggers.append(instantiate(wandb, job_type="eval", name=f"eval-{datamodule.task.name}-{cfg.split}-{ckpt.stem}"))
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[], enable_checkpointing=False,
+                          enable_progress_bar=False, enable_model_summary=False)
+    datamodule.setup("test")
+    trainer.test(module, dataloaders=datamodule.eval_dataloader(cfg.split), verbose=False)
+    acc = round(float(trainer.callback_metrics["test/acc"]), 6)
+    predictions = sorted(module.predictions, key=lambda p: p["index"])
+    write_text(output_dir / f"predictions-{cfg.split}.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
+    for logger in tracking.wandb_loggers(trainer):
+        if ckpt.is_dir():
+            logger.experiment.use_artifact(tracking.model_artifact(ckpt, ckpt.parent.name, {}))
+        logger.experiment.summary.update({f"eval/{cfg.split}/acc": acc})
+    tracking.finish_wandb()
+    return {"acc": acc, "split": cfg.split, "examples": len(predictions), "dataset": datamodule.task.name,
+            "ckpt_path": str(ckpt), "trained_on": fmt["dataset"], "output_dir": str(output_dir)}

@@ -1,0 +1,120 @@
+"""Sharing a trained student: `<run>/student/` holds everything needed to use it without kdlight.
+
+- the weights and tokenizer (save_pretrained), loadable with the Auto classes;
+- generation_config.json: greedy decoding and the label length used in evaluation;
+- the text2text pipeline that serves both families (config.json `custom_pipelines` + hf_pipeline.py);
+- kdlight.json: the exact input format (dataset, rendering, prefixes, NLI separator, lengths, family),
+  which `kdlight-predict` and `eval.py` read;
+- README.md: a model card (dataset, method, k, alpha, teacher, metrics, input format, usage).
+Written to a staging folder and renamed into place; `export.push_to_hub=true` pushes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from kdlight.io import atomic_path, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+FORMAT_FILE = "kdlight.json"
+
+
+def save_student(model, tokenizer, family, path: str | Path, input_format: dict, card: dict | None = None) -> str:
+    """Model, tokenizer, generation settings, pipeline, input format and card into `path`, all or nothing."""
+    from transformers import GenerationConfig
+
+    from kdlight.hf_pipeline import Text2TextGenerationPipeline, register_pipeline
+
+    register_pipeline(encoder_decoder=family.name == "seq2seq")
+    generation = GenerationConfig.from_model_config(model.config)
+    generation.update(
+        max_new_tokens=input_format["max_new_tokens"], do_sample=False, num_beams=1,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=model.generation_config.eos_token_id,
+    )
+    if family.name == "seq2seq":
+        generation.decoder_start_token_id = model.generation_config.decoder_start_token_id
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        model.generation_config = generation
+        Text2TextGenerationPipeline(model=model, tokenizer=tokenizer).save_pretrained(str(tmp))
+        write_json(tmp / FORMAT_FILE, {**input_format, "family": family.name})
+        write_text(tmp / "README.md", model_card(input_format, card or {}, family.name))
+    return str(path)
+
+
+def read_input_format(path: str | Path) -> dict:
+    """What an exported student expects as input (kdlight.json), with a clear error if it is not an export."""
+    file = Path(path) / FORMAT_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"{path} is not a kdlight export (no {FORMAT_FILE}); pass <run>/student or a checkpoint")
+    return json.loads(file.read_text())
+
+
+def model_card(input_format: dict, card: dict, family: str) -> str:
+    """The README.md of an export: what it is, how it was trained, how well it does, how to call it."""
+    f = input_format
+    metrics = card.get("metrics", {})
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text2text-generation",
+        "tags: [kdlight, knowledge-distillation, rationale-distillation]",
+        "---",
+        f"# {card.get('title', 'kdlight student')}",
+        "",
+        "A student trained with kdlight (knowledge distillation with teacher insights, "
+        "Ballout et al., 2024): it learned the label task"
+        + (f" and, with weight alpha = {card.get('alpha')}, to write a rationale ({card.get('method')})" if card.get("alpha") else "")
+        + ". At test time it predicts only the label.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| dataset | {f.get('dataset')} |",
+        f"| method | {card.get('method')} |",
+        f"| k (rationale words) | {card.get('k') if card.get('k') is not None else '-'} |",
+        f"| alpha (rationale weight) | {card.get('alpha')} |",
+        f"| teacher | {card.get('teacher') or '-'} |",
+        f"| attribution | {card.get('attribution') or '-'} |",
+        f"| student | {card.get('student')} ({family}) |",
+        f"| test accuracy | {metrics.get('test_acc')} |",
+        f"| best validation accuracy | {metrics.get('val_acc_best')} |",
+        f"| training steps | {card.get('steps')} |",
+        "",
+        "## Input format",
+        "",
+        f"Inputs are rendered as in training: the `{f.get('rendering')}` rendering of a {f.get('dataset')} example, "
+        f"prefixed with `{f.get('label_prefix')}` for the answer (and `{f.get('rationale_prefix')}` for a rationale)."
+        + (f" NLI inputs join premise and hypothesis with `{f.get('separator')}`." if f.get("separator") else ""),
+        f"Inputs longer than {f.get('max_input_length')} tokens are cut; answers are at most {f.get('max_new_tokens')} tokens "
+        "(greedy decoding, in generation_config.json).",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from transformers import pipeline",
+        "student = pipeline(\"text2text-generation\", model=\"PATH/TO/student\", trust_remote_code=True)",
+        f"student(\"{f.get('label_prefix')}{card.get('example_input', '<input>')}\")",
+        "```",
+        "",
+        "or, from raw dataset rows: `kdlight-predict PATH/TO/student rows.jsonl [--explain]`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def push_to_hub(path: str | Path, repo_id: str, private: bool = True) -> str:
+    """Upload the export folder to the Hugging Face hub (fails within seconds offline)."""
+    from kdlight.hub import hub_endpoint, require_reachable
+
+    require_reachable(hub_endpoint(), f"the hub to push {path} to {repo_id}",
+                      "push later with `huggingface-cli upload REPO PATH` from a connected machine.")
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(path), repo_id=repo_id)
+    log.warning("pushed %s to the hub as %s", path, repo_id)
+    return repo_id

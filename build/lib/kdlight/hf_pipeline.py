@@ -1,0 +1,75 @@
+"""The exported student's own text-to-text pipeline (copied into `<run>/student/` as hf_pipeline.py).
+
+transformers 5 removed the built-in "text2text-generation" pipeline and blocks that task name
+(its REMOVED_TASKS table), except for a model folder that declares its own pipeline for the task:
+`config.json` `custom_pipelines` plus the pipeline's code beside the weights (the Hub's mechanism
+for custom pipelines). The export ships this file, so the usual call works for every family:
+
+    from transformers import pipeline
+    student = pipeline("text2text-generation", model="outputs/train/.../student", trust_remote_code=True)
+    student("predict: <input in the step-by-step format>")   # -> [{"generated_text": "..."}]
+
+Encoder-decoders generate from the encoder's input; decoder-only models continue the prompt
+(left-padded), and only the continuation is returned. Greedy decoding and the length come from the
+folder's generation_config.json. `trust_remote_code=True` runs the copy of this file saved in the
+folder; without it, pass `pipeline_class=Text2TextGenerationPipeline`. This file imports nothing
+but transformers: it travels with the export.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers.pipelines import Pipeline
+
+TASK = "text2text-generation"
+
+
+class Text2TextGenerationPipeline(Pipeline):
+    """Text in, generated text out (greedy unless generate kwargs say otherwise)."""
+
+    _load_processor = False
+    _load_image_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = True
+
+    def _sanitize_parameters(self, **kwargs: Any):
+        preprocess = {key: kwargs.pop(key) for key in ("max_length", "truncation") if key in kwargs}
+        return preprocess, kwargs, {}
+
+    def preprocess(self, text: str, max_length: int | None = None, truncation: bool = True):
+        if not isinstance(text, str):
+            raise TypeError(f"the pipeline takes text (str), got {type(text).__name__}")
+        return self.tokenizer(text, return_tensors="pt", truncation=truncation, max_length=max_length)
+
+    def _forward(self, model_inputs, **generate_kwargs):
+        generate_kwargs.setdefault("do_sample", False)
+        output = self.model.generate(**model_inputs, **generate_kwargs)
+        if not self.model.config.is_encoder_decoder:  # a continuation of the prompt: drop the prompt
+            output = output[:, model_inputs["input_ids"].shape[1] :]
+        return {"output_ids": output}
+
+    def postprocess(self, model_outputs):
+        texts = self.tokenizer.batch_decode(model_outputs["output_ids"], skip_special_tokens=True)
+        return [{"generated_text": text.strip()} for text in texts]
+
+
+def register_pipeline(encoder_decoder: bool = True) -> None:
+    """Declare the pipeline for TASK: what makes save_pretrained ship it."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    auto = AutoModelForSeq2SeqLM if encoder_decoder else AutoModelForCausalLM
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=Text2TextGenerationPipeline, pt_model=auto)
+
+
+def student_pipeline(path: str, device: Any = None) -> Text2TextGenerationPipeline:
+    """The exported student at `path` (model and tokenizer) as a pipeline, without running saved code."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    auto = AutoModelForSeq2SeqLM if AutoConfig.from_pretrained(path).is_encoder_decoder else AutoModelForCausalLM
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if auto is not AutoModelForSeq2SeqLM:
+        tokenizer.padding_side = "left"
+    return Text2TextGenerationPipeline(model=auto.from_pretrained(path), tokenizer=tokenizer, device=device)
+

@@ -1,0 +1,142 @@
+"""Loading teachers and students: the real `from_pretrained` path for any family, and model identity.
+
+`load_model` reads the folder's (or hub id's) config first: `is_encoder_decoder` picks the family
+adapter, whose Auto class loads the weights. `build_model` turns a model and a tokenizer factory
+(configs with `_target_`) into (model, tokenizer, family) with the family's special ids completed.
+Offline, every path fails within seconds with a message saying how to use a local copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from kdlight.hub import hub_endpoint, hub_offline_mode, require_reachable
+
+log = logging.getLogger(__name__)
+
+Corpus = Iterable[str] | Callable[[], Iterable[str]] | None
+
+
+def hub_hint(kind: str) -> str:
+    return (
+        f"download the {kind} once on a connected machine (save_pretrained) and set name_or_path to that "
+        "folder, or set HF_HUB_OFFLINE=1 to use the local Hugging Face cache."
+    )
+
+
+def is_local(name_or_path: str) -> bool:
+    return Path(str(name_or_path)).expanduser().is_dir()
+
+
+def pretrained_source(name_or_path: str, kind: str, timeout: float = 5.0) -> dict:
+    """kwargs for from_pretrained; fails within `timeout` seconds if the hub is needed and unreachable."""
+    if is_local(name_or_path):
+        return {}
+    if hub_offline_mode():
+        return {"local_files_only": True}
+    require_reachable(hub_endpoint(), f"{kind} {name_or_path!r} from the Hugging Face hub", hub_hint(kind), timeout)
+    return {}
+
+
+def load_model(name_or_path: str, revision: str | None = None, tokenizer=None, dtype: str | None = None, family: str = "auto"):
+    """A pretrained model of any supported family (AutoModelForSeq2SeqLM or AutoModelForCausalLM)."""
+    import torch
+    import transformers
+
+    from kdlight.families import family_of, get_family
+
+    kwargs = pretrained_source(name_or_path, "model")
+    try:
+        config = transformers.AutoConfig.from_pretrained(name_or_path, revision=revision, **kwargs)
+        adapter = family_of(config) if family == "auto" else get_family(family)
+        auto = getattr(transformers, adapter.auto_class)
+        if dtype is not None:
+            kwargs["dtype"] = getattr(torch, dtype)
+        model = auto.from_pretrained(name_or_path, revision=revision, config=config, **kwargs)
+    except OSError as err:
+        raise OSError(f"Cannot load model {name_or_path!r} (revision {revision}): {err}. {hub_hint('model')}") from err
+    if tokenizer is not None and len(tokenizer) > adapter.output_vocab_size(model):
+        raise ValueError(
+            f"tokenizer has {len(tokenizer)} tokens but model {name_or_path!r} only {adapter.output_vocab_size(model)}"
+        )
+    return model
+
+
+def load_tokenizer(name_or_path: str, revision: str | None = None, corpus: Corpus = None):
+    """AutoTokenizer.from_pretrained; `corpus` is accepted for symmetry with the tiny tokenizers and unused."""
+    from transformers import AutoTokenizer
+
+    kwargs = pretrained_source(name_or_path, "tokenizer")
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, revision=revision, **kwargs)
+    except OSError as err:
+        raise OSError(f"Cannot load tokenizer {name_or_path!r}: {err}. {hub_hint('tokenizer')}") from err
+
+
+def build_model(model_factory: Callable, tokenizer_factory: Callable, corpus: Corpus = None):
+    """(model, tokenizer, family) from two factories (instantiated configs or partials), ids completed."""
+    from kdlight.families import family_of
+
+    tokenizer = tokenizer_factory(corpus=corpus)
+    model = model_factory(tokenizer=tokenizer)
+    family = family_of(model)
+    family.prepare(model, tokenizer)
+    return model, tokenizer, family
+
+
+def from_folder(path: str | Path):
+    """(model, tokenizer, family) saved with save_pretrained (an export, a fine-tuned teacher)."""
+    return build_model(lambda tokenizer: load_model(str(path)), lambda corpus: load_tokenizer(str(path)))
+
+
+# ---------------------------------------------------------------- identity for cache keys
+def folder_fingerprint(path: str | Path, sample: int = 1 << 20) -> str:
+    """What a local model folder holds, independent of where it is: every file's name and size, and
+    a hash of its first and last MiB (weights of two fine-tunes differ there; reading 2 MiB per file
+    keeps this cheap for a 3B model)."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(root)}\0{size}\0".encode())
+        with open(file, "rb") as handle:
+            digest.update(handle.read(sample))
+            if size > 2 * sample:
+                handle.seek(-sample, 2)
+                digest.update(handle.read(sample))
+    return digest.hexdigest()[:32]
+
+
+# Config keys that say where things are written, not what they are: never part of an identity.
+LOCATION_KEYS = frozenset({"cache_dir", "save_dir", "output_dir"})
+
+
+def config_identity(node: dict) -> dict:
+    """A model or tokenizer config as a cache key sees it: locations dropped, a local folder replaced by
+    its content fingerprint (a copied folder keeps its identity), hub ids kept with their revision."""
+    identity = {}
+    for key, value in node.items():
+        if key in LOCATION_KEYS:
+            continue
+        if key == "name_or_path" and isinstance(value, str) and is_local(value):
+            value = {"folder": folder_fingerprint(value)}
+        identity[key] = value
+    return identity
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Identifies a tokenizer by what it does, not by where it was loaded from: a fast tokenizer's
+    whole definition (normaliser, vocabulary, special-token template), else its vocabulary."""
+    digest = hashlib.sha256()
+    digest.update(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        digest.update(backend.to_str().encode())
+    else:
+        digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    digest.update(json.dumps(tokenizer.all_special_tokens).encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,131 @@
+"""`kdlight-predict <run>/student [FILE.jsonl | -] [--explain]`: a trained student on new inputs.
+
+Each input line is either a raw dataset row in the release format of the dataset the student was
+trained on (e.g. {"question": ..., "choices": [...]} for CQA; the label may be absent) or plain text
+(a JSON string, or any line that is not JSON), taken as the already-rendered input. The same
+rendering, separator and prefix as in training are applied; inputs are batched; one JSON line is
+written per input: {"line", "input", "answer"} (and "rationale" with --explain). A bad row stops the
+command before anything is predicted, naming its line; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+
+def with_placeholder_label(task_name: str, row: dict) -> dict:
+    """A row to predict need not carry its label; a placeholder lets the dataset's own row check run."""
+    row = dict(row)
+    if task_name == "cqa" and isinstance(row.get("choices"), list) and row["choices"]:
+        row.setdefault("answer", row["choices"][0])
+    else:
+        row.setdefault("label", {"esnli": 0, "anli": 0, "svamp": "( 0.0 + 0.0 )", "cue_words": "north"}.get(task_name))
+    return row
+
+
+class BadInput(ValueError):
+    pass
+
+
+def read_inputs(lines: Iterable[str], task, separator: str | None, rendering: str) -> list[tuple[int, str]]:
+    """(line number, rendered input text) per non-empty line; BadInput names the first bad line."""
+    from kdlight.data.tasks import BadRow
+
+    inputs = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            value = line.rstrip("\n")
+        if isinstance(value, str):
+            inputs.append((number, value))
+            continue
+        if not isinstance(value, dict):
+            raise BadInput(f"line {number}: expected a JSON object (a {task.name} row) or text, got {type(value).__name__}")
+        try:
+            example = task.example_from_row(with_placeholder_label(task.name, value), number - 1)
+        except BadRow as err:
+            raise BadInput(f"line {number}: {err} (a {task.name} row needs the release's fields)") from None
+        rendered = task.render_student(example, separator or "</s>") if rendering == "student" else task.render_teacher(example)
+        inputs.append((number, rendered.text))
+    return inputs
+
+
+def generate(model, tokenizer, family, texts: list[str], max_input_length: int, max_new_tokens: int, batch_size: int) -> list[str]:
+    import torch
+
+    from kdlight.families.base import lengths_mask, pad_right
+    from kdlight.text import decode_answers, encode_inputs
+
+    answers: list[str] = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            ids = encode_inputs(tokenizer, texts[start : start + batch_size], max_input_length)["input_ids"]
+            prompt_ids = pad_right(ids, tokenizer.pad_token_id)
+            prompt_mask = lengths_mask(torch.tensor([len(x) for x in ids]), prompt_ids.shape[1])
+            answers += decode_answers(tokenizer, family.generate(model, prompt_ids, prompt_mask, max_new_tokens))
+    return answers
+
+
+def predict(student: str | Path, lines: Iterable[str], out: TextIO, explain: bool = False, batch_size: int = 32) -> int:
+    from kdlight.data.tasks import TASKS
+    from kdlight.evaluate import load_student
+
+    model, tokenizer, family, fmt = load_student(student)
+    task = TASKS[fmt["dataset"]]
+    inputs = read_inputs(lines, task, fmt.get("separator"), fmt["rendering"])
+    texts = [text for _, text in inputs]
+    answers = generate(model, tokenizer, family, [fmt["label_prefix"] + t for t in texts], fmt["max_input_length"],
+                       fmt["max_new_tokens"], batch_size)
+    rationales = generate(model, tokenizer, family, [fmt["rationale_prefix"] + t for t in texts], fmt["max_input_length"],
+                          fmt["max_target_length"], batch_size) if explain else [None] * len(texts)
+    for (number, text), answer, rationale in zip(inputs, answers, rationales):
+        record = {"line": number, "input": text, "answer": answer}
+        if explain:
+            record["rationale"] = rationale
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    out.flush()
+    return len(inputs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kdlight-predict", description=__doc__.split("\n")[0])
+    parser.add_argument("student", type=Path, help="an exported student (<run>/student) or a run's checkpoint")
+    parser.add_argument("inputs", nargs="?", default="-", help="a JSON Lines file of dataset rows or texts; - for standard input")
+    parser.add_argument("--explain", action="store_true", help="also generate the rationale (the explain: task)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON lines here instead of standard output")
+    parser.add_argument("--threads", default="auto", help="CPU threads (auto: half the cores, at most 4)")
+    args = parser.parse_args(argv)
+    from kdlight.runtime import apply_threads, quiet_libraries
+
+    apply_threads(int(args.threads) if str(args.threads).isdigit() else args.threads)
+    quiet_libraries()
+    try:
+        if args.inputs == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            with open(args.inputs, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        if args.out is None:
+            predict(args.student, lines, sys.stdout, args.explain, args.batch_size)
+        else:
+            from kdlight.io import atomic_path
+
+            with atomic_path(args.out) as tmp, open(tmp, "w", encoding="utf-8") as out:
+                predict(args.student, lines, out, args.explain, args.batch_size)
+    except (BadInput, FileNotFoundError, ValueError, UnicodeDecodeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

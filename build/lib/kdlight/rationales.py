@@ -1,0 +1,80 @@
+"""Rationale sources, one per method: what the student's second task learns to write.
+
+Each is a callable (split, start row, examples of a chunk, their teacher prompts) -> one text per
+example (None: that example trains on the label task only), plus a fingerprint of what it gives
+(the tokenised features are cached by it). Sources get everything they read as arguments; adding
+a method is one config file in conf/method/ and, at most, one small class here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Mapping
+
+from kdlight.attribution.selection import rationale_text, unit_spans
+from kdlight.data.tasks import Example, Rendered, content_words
+from kdlight.teacher.cache import RationaleCache
+
+log = logging.getLogger(__name__)
+
+
+class SaliencyRationales:
+    """The paper: the teacher's top-k units from the rationale cache, joined in input (or score) order."""
+
+    def __init__(self, k: int, order: str = "input", caches: Mapping[str, RationaleCache] | None = None) -> None:
+        self.k, self.order, self.caches = k, order, dict(caches or {})
+
+    def fingerprint(self, split: str) -> str:
+        return f"saliency-{self._cache(split).key}-{self.k}-{self.order}"
+
+    def _cache(self, split: str) -> RationaleCache:
+        if split not in self.caches:
+            raise RuntimeError(f"no teacher rationale cache for split {split!r}; run the extraction first")
+        return self.caches[split]
+
+    def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[str | None]:
+        cache = self._cache(split)
+        rows = cache.read_rows(start, start + len(examples), columns=["id", "texts", "starts"])
+        if [r["id"] for r in rows] != [ex.id for ex in examples]:
+            raise RuntimeError(f"rationale cache {cache.path} does not match the {split} examples (rows {start}-{start + len(examples)})")
+        return [rationale_text(r["starts"], r["texts"], self.k, self.order) or None for r in rows]
+
+
+class PalmRationales:
+    """Distilling step-by-step: the PaLM 540B chain of thought parsed from the release's llm/ files."""
+
+    def fingerprint(self, split: str) -> str:
+        return "palm"
+
+    def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[str | None]:
+        missing = sum(ex.palm_rationale is None for ex in examples)
+        if missing == len(examples) and examples:
+            raise RuntimeError(
+                f"no PaLM rationales for the {split} split (rows {start}-{start + len(examples)}): method=step_by_step "
+                f"needs the release's llm/{split}_CoT_<i>.json files under dataset.root"
+            )
+        if missing:
+            log.warning("%s: %d of %d examples have no parsable PaLM rationale (label task only)", split, missing, len(examples))
+        return [ex.palm_rationale for ex in examples]
+
+
+class RandomRationales:
+    """The ablation: k eligible words of the teacher prompt drawn at random (seeded per example)."""
+
+    def __init__(self, k: int, seed: int = 0, drop_stopwords: bool = False, drop_punctuation: bool = True) -> None:
+        self.k, self.seed = k, seed
+        self.drop_stopwords, self.drop_punctuation = drop_stopwords, drop_punctuation
+
+    def fingerprint(self, split: str) -> str:
+        return hashlib.sha256(f"random-{self.k}-{self.seed}-{self.drop_stopwords}-{self.drop_punctuation}".encode()).hexdigest()[:16]
+
+    def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[str | None]:
+        return [self.choose(prompt, split, start + i) for i, prompt in enumerate(prompts)]
+
+    def choose(self, prompt: Rendered, split: str, index: int) -> str | None:
+        words = content_words(prompt)  # one "token" per word: the spans themselves as offsets
+        units = unit_spans(prompt, words, "word", self.drop_stopwords, self.drop_punctuation)
+        chosen = random.Random(f"{self.seed}-{split}-{index}").sample(units, min(self.k, len(units)))
+        return " ".join(u.text for u in sorted(chosen, key=lambda u: u.start)) or None

@@ -1,0 +1,308 @@
+"""`kdlight-report PATH...`: every results.json below the paths as tables and charts.
+
+    kdlight-report multirun/2026-11-28/10-00-00            # a sweep (also while it still runs)
+    kdlight-report outputs/train multirun --out reports/all  # any mix of run and sweep folders
+
+Writes into --out (default: <first PATH>/report): table.md and table.csv (dataset x method x
+attribution x k x alpha: test accuracy mean +- sample std over seeds, runs, best validation
+accuracy), k_curve.png, methods.png, quality.png (rationale quality against k per attribution
+method beside the students' accuracy, when the runs measured it) and report.json. A run folder
+without a finished results.json is listed by path as failed or unfinished, never dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from kdlight.io import atomic_path, write_json, write_text
+from kdlight.reports.runs import collect_runs, format_mean_std, mean_std
+
+KEY = ("dataset", "method", "attribution", "k", "alpha")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+QUALITY_PANELS = (("comprehensiveness", "comprehensiveness (drop of log p(gold))"),
+                  ("sufficiency", "sufficiency (drop with only the top-k)"),
+                  ("plausibility_f1", "plausibility F1 vs human highlights"))
+
+
+def table_rows(finished: list[dict]) -> list[dict]:
+    """One row per (dataset, method, attribution, k, alpha), aggregated over seeds."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in finished:
+        groups[tuple(r.get(key) for key in KEY)].append(r)
+    rows = []
+    for key, members in groups.items():
+        test = [r["test_acc"] for r in members if r.get("test_acc") is not None]
+        val = [r["val_acc_best"] for r in members if r.get("val_acc_best") is not None]
+        test_mean, test_std = mean_std(test)
+        rows.append({
+            **dict(zip(KEY, key)),
+            "test_acc_mean": test_mean, "test_acc_std": test_std, "runs": len(members),
+            "seeds": sorted({r.get("seed") for r in members}, key=str), "val_acc_best_mean": mean_std(val)[0],
+            "chance_acc": next((r.get("chance_acc") for r in members if r.get("chance_acc") is not None), None),
+        })
+    return sorted(rows, key=lambda r: (str(r["dataset"]), str(r["method"]), str(r["attribution"]), r["k"] or 0, r["alpha"] or 0))
+
+
+def _fmt(value, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| dataset | method | attribution | k | alpha | test acc (mean +- std) | runs | best val acc (mean) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['dataset']} | {r['method']} | {r['attribution'] or '-'} | {_fmt(r['k']) or '-'} | {_fmt(r['alpha'], 2)} | "
+            f"{format_mean_std(r['test_acc_mean'], r['test_acc_std'])} | {r['runs']} | {_fmt(r['val_acc_best_mean'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(rows: list[dict]) -> str:
+    columns = [*KEY, "test_acc_mean", "test_acc_std", "runs", "val_acc_best_mean"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _series_label(row: dict) -> str:
+    name = row["method"] + (f" [{row['attribution']}]" if row.get("attribution") else "")
+    return f"{name} (alpha {row['alpha']:g})"
+
+
+def _seeds_caption(rows: list[dict]) -> str:
+    counts = sorted({r["runs"] for r in rows})
+    n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return (f"Points and bars: test accuracy, mean +- sample std over seeds (n = {n} per point; no bar with one seed). "
+            "Dashed: labels-only fine-tuning; dotted: chance.")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _levels(ax, rows: list[dict], x_span: tuple[float, float] | None = None) -> None:
+    """Fine-tuning (and other methods without k) as horizontal levels, chance as a dotted line, each labelled."""
+    styles = {"finetune": "--", "step_by_step": "-."}
+    for r in rows:
+        if r["k"] is None and r["test_acc_mean"] is not None:
+            ax.axhline(r["test_acc_mean"], linestyle=styles.get(r["method"], (0, (3, 1, 1, 1))), color="0.35", linewidth=1.2,
+                       label=f"{r['method']} level ({r['test_acc_mean']:.3f})")
+    chance = next((r["chance_acc"] for r in rows if r.get("chance_acc") is not None), None)
+    if chance is not None:
+        ax.axhline(chance, linestyle=":", color="0.55", linewidth=1.2, label=f"chance ({chance:.3f})")
+
+
+def plot_k_curve(rows: list[dict], path: Path) -> None:
+    """Test accuracy against k per dataset; distinct markers and small x offsets keep equal points apart."""
+    plt = _pyplot()
+    datasets = sorted({r["dataset"] for r in rows})
+    fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(5.5 * max(1, len(datasets)), 4.6), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        mine = [r for r in rows if r["dataset"] == dataset and r["test_acc_mean"] is not None]
+        curves: dict[str, list[dict]] = defaultdict(list)
+        for r in mine:
+            if r["k"] is not None:
+                curves[_series_label(r)].append(r)
+        ks = sorted({r["k"] for r in mine if r["k"] is not None})
+        width = min((b - a for a, b in zip(ks, ks[1:])), default=1)
+        for i, (label, points) in enumerate(sorted(curves.items())):
+            points.sort(key=lambda r: r["k"])
+            offset = (i - (len(curves) - 1) / 2) * 0.08 * width
+            ax.errorbar(
+                [p["k"] + offset for p in points], [p["test_acc_mean"] for p in points],
+                yerr=[p["test_acc_std"] or 0.0 for p in points], marker=MARKERS[i % len(MARKERS)], markersize=6,
+                capsize=3, linewidth=1.4, label=label,
+            )
+        _levels(ax, mine)
+        if ks:
+            ax.set_xticks(ks)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_title(dataset)
+        ax.set_xlabel("k (rationale words)")
+        ax.set_ylabel("student test accuracy")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best", framealpha=0.85)
+    fig.text(0.01, 0.01, _seeds_caption(rows), fontsize=7.5, color="0.25")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    _save(fig, path)
+
+
+def best_setting_per_method(rows: list[dict]) -> list[dict]:
+    """For each (dataset, method, attribution), the k/alpha with the best mean validation accuracy
+    (chosen on validation, never on test)."""
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["dataset"], r["method"], r["attribution"])
+        score = r["val_acc_best_mean"] if r["val_acc_best_mean"] is not None else -1.0
+        if key not in best or score > (best[key]["val_acc_best_mean"] or -1.0):
+            best[key] = r
+    return [best[key] for key in sorted(best, key=str)]
+
+
+def plot_methods(rows: list[dict], path: Path) -> None:
+    """Methods side by side per dataset (each at its best validation setting, named under its bar)."""
+    plt = _pyplot()
+    chosen = [r for r in best_setting_per_method(rows) if r["test_acc_mean"] is not None]
+    datasets = sorted({r["dataset"] for r in chosen})
+    fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(max(4.5, 1.3 * len(chosen) + 2), 4.6), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        mine = [r for r in chosen if r["dataset"] == dataset]
+        labels = []
+        for i, r in enumerate(mine):
+            ax.bar(i, r["test_acc_mean"], 0.7, yerr=r["test_acc_std"] or 0.0, capsize=4, color=f"C{i}")
+            setting = ", ".join(s for s in (f"k={r['k']}" if r["k"] is not None else "", f"a={r['alpha']:g}") if s)
+            labels.append(f"{r['method']}" + (f"\n[{r['attribution']}]" if r["attribution"] else "") + f"\n{setting}")
+        chance = next((r["chance_acc"] for r in mine if r.get("chance_acc") is not None), None)
+        if chance is not None:
+            ax.axhline(chance, linestyle=":", color="0.55", linewidth=1.2, label=f"chance ({chance:.3f})")
+            ax.legend(fontsize=7, loc="upper right")
+        ax.set_xticks(range(len(mine)), labels, fontsize=7.5)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_title(dataset)
+        ax.set_ylabel("student test accuracy (best validation setting)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.text(0.01, 0.01, _seeds_caption(chosen).replace("Dashed: labels-only fine-tuning; ", ""), fontsize=7.5, color="0.25")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    _save(fig, path)
+
+
+def quality_rows(finished: list[dict]) -> list[dict]:
+    """Rationale quality per (dataset, attribution method, k) from the runs that measured it, with
+    the random-word reference, and the students' mean accuracy at that k."""
+    seen: dict[tuple, dict] = {}
+    for r in finished:
+        quality = r.get("rationale_quality")
+        if not quality:
+            continue
+        for source, per_k in quality["sources"].items():
+            for k, values in per_k.items():
+                seen.setdefault((r["dataset"], r.get("attribution") if source == "teacher" else "random", int(k)), values)
+    rows = []
+    for (dataset, method, k), values in sorted(seen.items(), key=lambda item: (item[0][0], str(item[0][1]), item[0][2])):
+        accuracy = mean_std([r["test_acc"] for r in finished if r["dataset"] == dataset and r.get("attribution") == method
+                             and r.get("k") == k and r.get("test_acc") is not None])
+        rows.append({"dataset": dataset, "attribution": method, "k": k, **values,
+                     "student_acc_mean": accuracy[0], "student_acc_std": accuracy[1]})
+    return rows
+
+
+def quality_table(rows: list[dict]) -> str:
+    lines = [
+        "| dataset | attribution | k | comprehensiveness | sufficiency | compr. (accuracy) | suff. (accuracy) | plausibility F1 | AUPRC | student test acc |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['dataset']} | {r['attribution']} | {r['k']} | {_fmt(r.get('comprehensiveness'))} | {_fmt(r.get('sufficiency'))} | "
+            f"{_fmt(r.get('comprehensiveness_acc'))} | {_fmt(r.get('sufficiency_acc'))} | {_fmt(r.get('plausibility_f1'))} | "
+            f"{_fmt(r.get('auprc'))} | {format_mean_std(r['student_acc_mean'], r['student_acc_std'], missing='-')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_quality(rows: list[dict], path: Path) -> None:
+    """Per dataset: comprehensiveness, sufficiency and plausibility against k, one line per attribution
+    method (random words grey, dashed), beside the students' test accuracy against k."""
+    plt = _pyplot()
+    datasets = sorted({r["dataset"] for r in rows})
+    panels = [p for p in QUALITY_PANELS if any(r.get(p[0]) is not None for r in rows)] + [("student_acc_mean", "student test accuracy")]
+    fig, axes = plt.subplots(len(datasets), len(panels), figsize=(4.2 * len(panels), 3.6 * len(datasets)), squeeze=False)
+    for row_axes, dataset in zip(axes, datasets):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        methods = sorted({r["attribution"] for r in mine if r["attribution"] != "random"}, key=str) + ["random"]
+        for ax, (key, title) in zip(row_axes, panels):
+            for i, method in enumerate(methods):
+                points = sorted((r for r in mine if r["attribution"] == method and r.get(key) is not None), key=lambda r: r["k"])
+                if not points:
+                    continue
+                style = {"color": "0.5", "linestyle": "--"} if method == "random" else {}
+                ax.plot([p["k"] for p in points], [p[key] for p in points], marker=MARKERS[i % len(MARKERS)], label=method, **style)
+            if key == "student_acc_mean" or key == "plausibility_f1":
+                ax.set_ylim(0.0, 1.0)
+            ax.axhline(0.0, color="0.8", linewidth=0.8)
+            ax.set_title(f"{dataset}: {title}", fontsize=9)
+            ax.set_xlabel("k")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+    fig.text(0.01, 0.005, "Faithfulness in nats of the teacher's gold log-probability (higher comprehensiveness, lower "
+             "sufficiency = more faithful); random: as many random eligible words.", fontsize=7.5, color="0.25")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    plt = _pyplot()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def build_report(paths: list[str | Path], out_dir: str | Path) -> dict:
+    """Collect, aggregate and write the report; returns what report.json holds."""
+    runs = collect_runs(paths)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = table_rows(runs.finished)
+    quality = quality_rows(runs.finished)
+    problems = [f"- failed: `{f['path']}`: {f['error']}" for f in runs.failed]
+    problems += [f"- unfinished (no results.json yet): `{p}`" for p in runs.unfinished]
+    markdown = [
+        "# kdlight report\n",
+        f"{len(runs.finished)} finished runs, {len(runs.failed)} failed, {len(runs.unfinished)} unfinished; "
+        f"the teacher ran in {runs.teacher_runs} of them (rationale cache misses).\n",
+        markdown_table(rows),
+    ]
+    if quality:
+        markdown += ["\n## Rationale quality (training rationales)\n", quality_table(quality)]
+    if problems:
+        markdown += ["\n## Runs without results\n", "\n".join(problems) + "\n"]
+    write_text(out / "table.md", "\n".join(markdown))
+    write_text(out / "table.csv", csv_table(rows))
+    if rows:
+        plot_k_curve(rows, out / "k_curve.png")
+        plot_methods(rows, out / "methods.png")
+    if quality:
+        plot_quality(quality, out / "quality.png")
+    summary = {
+        "paths": [str(p) for p in paths], "finished": len(runs.finished), "failed": runs.failed,
+        "unfinished": runs.unfinished, "teacher_runs": runs.teacher_runs, "rows": rows, "quality": quality,
+    }
+    write_json(out / "report.json", summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kdlight-report", description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="sweep folders, run folders or results.json files")
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default: <first path>/report)")
+    args = parser.parse_args(argv)
+    out = args.out or (args.paths[0] if args.paths[0].is_dir() else args.paths[0].parent) / "report"
+    try:
+        summary = build_report(args.paths, out)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print((out / "table.md").read_text())
+    print(f"report written to {out}")
+    return 0 if summary["finished"] or summary["failed"] or summary["unfinished"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

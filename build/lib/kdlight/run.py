@@ -1,0 +1,355 @@
+"""What `python train.py ...` does: rationales, fit, test, export, results.json.
+
+The entry point hands the composed config to `run`; the stages below receive built objects and
+plain values. Each stage's output is a file the next run can reuse (example store, rationale cache,
+tokenised features, checkpoints, results.json).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from kdlight import tracking
+from kdlight.config import validate_config
+from kdlight.io import atomic_path, write_json, write_text
+from kdlight.runtime import apply_threads, numeric_settings, quiet_libraries
+
+log = logging.getLogger(__name__)
+
+RESULTS = "results.json"
+
+
+# ---------------------------------------------------------------- the run
+def run(cfg: DictConfig) -> float | None:
+    """The whole run; returns cfg.optimized_metric for Hydra sweepers."""
+    validate_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    finished = finished_results(output_dir)
+    if finished is not None and cfg.get("resume", True):
+        log.warning(already_finished_message(output_dir))
+        return _metric(finished, cfg.get("optimized_metric"))
+    try:
+        with numeric_settings(bool(cfg.get("flush_denormal", True))):
+            return _run(cfg)
+    except Exception as err:
+        record_failure(cfg, err)
+        raise
+    finally:
+        tracking.finish_wandb()
+
+
+def finished_results(output_dir: Path) -> dict | None:
+    try:
+        results = json.loads((output_dir / RESULTS).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return results if results.get("status") == "finished" else None
+
+
+def already_finished_message(output_dir: Path) -> str:
+    return (
+        f"this run already finished: its results are in {output_dir / RESULTS}; nothing was retrained or rewritten. "
+        "For a fresh run add resume=false (retrains in the same folder) or choose another folder "
+        "(hydra.run.dir=... or a new override)."
+    )
+
+
+def _run(cfg: DictConfig) -> float | None:
+    started = time.monotonic()
+    output_dir = Path(cfg.paths.output_dir)
+    apply_threads(cfg.get("threads", "auto"))
+    quiet_libraries()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    show_config(cfg, output_dir)
+
+    data = instantiate(cfg.dataset)
+    data_summary = data.summary()
+    log.info("data: %s", data_summary["split_sizes"])
+    source, caches, teacher_info = rationale_source(cfg, data)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the same student whether the teacher ran here or was cached
+
+    from kdlight.models import build_model
+    from kdlight.text import separator_token
+
+    model, tokenizer, family = build_model(
+        instantiate(cfg.student.model, _partial_=True), instantiate(cfg.student.tokenizer, _partial_=True), data.corpus
+    )
+    datamodule = instantiate(
+        cfg.dataset, examples=data.examples, tokenizer=tokenizer, family=family, rationales=source,
+        separator=separator_token(tokenizer),
+    )
+    student = instantiate(cfg.student, model=model, tokenizer=tokenizer, family=family, answer_kind=data.task.answer_kind)
+    student.checkpoint_info = {"input_format": input_format(cfg, datamodule, student), "tokenizer_dir": "tokenizer"}
+
+    trainer = build_trainer(cfg, output_dir)
+    if trainer.is_global_zero:
+        save_tokenizer(tokenizer, output_dir / "tokenizer")
+    checkpoint = resume_checkpoint(output_dir, cfg.get("resume", True))
+    log_run_info(trainer, cfg, student, data_summary)
+    tracking.use_caches(trainer, caches)
+
+    trainer.fit(student, datamodule=datamodule, ckpt_path=checkpoint)
+    metrics = dict(trainer.callback_metrics)  # the test below replaces the trainer's metrics
+    best = best_checkpoint(trainer)
+    trainer.test(student, datamodule=datamodule, ckpt_path=best, verbose=False)
+    metrics.update(trainer.callback_metrics)
+
+    results = {
+        "status": "finished",
+        **run_identity(cfg),
+        "dataset": datamodule.task.name,
+        "split_sizes": data_summary["split_sizes"],
+        "max_rows": data_summary["max_rows"],
+        "train_stand_in": data_summary["train_stand_in"],
+        "val_acc_best": _metric(metrics, "val/acc_best"),
+        "test_acc": _metric(metrics, "test/acc"),
+        "steps": trainer.global_step,
+        "seconds": round(time.monotonic() - started, 2),
+        "best_checkpoint": best,
+        "rationale_cache": cache_status(teacher_info),
+        "rationale_recall": rationale_recall(datamodule),
+        "chance_acc": datamodule.chance_accuracy(),
+        "teacher_stage": {k: v for k, v in teacher_info.items() if k != "quality"} or None,
+        "rationale_quality": teacher_info.get("quality"),
+        "output_dir": str(output_dir),
+    }
+    if trainer.is_global_zero:
+        write_predictions(output_dir / "predictions-test.jsonl", student.predictions)
+        results["exported_student"] = export(cfg, student, results, output_dir / "student")
+        log_to_wandb(trainer, datamodule, source, results)
+        write_json(output_dir / RESULTS, results)
+        log.info("results: test/acc=%s val/acc_best=%s -> %s", results["test_acc"], results["val_acc_best"], output_dir / RESULTS)
+    return _metric(metrics, cfg.get("optimized_metric"))
+
+
+# ---------------------------------------------------------------- stages
+def rationale_source(cfg: DictConfig, data) -> tuple[Any, dict, dict]:
+    """The method's rationale source, the teacher caches it reads, and what the teacher stage did."""
+    if cfg.method.get("rationale") is None:
+        return None, {}, {}
+    if not cfg.method.needs_teacher:
+        return instantiate(cfg.method.rationale), {}, {}
+    from kdlight.teacher.stage import TeacherStage
+
+    stage = TeacherStage.from_config(cfg, finetune_loggers=lambda: _logger_list(tracking.wandb_logger(cfg, "teacher-finetune")))
+    caches, info = stage.rationale_caches(data)
+    tracking.log_extraction(cfg, caches, info)
+    return instantiate(cfg.method.rationale, caches=caches), caches, info
+
+
+def _logger_list(logger) -> list:
+    return [logger] if logger is not None else []
+
+
+def build_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from kdlight.loggers import StepProgressBar
+
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        loggers.append(tracking.wandb_logger(cfg, "train", output_dir) if name == "wandb" else instantiate(node))
+    callbacks = [instantiate(node) for node in (cfg.get("callbacks") or {}).values()]
+    if not loggers:  # logger=none: a learning-rate monitor would have nowhere to write
+        callbacks = [cb for cb in callbacks if not isinstance(cb, pl.callbacks.LearningRateMonitor)]
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    progress = not multirun and cfg.trainer.get("enable_progress_bar", True)  # a sweep prints one line per job instead
+    if progress:
+        callbacks.append(StepProgressBar())
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, enable_progress_bar=progress)
+
+
+def resume_checkpoint(output_dir: Path, enabled: bool) -> str | None:
+    """checkpoints/last.ckpt when resuming; the CSV log keeps the rows up to its step (they are not redone)."""
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if not (enabled and last.is_file()):
+        return None
+    import torch
+
+    from kdlight.loggers import trim_metrics
+
+    step = torch.load(last, map_location="cpu", weights_only=False, mmap=True)["global_step"]
+    dropped = trim_metrics(output_dir / "csv" / "metrics.csv", step)
+    log.warning("resuming from %s (step %d; %d logged rows after it are redone)", last, step, dropped)
+    return str(last)
+
+
+def best_checkpoint(trainer: pl.Trainer) -> str | None:
+    callback = trainer.checkpoint_callback
+    return callback.best_model_path if callback is not None and callback.best_model_path else None
+
+
+def save_tokenizer(tokenizer, path: Path) -> None:
+    """The tokenizer beside the checkpoints: eval.py rebuilds the model from a checkpoint with it."""
+    if (path / "tokenizer_config.json").is_file():
+        return
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        tokenizer.save_pretrained(str(tmp))
+
+
+def input_format(cfg: DictConfig, datamodule, student) -> dict:
+    """How inputs are rendered for this student: what eval, predict and the export's card say."""
+    return {
+        "dataset": datamodule.task.name, "rendering": datamodule.rendering, "label_prefix": datamodule.prefixes["label"],
+        "rationale_prefix": datamodule.prefixes["rationale"], "separator": datamodule.separator,
+        "max_input_length": datamodule.max_input_length, "max_target_length": datamodule.max_target_length,
+        "max_new_tokens": student.max_new_tokens, "answer_kind": datamodule.task.answer_kind,
+    }
+
+
+def export(cfg: DictConfig, student, results: dict, path: Path) -> str:
+    from kdlight.export import push_to_hub, save_student
+
+    card = {
+        "title": f"kdlight student: {results['dataset']} {results['method']}", "method": results["method"], "k": results["k"],
+        "alpha": results["alpha"], "teacher": results["teacher"], "attribution": results.get("attribution"),
+        "student": results["student"], "steps": results["steps"],
+        "metrics": {"test_acc": results["test_acc"], "val_acc_best": results["val_acc_best"]},
+    }
+    saved = save_student(student.model, student.tokenizer, student.family, path, student.checkpoint_info["input_format"], card)
+    settings = cfg.get("export") or {}
+    if settings.get("push_to_hub"):
+        push_to_hub(saved, settings.get("repo_id") or f"kdlight-{tracking.run_name(cfg)}", private=settings.get("private", True))
+    return saved
+
+
+def write_predictions(path: Path, predictions: list[dict]) -> None:
+    write_text(path, "".join(json.dumps(p) + "\n" for p in sorted(predictions, key=lambda p: p["index"])))
+
+
+# ---------------------------------------------------------------- records
+def run_identity(cfg: DictConfig) -> dict:
+    """What results.json says about which run this is (finished or not)."""
+    dataset = OmegaConf.select(cfg, "hydra.runtime.choices.dataset", default=None)
+    if dataset is None:
+        from hydra.utils import get_class
+
+        dataset = get_class(cfg.dataset._target_).task.name
+    return {
+        "dataset": dataset,
+        "method": cfg.method.name,
+        "attribution": cfg.attribution.get("method") if cfg.method.needs_teacher else None,
+        "k": cfg.method.get("k"),
+        "alpha": float(cfg.method.alpha),
+        "seed": cfg.seed,
+        "teacher": cfg.teacher.name if cfg.method.needs_teacher else None,
+        "student": cfg.student.name,
+    }
+
+
+def record_failure(cfg: DictConfig, err: BaseException) -> None:
+    """results.json with status "failed" and the error, so reports list the run instead of dropping it."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:
+        return
+    output_dir = Path(cfg.paths.output_dir)
+    try:
+        identity = run_identity(cfg)
+    except Exception:  # noqa: BLE001 - a failure record must not fail
+        identity = {}
+    write_json(output_dir / RESULTS, {"status": "failed", "error": f"{type(err).__name__}: {err}", **identity, "output_dir": str(output_dir)})
+
+
+def show_config(cfg: DictConfig, output_dir: Path) -> None:
+    """The resolved config as a tree: saved in the run folder (config_tree.log) and printed for a
+    single run (lightning-hydra-template's habit); a sweep's jobs only save it, so its log stays one
+    line per job."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:
+        return
+    from kdlight.reports.views import config_tree
+
+    text = config_tree(cfg)
+    write_text(output_dir / "config_tree.log", text)
+    if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+        print(text, flush=True)
+
+
+def parameter_counts(model) -> dict[str, int]:
+    return {
+        "params/total": sum(p.numel() for p in model.parameters()),
+        "params/trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+def log_run_info(trainer: pl.Trainer, cfg: DictConfig, student, data_summary: dict) -> None:
+    """The resolved config, parameter counts and data summary go to every logger (and once to the log)."""
+    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]), resolve=True)
+    counts = parameter_counts(student.model)
+    log.info("student %s: %s parameters", cfg.student.name, f"{counts['params/total']:,}")
+    for logger in trainer.loggers:
+        logger.log_hyperparams({"cfg": resolved, **counts, "data": data_summary})
+
+
+def log_to_wandb(trainer: pl.Trainer, datamodule, source, results: dict, rows: int = 16) -> None:
+    """W&B only: final metrics in the run summary, the rationales the student trained on, the
+    teacher's saliency view, and the exported student as a model artifact."""
+    loggers = tracking.wandb_loggers(trainer)
+    if not loggers:
+        return
+    import wandb
+
+    train = datamodule.features["train"].head(rows)
+    inputs = datamodule.model_inputs("train", 0, rows)
+    caches = getattr(source, "caches", {})
+    view = None
+    if "train" in caches:
+        from kdlight.reports.views import saliency_html
+
+        examples = datamodule.examples["train"].chunk(0, rows)
+        view = wandb.Html(saliency_html(
+            [datamodule.task.render_teacher(ex) for ex in examples], caches["train"].read_rows(0, rows), source.k,
+            f"{datamodule.task.name} train: teacher words", examples=examples, task=datamodule.task,
+        ))
+    for lg in loggers:
+        lg.experiment.summary.update({"test/acc": results["test_acc"], "val/acc_best": results["val_acc_best"]})
+        lg.log_table(
+            "train/rationales", columns=["input", "label", "rationale"],
+            data=[[r.text, f["label_text"], f["rationale_text"]] for r, f in zip(inputs, train)],
+        )
+        if view is not None:
+            lg.experiment.log({"train/saliency": view})
+        lg.experiment.log_artifact(tracking.model_artifact(
+            results["exported_student"], tracking.name_of(results), {k: results[k] for k in ("test_acc", "val_acc_best")}
+        ))
+
+
+def rationale_recall(datamodule) -> dict | None:
+    """How many of the known salient words (generated tasks only) the training rationales hold."""
+    features = datamodule.features.get("train")
+    if features is None or features.table.column("rationale_text").null_count == len(features):
+        return None
+    from kdlight.reports.measures import salient_recall
+
+    examples = datamodule.examples["train"]
+    texts = features.table.column("rationale_text").to_pylist()
+    return salient_recall(texts, list(examples), datamodule.task)
+
+
+def cache_status(teacher_info: dict) -> str | None:
+    """hit: no teacher run was needed; miss: the teacher ran for at least one split."""
+    splits = teacher_info.get("splits")
+    if not splits:
+        return None
+    return "hit" if all(s["cache_hit"] for s in splits.values()) else "miss"
+
+
+def _metric(metrics: dict, name: str | None) -> float | None:
+    if not name:
+        return None
+    value = metrics.get(name, metrics.get(name.replace("/", "_")))
+    return None if value is None else round(float(value), 6)

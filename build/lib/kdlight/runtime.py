@@ -1,0 +1,123 @@
+"""Process-wide settings every entry point applies: CPU threads, denormal floats, quiet libraries.
+
+Threads: on a shared machine PyTorch's default (one intra-op thread per core) makes threads that
+busy-wait fight other jobs for cores; `threads: auto` takes half the cores, at most 4 (1 on a 2-core
+machine). The setting also reaches child processes (DataLoader workers, sweep jobs) through the
+environment, and the Rust tokenizers' thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS")
+
+
+def resolve_threads(setting: object) -> int:
+    """`auto` -> half the cores (at most 4, at least 1); else a positive integer."""
+    if setting in (None, "auto"):
+        return max(1, min(4, (os.cpu_count() or 2) // 2))
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise ValueError(f"threads={setting!r} is not accepted; use a positive integer or auto")
+    return setting
+
+
+def export_threads(setting: object) -> int:
+    """Set the thread environment before torch is imported (and for every child process)."""
+    threads = resolve_threads(setting)
+    for name in THREAD_ENV:
+        os.environ[name] = str(threads)
+    os.environ["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")  # idle threads sleep, not spin
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if threads > 1 else "false"
+    return threads
+
+
+def apply_threads(setting: object) -> int:
+    """export_threads, and the same for an already imported torch."""
+    threads = export_threads(setting)
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # only possible before the first parallel work; the intra-op count is what matters
+        pass
+    return threads
+
+
+@contextmanager
+def numeric_settings(flush_denormal: bool = True) -> Iterator[None]:
+    """For the duration of a stage: CPU denormal floats count as zero (a 32k-way softmax yields them,
+    and they made backward passes over twice as slow); PyTorch's default is restored afterwards."""
+    import torch
+
+    if flush_denormal:
+        torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if flush_denormal:
+            torch.set_flush_denormal(False)
+
+
+# Messages that say nothing about this run: library tips, deprecations inside libraries, and
+# warnings about choices kdlight makes on purpose (e.g. no sanity validation, step-based loops).
+_IGNORED_WARNINGS = (
+    r".*LeafSpec.*",
+    r".*does not have many workers.*",
+    r"Checkpoint directory .* exists and is not empty.*",
+    r".*tensorboardX.*",
+    r"You're resuming from a checkpoint that ended before the epoch ended.*",
+    r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
+    r"Experiment logs directory .* exists and is not empty.*",
+    r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r"Couldn't infer the batch indices.*",
+    r".*predict returned None.*",
+    r"You have overridden `transfer_batch_to_device` in `LightningModule` but have passed in a `LightningDataModule`.*",
+)
+_QUIET_LOGGERS = (
+    "pytorch_lightning.utilities.rank_zero",  # "GPU available: False", tips, "max_steps reached"
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning_fabric.utilities.seed",
+    "pytorch_lightning.accelerators.cuda",
+    "pytorch_lightning.callbacks.model_summary",
+)
+
+
+def quiet_libraries() -> None:
+    """Silence, once per process, the messages listed above (kdlight's own log stays)."""
+    for pattern in _IGNORED_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
+    except ImportError:
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def announce_once(key: object, message: str, *args: object, logger: logging.Logger | None = None) -> None:
+    """Log `message` as a warning the first time `key` is seen in this process."""
+    if key in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(key)
+    (logger or log).warning(message, *args)
+
+
+_ANNOUNCED: set = set()

@@ -1,0 +1,108 @@
+"""The optional first stage: fine-tune the teacher on the labels (the shared label-task training).
+
+The teacher reads its own prompt (chat-templated when teacher.chat_template), so that the extraction
+afterwards sees the inputs it was tuned on. Weights are saved with save_pretrained under
+<cache_dir>/teachers/<key>/ and reused by every job of a sweep that asks for the same teacher, data
+and settings; the key holds no paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from kdlight.io import atomic_path, write_json
+from kdlight.models import from_folder
+
+log = logging.getLogger(__name__)
+
+
+def finetune_datamodule(stage, datamodule):
+    """The data the teacher is fine-tuned on: the run's, or the run's with teacher.finetune_dataset's
+    overrides (a generated task can give the teacher many more labelled examples than the student)."""
+    overrides = stage.finetune["dataset"]
+    if not overrides:
+        return datamodule
+    return instantiate(OmegaConf.merge(stage.dataset_config, overrides))
+
+
+def finetuned_dir(stage, data) -> Path:
+    train = data.examples["train"]
+    fields = {"teacher": stage.identity(), "dataset": data.task.name, "train": train.key, "rows": len(train),
+              "trainer_precision": stage.trainer_config.get("precision")}
+    key = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+    return stage.cache_dir / "teachers" / f"{data.task.name}-{stage.name}-{key[:16]}"
+
+
+def finetuned_teacher(stage, datamodule) -> tuple[tuple, dict]:
+    """((model, tokenizer, family), summary) of the fine-tuned teacher, trained now or loaded from its folder."""
+    from filelock import FileLock
+
+    from kdlight.teacher.stage import is_launching_process
+
+    data = finetune_datamodule(stage, datamodule)
+    folder = finetuned_dir(stage, data)
+    if not (folder / "summary.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder) + ".lock") if is_launching_process() else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            if not (folder / "summary.json").is_file():
+                _train(stage, data, folder)
+        finally:
+            if lock is not None:
+                lock.release()
+    summary = json.loads((folder / "summary.json").read_text())
+    log.info("fine-tuned teacher: %s (val accuracy %s)", folder, summary.get("val_acc"))
+    return from_folder(folder), {**summary, "path": str(folder)}
+
+
+def _train(stage, data, folder: Path) -> None:
+    import pytorch_lightning as pl
+
+    from kdlight.training.module import LabelTaskModule
+
+    settings = stage.finetune
+    pl.seed_everything(settings["seed"], workers=True)
+    model, tokenizer, family = stage.build_model(data.corpus)
+    datamodule = instantiate(
+        OmegaConf.merge(stage.dataset_config, settings["dataset"]), examples=data.examples, tokenizer=tokenizer,
+        family=family, rendering="teacher", label_prefix="", batch_size=settings["batch_size"],
+        prompt_wrapper=_templated(tokenizer) if stage.chat_template else None,
+        max_input_length=stage.attribution["max_input_length"], max_target_length=stage.attribution["max_target_length"],
+    )
+    module = LabelTaskModule(
+        model, tokenizer, family, optimizer=instantiate(settings["optimizer"]),
+        max_new_tokens=stage.attribution["max_target_length"], answer_kind=data.task.answer_kind, name="teacher",
+    )
+    loggers = stage.finetune_loggers() if stage.finetune_loggers else []
+    trainer = stage.trainer(
+        **settings["trainer"], logger=loggers or False, callbacks=[], enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )
+    log.warning("fine-tuning the teacher %s on %s labels for %d steps", stage.name, data.task.name, trainer.max_steps)
+    trainer.fit(module, datamodule=datamodule)
+    val = trainer.validate(module, datamodule=datamodule, verbose=False)
+    if trainer.is_global_zero:
+        with atomic_path(folder) as tmp:
+            tmp.unlink()
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            write_json(
+                tmp / "summary.json",
+                {"steps": trainer.global_step, "train_examples": len(data.examples["train"]),
+                 "val_acc": round(float(val[0]["val/acc"]), 4)},
+            )
+    trainer.strategy.barrier()
+
+
+def _templated(tokenizer):
+    from kdlight.text import apply_chat_template
+
+    return lambda rendered: apply_chat_template(rendered, tokenizer)

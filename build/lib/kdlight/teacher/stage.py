@@ -1,0 +1,265 @@
+"""The teacher stage: optional fine-tuning, then extraction into the rationale cache on a miss.
+
+`TeacherStage.from_config(cfg)` is the only place in kdlight.teacher that reads the composed
+config; everything else receives the stage's plain settings and factories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from kdlight.attribution.settings import KEYED_SETTINGS
+from kdlight.data.store import SplitExamples
+from kdlight.data.tasks import Example, Rendered
+from kdlight.models import config_identity
+from kdlight.teacher.cache import RationaleCache
+
+log = logging.getLogger(__name__)
+
+PROMPT_SAMPLE = 256  # prompts at each end of a split that enter the cache key (catches rendering changes)
+
+
+def is_launching_process() -> bool:
+    """False in the worker processes a DDP launcher starts (they must not take the lock)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def _container(node) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+@dataclass
+class TeacherStage:
+    name: str
+    target: str  # the TeacherModule class
+    model_config: dict
+    tokenizer_config: dict
+    precision: str
+    chat_template: bool
+    attribution: dict
+    trainer_config: dict
+    dataset_config: dict
+    cache_dir: Path
+    finetune: dict | None = None  # trainer overrides, batch size, seed, optimizer, dataset overrides
+    finetune_loggers: Callable[[], list] | None = None  # W&B lineage: a logger for the fine-tuning run
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, finetune_loggers: Callable[[], list] | None = None) -> TeacherStage:
+        teacher = cfg.teacher
+        finetune = None
+        if teacher.get("finetune"):
+            finetune = {
+                "trainer": _container(teacher.finetune_trainer), "batch_size": teacher.finetune_batch_size,
+                "seed": teacher.finetune_seed, "optimizer": _container(teacher.finetune_optimizer),
+                "dataset": _container(teacher.get("finetune_dataset")) or {},
+            }
+        return cls(
+            name=teacher.name, target=teacher._target_, model_config=_container(teacher.model),
+            tokenizer_config=_container(teacher.tokenizer), precision=teacher.precision,
+            chat_template=bool(teacher.get("chat_template", False)), attribution=_container(cfg.attribution),
+            trainer_config=_container(cfg.trainer), dataset_config=_container(cfg.dataset),
+            cache_dir=Path(cfg.paths.cache_dir), finetune=finetune, finetune_loggers=finetune_loggers,
+        )
+
+    # ------------------------------------------------------------ building
+    def identity(self) -> dict:
+        """What the teacher is, for cache keys: its model and tokenizer (no locations), template, fine-tuning."""
+        return {
+            "model": config_identity(self.model_config), "tokenizer": config_identity(self.tokenizer_config),
+            "chat_template": self.chat_template, "finetune": self.finetune,
+        }
+
+    def build_model(self, corpus) -> tuple[Any, Any, Any]:
+        from hydra.utils import instantiate
+
+        from kdlight.models import build_model
+
+        return build_model(
+            instantiate(self.model_config, _partial_=True), instantiate(self.tokenizer_config, _partial_=True), corpus
+        )
+
+    def module(self, model, tokenizer, family, answer_kind: str):
+        from hydra.utils import get_class
+
+        return get_class(self.target)(
+            model, tokenizer, family, self.attribution, name=self.name, precision=self.precision, answer_kind=answer_kind
+        )
+
+    def trainer(self, **overrides):
+        """The configured Trainer (devices, strategy) with the stage's overrides."""
+        from hydra.utils import instantiate
+
+        return instantiate(self.trainer_config, **overrides)
+
+    def extraction_trainer(self, callbacks: list):
+        return self.trainer(
+            inference_mode=False,  # the attribution needs autograd inside predict_step
+            precision="32-true",  # the teacher casts itself to bf16 on GPU; reductions stay fp32
+            logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            callbacks=callbacks,
+        )
+
+    def prompt_renderer(self, datamodule, tokenizer) -> Callable[[Example], Rendered]:
+        if not self.chat_template:
+            return datamodule.task.render_teacher
+        from kdlight.text import apply_chat_template
+
+        return lambda example: apply_chat_template(datamodule.task.render_teacher(example), tokenizer)
+
+    # ------------------------------------------------------------ caches
+    def cache(self, datamodule, split: str, teacher_folder: str | None = None) -> RationaleCache:
+        """The cache for this split, keyed by everything that changes its content (no model is loaded)."""
+        from kdlight.attribution import method_from_settings
+
+        rows = datamodule.examples[split]
+        method = method_from_settings(self.attribution)
+        fields = {
+            "examples": rows.key, "rows": len(rows), "prompts": prompt_digest(datamodule, rows),
+            "teacher_identity": self.identity(),
+            "attribution": {**method.key_fields(), **{key: self.attribution[key] for key in KEYED_SETTINGS}},
+        }
+        about = {
+            "dataset_config": self.dataset_config,
+            "teacher_config": {"model": self.model_config, "tokenizer": self.tokenizer_config, "chat_template": self.chat_template},
+            "teacher_folder": teacher_folder,
+            "attribution_settings": self.attribution,
+        }
+        return RationaleCache(self.cache_dir, datamodule.task.name, split, self.name, fields, about)
+
+    def extraction_settings(self) -> dict:
+        keys = ("batch_size", "chunk_rows", "flush_batches", "shard_rows", "num_workers", "max_input_length",
+                "max_target_length", "unit", "drop_stopwords", "drop_punctuation")
+        return {key: self.attribution[key] for key in keys}
+
+    def rationale_caches(self, datamodule, splits: list[str] | None = None) -> tuple[dict[str, RationaleCache], dict]:
+        """Make sure every split that needs rationales has a complete cache; fine-tune the teacher first
+        if asked (once, cached), and run it only on a cache miss. Returns the caches by split and what
+        the stage did per split (cache hit or miss, examples, seconds, cache path, rows where k exceeds
+        the eligible units, teacher accuracy with attribution.score_teacher, method diagnostics)."""
+        info: dict = {}
+        loaded = None
+        teacher_folder = None
+        if self.finetune is not None:
+            from kdlight.teacher.finetune import finetuned_teacher
+
+            loaded, info["finetune"] = finetuned_teacher(self, datamodule)
+            teacher_folder = info["finetune"]["path"]
+        elif isinstance(self.model_config.get("name_or_path"), str):
+            teacher_folder = self.model_config["name_or_path"]
+        caches, summaries = {}, {}
+        teacher = None
+        for split in list(splits or self.attribution["splits"]):
+            cache = caches[split] = self.cache(datamodule, split, teacher_folder)
+            started = time.monotonic()
+            record: dict[str, Any] = {"cache_hit": True}
+            if not cache.is_complete():
+                for old in cache.older_formats():
+                    log.warning("%s is a rationale cache of an older format: it is not read; extracting again", old)
+                with cache.lock() if is_launching_process() else nullcontext():
+                    if not cache.is_complete():  # another job may have finished it while we waited
+                        if teacher is None:
+                            model, tokenizer, family = loaded or self.build_model(datamodule.corpus)
+                            teacher = self.module(model, tokenizer, family, datamodule.task.answer_kind)
+                        from kdlight.teacher.extract import extract_split
+
+                        record = {"cache_hit": False, **extract_split(
+                            self.extraction_trainer, teacher, datamodule.examples[split],
+                            self.prompt_renderer(datamodule, teacher.tokenizer), cache, self.extraction_settings(),
+                            f"teacher {split}",
+                        )}
+            record.setdefault("seconds", round(time.monotonic() - started, 3))
+            summaries[split] = {**record, **cache.summary(self.attribution.get("k"))}
+            exceeded = summaries[split]["rows_k_exceeds_eligible"]
+            if exceeded:
+                log.warning("%s: k=%s exceeds the eligible units in %d rows; those rationales hold all eligible units",
+                            split, self.attribution.get("k"), exceeded)
+        info["splits"] = summaries
+        quality = self.attribution.get("quality") or {}
+        if quality.get("enabled") and "train" in caches:
+            info["quality"] = self.rationale_quality(caches["train"], datamodule, loaded, teacher)
+        return caches, info
+
+    def rationale_quality(self, cache: RationaleCache, datamodule, loaded=None, teacher=None) -> dict:
+        """Faithfulness and plausibility of the train cache's words (attribution.quality), measured once
+        per cache and setting and kept beside it (quality-<key>.json): a sweep over k measures once."""
+        import json
+
+        from kdlight.attribution.quality import quality_by_k
+        from kdlight.io import write_json
+
+        settings = self.attribution["quality"]
+        ks, examples = [int(k) for k in settings["ks"]], int(settings["examples"])
+        digest = hashlib.sha256(json.dumps({"ks": ks, "examples": examples}).encode()).hexdigest()[:12]
+        path = cache.path / f"quality-{digest}.json"
+        if not path.is_file():
+            with cache.lock() if is_launching_process() else nullcontext():
+                if not path.is_file():
+                    if teacher is not None:
+                        model = (teacher.model, teacher.tokenizer, teacher.family)
+                    else:
+                        model = loaded or self.build_model(datamodule.corpus)
+                    log.info("measuring rationale quality on %d rows (k = %s)", examples, ks)
+                    write_json(path, measure_quality(cache, datamodule, model, ks, examples))
+        return quality_by_k(json.loads(path.read_text()))
+
+
+def prompt_digest(datamodule, rows: SplitExamples) -> str:
+    """ids, gold labels and teacher prompts of the first and last PROMPT_SAMPLE rows (with the row
+    count and the examples' own key, this identifies the inputs without rendering the whole split)."""
+    digest = hashlib.sha256()
+    n = len(rows)
+    sample = rows.chunk(0, PROMPT_SAMPLE) + (rows.chunk(max(PROMPT_SAMPLE, n - PROMPT_SAMPLE), n) if n > PROMPT_SAMPLE else [])
+    for example in sample:
+        for value in (example.id, example.label, datamodule.task.render_teacher(example).text):
+            digest.update(str(value).encode() + b"\x00")
+    return digest.hexdigest()
+
+
+def cache_teacher(cache: RationaleCache, datamodule):
+    """(model, tokenizer, family) of the teacher that made a cache: its folder (fine-tuned or local),
+    else rebuilt from its config (tiny random teachers are seeded)."""
+    from hydra.utils import instantiate
+
+    from kdlight.models import build_model, from_folder, is_local
+
+    folder = cache.about.get("teacher_folder")
+    if folder and is_local(folder):
+        return from_folder(folder)
+    config = cache.about["teacher_config"]
+    return build_model(instantiate(config["model"], _partial_=True), instantiate(config["tokenizer"], _partial_=True), datamodule.corpus)
+
+
+def measure_quality(cache: RationaleCache, datamodule, teacher, ks, examples: int, seed: int = 0) -> dict:
+    """Faithfulness (the cache's words and random words) on the first `examples` rows, and plausibility
+    where the data has human highlights, for one cache (kdlight-analyze and runs with attribution.quality)."""
+    from functools import partial
+
+    from kdlight.answers import AnswerChecker
+    from kdlight.attribution.quality import PromptScorer, faithfulness, plausibility, random_ranking
+    from kdlight.text import apply_chat_template, round_trip
+
+    model, tokenizer, family = teacher
+    settings = cache.about.get("attribution_settings") or {}
+    split = cache.fields["split"]
+    rows = cache.read_rows(0, examples)
+    chosen = datamodule.examples[split].chunk(0, len(rows))
+    plain = [datamodule.task.render_teacher(ex) for ex in chosen]
+    templated = (cache.about.get("teacher_config") or {}).get("chat_template")
+    prompts = [apply_chat_template(p, tokenizer) for p in plain] if templated else plain
+    scorer = PromptScorer(model.eval(), tokenizer, family, settings.get("max_input_length", 512), settings.get("max_target_length", 128))
+    scored = cache.summary(None)["teacher_accuracy"] is not None
+    checker = AnswerChecker(datamodule.task.answer_kind, partial(round_trip, tokenizer)) if scored else None
+    result = faithfulness(scorer, prompts, [ex.label for ex in chosen], rows, ks, checker, seed)
+    result["plausibility"] = plausibility(rows, plain, chosen, datamodule.task, ks)
+    result["plausibility_random"] = plausibility([random_ranking(r, seed) for r in rows], plain, chosen, datamodule.task, ks)
+    return result

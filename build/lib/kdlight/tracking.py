@@ -1,0 +1,131 @@
+"""W&B lineage: one job type per stage, readable run names, artifacts, and resumed runs.
+
+- job types: `extract` (the teacher's rationales), `teacher-finetune`, `train` (the student), `eval`;
+- run names: `<dataset>-<method>[-k<k>]-a<alpha>-s<seed>` (and the stage for the teacher's runs);
+- the rationale cache is logged as an artifact by reference (it can be large) by the run that
+  extracted it and used by every student that learned from it; the exported student is logged as a
+  `model` artifact (by reference) and used by `eval`;
+- a run folder keeps its W&B run id (wandb_id.txt), so a resumed job continues the same W&B run.
+Everything here is a no-op unless the config has a `wandb` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+ID_FILE = "wandb_id.txt"
+
+
+def wandb_node(cfg: DictConfig) -> DictConfig | None:
+    loggers = cfg.get("logger") or {}
+    return loggers.get("wandb") if isinstance(loggers, DictConfig) else None
+
+
+def run_name(cfg: DictConfig, stage: str | None = None) -> str:
+    from kdlight.run import run_identity
+
+    identity = run_identity(cfg)
+    if stage in ("extract", "teacher-finetune"):
+        return f"{stage}-{identity['dataset']}-{cfg.teacher.name}-{cfg.attribution.get('method', 'grad_x_input')}"
+    return name_of(identity)
+
+
+def name_of(identity: dict) -> str:
+    """`<dataset>-<method>[-<attribution>][-k<k>]-a<alpha>-s<seed>` from a run's identity (or results.json)."""
+    k, attribution = identity.get("k"), identity.get("attribution")
+    return (
+        f"{identity['dataset']}-{identity['method']}" + (f"-{attribution}" if attribution else "")
+        + (f"-k{k}" if k is not None else "") + f"-a{float(identity['alpha']):g}-s{identity['seed']}"
+    )
+
+
+def persistent_id(output_dir: str | Path) -> str:
+    """This run folder's W&B run id, created once (a resumed job continues the same W&B run)."""
+    path = Path(output_dir) / ID_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_id = secrets.token_hex(4)
+    path.write_text(run_id + "\n")
+    return run_id
+
+
+def wandb_logger(cfg: DictConfig, job_type: str, output_dir: str | Path | None = None, name: str | None = None):
+    """The configured WandbLogger for one stage; with output_dir, its run id persists there."""
+    from hydra.utils import instantiate
+
+    node = wandb_node(cfg)
+    if node is None:
+        return None
+    extra: dict[str, Any] = {"job_type": job_type, "name": name or run_name(cfg, job_type)}
+    if output_dir is not None:
+        extra.update(id=persistent_id(output_dir), resume="allow")
+    return instantiate(node, **extra)
+
+
+def finish_wandb() -> None:
+    """Close the W&B run so that the next stage or job starts its own."""
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def cache_artifact(cache, summary: dict | None = None):
+    """A rationale cache folder as a W&B artifact, by reference (its files stay where they are)."""
+    import wandb
+
+    fields = cache.fields
+    artifact = wandb.Artifact(
+        name=f"rationales-{fields['dataset']}-{fields['split']}-{fields['teacher']}-{cache.key[:12]}",
+        type="rationale-cache",
+        metadata={"key": cache.key, "attribution": fields.get("attribution"), **(summary or {})},
+    )
+    artifact.add_reference(Path(cache.path).resolve().as_uri(), checksum=False)
+    return artifact
+
+
+def model_artifact(path: str | Path, name: str, metadata: dict):
+    import wandb
+
+    artifact = wandb.Artifact(name=f"student-{name}", type="model", metadata=metadata)
+    artifact.add_reference(Path(path).resolve().as_uri(), checksum=False)
+    return artifact
+
+
+def log_extraction(cfg: DictConfig, caches: dict, info: dict) -> None:
+    """An `extract` run that outputs the caches computed now (cache hits were logged by the job that made them)."""
+    if wandb_node(cfg) is None or not any(not s["cache_hit"] for s in info.get("splits", {}).values()):
+        return
+    logger = wandb_logger(cfg, "extract")
+    run = logger.experiment
+    run.config.update({"attribution": OmegaConf.to_container(cfg.attribution, resolve=True), "teacher": cfg.teacher.name},
+                      allow_val_change=True)
+    for split, cache in caches.items():
+        summary = info["splits"][split]
+        run.summary.update({f"{split}/{key}": value for key, value in summary.items() if isinstance(value, (int, float))})
+        if not summary["cache_hit"]:
+            run.log_artifact(cache_artifact(cache, summary))
+    finish_wandb()
+
+
+def use_caches(trainer, caches: dict) -> None:
+    """Link the student's run to the caches it learned from."""
+    for logger in wandb_loggers(trainer):
+        for cache in caches.values():
+            logger.experiment.use_artifact(cache_artifact(cache))
+
+
+def wandb_loggers(trainer) -> list:
+    from pytorch_lightning.loggers import WandbLogger
+
+    return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
