@@ -73,13 +73,14 @@ def sweep_group() -> str | None:
     return f"{sweep_dir.parent.name}/{sweep_dir.name}"
 
 
-def run_tags(user_tags, dataset, method, k, alpha, seed, attribution=None) -> list[str]:
-    """The user's tags plus dataset, method, attribution, k (only where the method uses it), alpha and seed."""
+def run_tags(user_tags, dataset, method, k, alpha, seed, attribution=None, needs_teacher=False) -> list[str]:
+    """The user's tags plus dataset, method, k (only where the method uses it), alpha, seed, and the
+    attribution method where the teacher's words are used."""
     tags = [str(t) for t in (user_tags or [])]
     tags += [f"dataset={dataset}", f"method={method}", f"alpha={alpha}", f"seed={seed}"]
     if k is not None:
         tags.append(f"k={k}")
-    if attribution is not None:
+    if attribution is not None and needs_teacher:
         tags.append(f"attribution={attribution}")
     return tags
 

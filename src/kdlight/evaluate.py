@@ -117,7 +117,8 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> dict:
     loggers = [instantiate(node) for name, node in (cfg.get("logger") or {}).items() if name != "wandb"]
     wandb = tracking.wandb_node(cfg)
     if wandb is not None:
-        loggers.append(instantiate(wandb, job_type="eval", name=f"eval-{datamodule.task.name}-{cfg.split}-{ckpt.stem}"))
+        loggers.append(instantiate(wandb, job_type="eval", name=f"eval-{datamodule.task.name}-{cfg.split}-{ckpt.stem}",
+                                   tags=["eval", f"dataset={datamodule.task.name}", f"split={cfg.split}"], group=None))
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[], enable_checkpointing=False,
                           enable_progress_bar=False, enable_model_summary=False)
     datamodule.setup("test")
@@ -126,8 +127,10 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> dict:
     predictions = sorted(module.predictions, key=lambda p: p["index"])
     write_text(output_dir / f"predictions-{cfg.split}.jsonl", "".join(json.dumps(p) + "\n" for p in predictions))
     for logger in tracking.wandb_loggers(trainer):
-        if ckpt.is_dir():
-            logger.experiment.use_artifact(tracking.model_artifact(ckpt, ckpt.parent.name, {}))
+        if ckpt.is_dir():  # the export of a run: the model artifact that run logged
+            run_results = ckpt.parent / "results.json"
+            name = tracking.name_of(json.loads(run_results.read_text())) if run_results.is_file() else ckpt.parent.name
+            tracking.use_artifacts(logger.experiment, [tracking.model_artifact(ckpt, name, {})])
         logger.experiment.summary.update({f"eval/{cfg.split}/acc": acc})
     tracking.finish_wandb()
     return {"acc": acc, "split": cfg.split, "examples": len(predictions), "dataset": datamodule.task.name,

@@ -95,9 +95,11 @@ def cache_artifact(cache, summary: dict | None = None):
 
 
 def model_artifact(path: str | Path, name: str, metadata: dict):
+    import re
+
     import wandb
 
-    artifact = wandb.Artifact(name=f"student-{name}", type="model", metadata=metadata)
+    artifact = wandb.Artifact(name=re.sub(r"[^A-Za-z0-9._-]", "_", f"student-{name}"), type="model", metadata=metadata)
     artifact.add_reference(Path(path).resolve().as_uri(), checksum=False)
     return artifact
 
@@ -118,11 +120,22 @@ def log_extraction(cfg: DictConfig, caches: dict, info: dict) -> None:
     finish_wandb()
 
 
+def use_artifacts(run, artifacts: list) -> None:
+    """Link a run to its inputs. W&B refuses use_artifact offline; there the run's config names them
+    (`inputs`), and the link is made when the run is resumed or re-run online."""
+    if not artifacts:
+        return
+    if getattr(run.settings, "mode", None) == "offline" or run.offline:
+        run.config.update({"inputs": [a.name for a in artifacts]}, allow_val_change=True)
+        return
+    for artifact in artifacts:
+        run.use_artifact(artifact)
+
+
 def use_caches(trainer, caches: dict) -> None:
     """Link the student's run to the caches it learned from."""
     for logger in wandb_loggers(trainer):
-        for cache in caches.values():
-            logger.experiment.use_artifact(cache_artifact(cache))
+        use_artifacts(logger.experiment, [cache_artifact(cache) for cache in caches.values()])
 
 
 def wandb_loggers(trainer) -> list:

@@ -89,6 +89,10 @@ def _train(stage, data, folder: Path) -> None:
     log.warning("fine-tuning the teacher %s on %s labels for %d steps", stage.name, data.task.name, trainer.max_steps)
     trainer.fit(module, datamodule=datamodule)
     val = trainer.validate(module, datamodule=datamodule, verbose=False)
+    if loggers:
+        from kdlight.tracking import finish_wandb
+
+        finish_wandb()  # the stage's own W&B run ends here; extraction and training start theirs
     if trainer.is_global_zero:
         with atomic_path(folder) as tmp:
             tmp.unlink()
