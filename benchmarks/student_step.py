@@ -1,86 +1,79 @@
 """Training-step cost of the dual task: time(alpha = 0.5 step) / time(alpha = 0 step), same batches.
 
-    python benchmarks/student_step.py [--batch-size 16] [--steps 8]
+    python benchmarks/student_step.py [--family seq2seq|causal] [--batch-size 16] [--steps 8]
 
-A t5-v1_1-small-shaped student with random weights (the shape sets the cost), real CQA rows of
-the step-by-step release, rationales of k = 5 words (method=random: the same length as the paper's
-k = 5 saliency rationales, without needing a teacher). Each step is forward(s), backward and an
-AdamW update. Two sequences per example make 2.0 the floor; the target is at most 2.1.
-Results go to benchmarks/results/student_step_<device>.json (not asserted).
+A student of a real shape with random weights (the shape sets the cost): t5-v1_1-small for seq2seq,
+gpt2-small for decoder-only; real CQA rows of the step-by-step release; rationales of k = 5 words
+(method=random: the same length as the paper's k = 5 saliency rationales, without a teacher). Each
+step is forward(s), backward and an AdamW update. Two sequences per example make 2.0 the floor; the
+target is at most 2.1. Results go to benchmarks/results/student_step_<family>_<device>.json (not asserted).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
-import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import torch
+from hydra.utils import instantiate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import environment, shape_overrides, write
+from kdlight.compose import compose_config
+from kdlight.models import build_model
+from kdlight.runtime import apply_threads, numeric_settings, quiet_libraries
+from kdlight.text import separator_token
 
-from kdlight.pipeline import numeric_settings  # noqa: E402
-
-from kdlight.compose import compose_config  # noqa: E402
-
-T5_V1_1_SMALL = {"d_model": 512, "d_ff": 1024, "num_layers": 8, "num_heads": 6, "d_kv": 64, "vocab_size": 32128}
+FAMILY_SHAPE = {"seq2seq": ("tiny", "t5_v1_1_small"), "causal": ("tiny_causal", "gpt2_small")}
 
 
 def main() -> None:
-    with ExitStack() as stack:
-        _main(stack)
-
-
-def _main(stack: ExitStack) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", default="seq2seq", choices=sorted(FAMILY_SHAPE))
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    from hydra.utils import instantiate
-
+    apply_threads(args.threads)
+    quiet_libraries()
+    student, shape = FAMILY_SHAPE[args.family]
     work = Path(tempfile.mkdtemp(prefix="kdlight-bench-"))
     cfg = compose_config(
-        [
-            "dataset=cqa", "method=random", f"k={args.k}", "student=tiny", "student.tokenizer.vocab_size=8000",
-            f"dataset.max_rows={args.batch_size * args.steps}", f"dataset.batch_size={args.batch_size}",
-            f"paths.cache_dir={work}",
-            *(f"+student.model.{k}={v}" if k in ("d_kv", "vocab_size") else f"student.model.{k}={v}" for k, v in T5_V1_1_SMALL.items()),
-        ],
+        ["dataset=cqa", "method=random", f"k={args.k}", f"student={student}", "student.tokenizer.vocab_size=8000",
+         f"dataset.max_rows={args.batch_size * args.steps}", f"dataset.batch_size={args.batch_size}", f"paths.cache_dir={work}",
+         *shape_overrides("student", shape)],
         output_dir=work / "run",
     )
-    stack.enter_context(numeric_settings(cfg))  # as train.py and kdlight.attribute (flush_denormal)
+    with numeric_settings(bool(cfg.flush_denormal)):  # as train.py and kdlight.attribute
+        run(cfg, args, shape)
+
+
+def run(cfg, args, shape: str) -> None:
     torch.manual_seed(0)
-    datamodule = instantiate(cfg.dataset)
-    datamodule.load_examples()
-    tokenizer = instantiate(cfg.student.tokenizer, corpus=datamodule.corpus)
-    datamodule.tokenizer, datamodule.rationale_source = tokenizer, instantiate(cfg.method.rationale)
+    data = instantiate(cfg.dataset)
+    model, tokenizer, family = build_model(instantiate(cfg.student.model, _partial_=True), instantiate(cfg.student.tokenizer, _partial_=True),
+                                           data.corpus)
+    datamodule = instantiate(cfg.dataset, examples=data.examples, tokenizer=tokenizer, family=family,
+                             rationales=instantiate(cfg.method.rationale), separator=separator_token(tokenizer))
     datamodule.setup("fit")
     batches = list(datamodule.train_dataloader())
-    model = instantiate(cfg.student.model, tokenizer=tokenizer)
-    student = instantiate(cfg.student, model=model, tokenizer=tokenizer)
-    student.train()
-    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4)
+    module = instantiate(cfg.student, model=model, tokenizer=tokenizer, family=family)
+    module.train()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
 
     def step(batch, alpha):
-        student.alpha = alpha
-        loss = student.losses(batch)["loss"]
+        module.alpha = alpha
+        loss = module.losses(batch)["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     # Each batch is timed as a label-only step and as a dual-task step back to back, so that the
-    # machine's drift hits both alike. The ratio reported is the median of those per-batch ratios
-    # (robust to a slow moment hitting one step; this shared 2-core machine drifts by +-10%), with
-    # its quartiles, beside the ratio of the median step times.
+    # machine's drift hits both alike; the ratio reported is the median of those per-batch ratios.
     for batch in batches[:2]:  # warm-up
         step(batch, 0.5)
     label_only, dual = [], []
@@ -90,23 +83,21 @@ def _main(stack: ExitStack) -> None:
                 start = time.perf_counter()
                 step(batch, alpha)
                 times.append(time.perf_counter() - start)
-    pair_ratios = [d / l for d, l in zip(dual, label_only)]
+    ratios = [d / single for d, single in zip(dual, label_only)]
     lengths = {
-        name: statistics.mean(int(b[task]["labels"].ne(-100).sum(1).float().mean()) for b in batches)
+        name: statistics.mean(float(b[task]["labels"].ne(-100).sum(1).float().mean()) for b in batches)
         for name, task in (("label_target_tokens", "label"), ("rationale_target_tokens", "rationale"))
     }
     results = {
-        "student_shape": "t5_v1_1_small", **T5_V1_1_SMALL, "batch_size": args.batch_size, "steps_timed_per_mode": len(label_only),
-        "k": args.k, "flush_denormal": bool(cfg.flush_denormal), "device": f"cpu ({torch.get_num_threads()} threads)", "torch": torch.__version__,
-        "python": platform.python_version(), "mean_target_tokens": lengths,
+        "family": family.name, "student_shape": shape, "batch_size": args.batch_size, "steps_timed_per_mode": len(label_only),
+        "k": args.k, "flush_denormal": bool(cfg.flush_denormal), **environment(), "mean_target_tokens": lengths,
         "seconds_per_step": {"label_only": round(statistics.median(label_only), 4), "dual_task": round(statistics.median(dual), 4)},
-        "ratio_dual_over_label_only": round(statistics.median(pair_ratios), 3),
-        "ratio_quartiles": [round(q, 3) for q in statistics.quantiles(pair_ratios, n=4)],
+        "ratio_dual_over_label_only": round(statistics.median(ratios), 3),
+        "ratio_quartiles": [round(q, 3) for q in statistics.quantiles(ratios, n=4)],
         "ratio_of_median_step_times": round(statistics.median(dual) / statistics.median(label_only), 3),
     }
-    out = ROOT / "benchmarks" / "results" / "student_step_cpu.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    write(f"student_step_{family.name}_{'cuda' if torch.cuda.is_available() else 'cpu'}.json", results)
+    print(results)
 
 
 if __name__ == "__main__":

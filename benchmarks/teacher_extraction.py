@@ -1,203 +1,258 @@
-"""Teacher extraction speed: kdlight's batched gradient x input against captum and inseq.
+"""Teacher extraction speed: kdlight's batched attribution against captum and inseq, per method.
 
-    python benchmarks/teacher_extraction.py [--dataset cqa|anli] [--rows 64] [--batch-size 16]
+    python benchmarks/teacher_extraction.py --dataset cqa|anli [--family seq2seq|causal]
+                                            [--methods grad_x_input integrated_gradients occlusion]
 
-On a flan-t5-small-shaped model with random weights (the shape sets the cost), 64 real rows of
-the step-by-step release, the same prompts and gold targets for every method:
-- kdlight: the real path (tokenise once, length-grouped batches, Trainer.predict, one forward and
-  one backward per batch, word selection, cache shards written);
-- captum InputXGradient per example as captum's LLM attribution runs it (one attribution per
-  target token, summed: the same score by linearity), per example with the summed score in one
-  call (captum at its most favourable), and fed whole batches of the same size in dataset order;
-- inseq input_x_gradient with its defaults;
-- a plain no-grad forward pass over kdlight's batches, the unit of the extraction's cost.
-Results are written to benchmarks/results/teacher_extraction_<dataset>_<device>.json (not asserted).
-captum and inseq are benchmark-only: pip install captum inseq.
+A model of a real shape with random weights (the shape sets the cost): flan-t5-small for seq2seq,
+gpt2-small for decoder-only; 64 real rows of the step-by-step release, batch 16, the same prompts,
+gold targets and score F (the target's summed log-probability) for every method. kdlight's time is
+the whole extraction path (tokenisation, Trainer.predict, selection on the writer thread, cache
+parts, compaction, manifest). The unit of cost is a no-grad forward pass of F over kdlight's batches.
+
+Rows (each method's time is its fastest round; speedups are median per-round ratios):
+- grad_x_input: captum InputXGradient per example per target token (as captum's LLM attribution runs
+  it), per example with the summed score, fed batches of 16 in dataset order; inseq with its
+  defaults (seq2seq only);
+- integrated_gradients (n_steps 16, Gauss-Legendre, pad baseline): captum IntegratedGradients per
+  example with the same steps, rule and baseline;
+- occlusion (pad baseline): captum FeatureAblation per example with one feature group per eligible
+  word, by default one ablation per forward, and with all of an example's ablations in one forward.
+Results: benchmarks/results/teacher_extraction_<dataset>_<family>_<device>.json (recorded, not asserted).
+captum and inseq are benchmark-only (pip install captum; pip install --no-deps inseq jaxtyping
+"typeguard<=2.13.3" treescope: inseq's CUDA requirements are not needed on a CPU).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
-import sys
+import shutil
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import torch
+from hydra.utils import instantiate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import device, environment, paired_ratio, rounds, shape_overrides, write
+from kdlight.attribution import TargetScorer, reduce_hidden
+from kdlight.attribution.selection import unit_spans
+from kdlight.compose import compose_config
+from kdlight.families import IGNORE_INDEX
+from kdlight.families.base import lengths_mask, pad_right
+from kdlight.runtime import apply_threads, numeric_settings, quiet_libraries
+from kdlight.teacher.extract import TeacherBatches, extract_split
+from kdlight.teacher.stage import TeacherStage
+from kdlight.text import encode_inputs, encode_targets
 
-from kdlight.data.batching import pad_task_batch  # noqa: E402
-from kdlight.pipeline import numeric_settings  # noqa: E402
-from kdlight.teacher.saliency import encoder_embeddings, reduce_hidden, target_log_probs  # noqa: E402
-
-from kdlight.compose import compose_config  # noqa: E402
-from kdlight.teacher.extract import (  # noqa: E402
-    build_teacher,
-    extract_split,
-    plan_batches,
-    rationale_cache,
-    tokenize_teacher_inputs,
-)
-
-FLAN_T5_SMALL = {"d_model": 512, "d_ff": 1024, "num_layers": 8, "num_heads": 6, "d_kv": 64, "vocab_size": 32128}
-FLAN_T5_XL = {"d_model": 2048, "d_ff": 5120, "num_layers": 24, "num_heads": 32, "d_kv": 64, "vocab_size": 32128}
-
-
-def timed(fn) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+FAMILY_SHAPE = {"seq2seq": ("tiny", "flan_t5_small"), "causal": ("tiny_causal", "gpt2_small")}
 
 
 def main() -> None:
-    with ExitStack() as stack:
-        _main(stack)
-
-
-def _main(stack: ExitStack) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="cqa", choices=["cqa", "anli"])
+    parser.add_argument("--family", default="seq2seq", choices=sorted(FAMILY_SHAPE))
+    parser.add_argument("--methods", nargs="+", default=["grad_x_input"], choices=["grad_x_input", "integrated_gradients", "occlusion"])
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--shape", default="flan_t5_small", choices=["flan_t5_small", "flan_t5_xl"])
-    parser.add_argument("--skip", nargs="*", default=[], help="methods to leave out: captum_example captum_batch inseq")
+    parser.add_argument("--n-steps", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--skip", nargs="*", default=[], help="comparisons to leave out: captum_token captum_example captum_batch inseq")
     args = parser.parse_args()
-
-    shape = FLAN_T5_SMALL if args.shape == "flan_t5_small" else FLAN_T5_XL
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    apply_threads(args.threads)
+    quiet_libraries()
+    teacher, shape = FAMILY_SHAPE[args.family]
     work = Path(tempfile.mkdtemp(prefix="kdlight-bench-"))
     overrides = [
-        f"dataset={args.dataset}", "teacher=tiny", f"dataset.max_rows={args.rows}", f"paths.cache_dir={work}",
-        f"attribution.batch_size={args.batch_size}", "teacher.tokenizer.vocab_size=8000",
-        *(f"+teacher.model.{k}={v}" if k in ("d_kv", "vocab_size") else f"teacher.model.{k}={v}" for k, v in shape.items()),
-        f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
-        f"teacher.precision={'bf16' if device == 'cuda' else 'fp32'}",
+        f"dataset={args.dataset}", f"teacher={teacher}", f"dataset.max_rows={args.rows}", f"paths.cache_dir={work}",
+        f"attribution.batch_size={args.batch_size}", "teacher.tokenizer.vocab_size=8000", *shape_overrides("teacher", shape),
+        f"trainer.accelerator={'gpu' if device() == 'cuda' else 'cpu'}", f"teacher.precision={'bf16' if device() == 'cuda' else 'fp32'}",
+        "attribution.splits=[train]",
     ]
     if args.dataset == "anli":
         overrides.append("dataset.train_stand_in=valid")  # the release here has no ANLI train split
     cfg = compose_config(overrides, output_dir=work / "run")
-    stack.enter_context(numeric_settings(cfg))  # as train.py and kdlight.attribute (flush_denormal)
-    from hydra.utils import instantiate
+    with ExitStack() as stack:
+        stack.enter_context(numeric_settings(bool(cfg.flush_denormal)))
+        run(cfg, args, shape, work)
 
+
+def run(cfg, args, shape: str, work: Path) -> None:
     datamodule = instantiate(cfg.dataset)
-    teacher = build_teacher(cfg, datamodule)
-    teacher.to(device)
-    teacher.on_predict_start()  # frozen, eval, bf16 on GPU
-    model, tokenizer = teacher.model, teacher.tokenizer
-    att = cfg.attribution
-    inputs = tokenize_teacher_inputs(tokenizer, datamodule, "train", att.max_input_length, att.max_target_length)
-    n = len(inputs.ids)
-    lengths = [len(x) for x in inputs.input_ids]
-    results: dict = {
-        "dataset": args.dataset, "rows": n, "batch_size": args.batch_size, "model_shape": args.shape, **shape,
-        "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-        "dtype": str(next(model.parameters()).dtype), "torch": torch.__version__, "python": platform.python_version(),
-        "input_tokens": {"min": min(lengths), "median": statistics.median(lengths), "max": max(lengths)},
+    stage = TeacherStage.from_config(cfg)
+    model, tokenizer, family = stage.build_model(datamodule.corpus)
+    model.to(device())
+    examples = datamodule.examples["train"]
+    n = len(examples)
+    settings = stage.extraction_settings()
+    method_settings = {
+        "grad_x_input": {"method": "grad_x_input"},
+        "integrated_gradients": {"method": "integrated_gradients", "n_steps": args.n_steps, "integration": "gausslegendre",
+                                 "baseline": "pad", "internal_batch_size": args.batch_size * 4},
+        "occlusion": {"method": "occlusion", "baseline": "pad", "internal_batch_size": args.batch_size * 4},
     }
+    modules = {}
+    for name in args.methods:
+        stage.attribution = {**cfg.attribution, **method_settings[name]}
+        modules[name] = stage.module(model, tokenizer, family, datamodule.task.answer_kind)
+        modules[name].to(device())
+        modules[name].on_predict_start()  # frozen, eval, bf16 on GPU
+    scorer = TargetScorer(family, model, tokenizer.pad_token_id)
+    render = datamodule.task.render_teacher
+    grouped = list(TeacherBatches(examples, render, tokenizer, settings, set()))
+    singles = list(TeacherBatches(examples, render, tokenizer, {**settings, "batch_size": 1}, set()))
+    in_order = dataset_order_batches(examples, render, tokenizer, settings, args.batch_size)
 
-    def batch_of(rows):
-        b = pad_task_batch([inputs.input_ids[i] for i in rows], [inputs.labels[i] for i in rows], tokenizer.pad_token_id)
-        return {k: v.to(device) for k, v in b.items()}
+    def on_device(batch):
+        return {k: v.to(device()) if torch.is_tensor(v) else v for k, v in batch.items()}
 
-    grouped = [batch_of(rows) for rows in plan_batches(lengths, args.batch_size)]
-    in_order = [batch_of(list(range(i, min(i + args.batch_size, n)))) for i in range(0, n, args.batch_size)]
-    singles = [batch_of([i]) for i in range(n)]
-
-    def forward_only():
+    def forward_no_grad():
         with torch.no_grad():
             for b in grouped:
-                model(**b)
+                b = on_device(b)
+                scorer(scorer.embed(b["input_ids"]), b["attention_mask"], b["labels"])
 
-    def kdlight_extract():
-        cache = rationale_cache(cfg, datamodule, "train")
-        import shutil
+    def kdlight(method):
+        def extract():
+            stage.attribution = {**cfg.attribution, **method_settings[method]}
+            cache = stage.cache(datamodule, "train")
+            shutil.rmtree(cache.path, ignore_errors=True)
+            extract_split(stage.extraction_trainer, modules[method], examples, render, cache, settings, f"kdlight {method}")
+        return extract
 
-        shutil.rmtree(cache.path, ignore_errors=True)
-        extract_split(cfg, datamodule, "train", cache, teacher)
-
-    def captum_over(batches, per_token=False):
+    methods = {"forward_no_grad": forward_no_grad}
+    comparisons: dict[str, str] = {}  # comparison -> the kdlight method it is compared with
+    for name in args.methods:
+        methods[f"kdlight_{name}"] = kdlight(name)
+    if "grad_x_input" in args.methods:
         from captum.attr import InputXGradient
 
-        def forward(embeds, attention_mask, labels, position=None):
-            logits = model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels).logits
-            if position is None:
-                return target_log_probs(logits, labels)
-            return target_log_probs(logits[:, position : position + 1], labels[:, position : position + 1])
+        if "captum_token" not in args.skip:
+            methods["captum_per_example_per_token"] = lambda: captum_per_token(InputXGradient, scorer, family, model, singles, on_device)
+            comparisons["captum_per_example_per_token"] = "grad_x_input"
+        if "captum_example" not in args.skip:
+            methods["captum_per_example_summed"] = lambda: captum_summed(InputXGradient, scorer, singles, on_device)
+            comparisons["captum_per_example_summed"] = "grad_x_input"
+        if "captum_batch" not in args.skip:
+            methods["captum_batched_dataset_order"] = lambda: captum_summed(InputXGradient, scorer, in_order, on_device)
+            comparisons["captum_batched_dataset_order"] = "grad_x_input"
+        if "inseq" not in args.skip and family.name == "seq2seq":
+            methods["inseq_defaults"] = inseq_runner(model, tokenizer, examples, render)
+            comparisons["inseq_defaults"] = "grad_x_input"
+    if "integrated_gradients" in args.methods:
+        methods["captum_ig_per_example"] = lambda: captum_ig(scorer, singles, on_device, args.n_steps)
+        comparisons["captum_ig_per_example"] = "integrated_gradients"
+    if "occlusion" in args.methods:
+        methods["captum_feature_ablation_per_example"] = lambda: captum_ablation(scorer, singles, on_device, all_at_once=False)
+        methods["captum_feature_ablation_per_example_one_forward"] = lambda: captum_ablation(scorer, singles, on_device, all_at_once=True)
+        comparisons["captum_feature_ablation_per_example"] = "occlusion"
+        comparisons["captum_feature_ablation_per_example_one_forward"] = "occlusion"
 
-        method = InputXGradient(forward)
-        for b in batches:
-            embeds = encoder_embeddings(model, b["input_ids"])
-            if per_token:
-                attr = sum(
-                    method.attribute(embeds, additional_forward_args=(b["attention_mask"], b["labels"], t))
-                    for t in range(int(b["labels"].ne(-100).sum()))
-                )
-            else:
-                attr = method.attribute(embeds, additional_forward_args=(b["attention_mask"], b["labels"]))
-            reduce_hidden(attr.float(), "l2")
+    times = rounds(methods, args.repeats, n)
+    fastest = {name: min(t) for name, t in times.items()}
+    lengths = [int(b["attention_mask"].sum(1).float().mean()) for b in grouped]
+    results = {
+        "dataset": args.dataset, "family": family.name, "model_shape": shape, "rows": n, "batch_size": args.batch_size,
+        "n_steps": args.n_steps, "methods": args.methods, **environment(), "dtype": str(next(model.parameters()).dtype),
+        "mean_prompt_tokens_per_batch": lengths, "rounds_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
+        "seconds": {k: round(v, 4) for k, v in fastest.items()}, "examples_per_second": {k: round(n / v, 2) for k, v in fastest.items()},
+        "kdlight_speedup": {c: round(paired_ratio(times, c, f"kdlight_{m}"), 2) for c, m in comparisons.items()},
+        "kdlight_cost_in_forward_passes": {m: round(paired_ratio(times, f"kdlight_{m}", "forward_no_grad"), 2) for m in args.methods},
+        "padding": padding(grouped, in_order),
+    }
+    write(f"teacher_extraction_{args.dataset}_{family.name}_{'_'.join(args.methods)}_{device()}.json", results)
+    print({"speedup": results["kdlight_speedup"], "cost in forward passes": results["kdlight_cost_in_forward_passes"]})
 
-    wrapped_by_inseq = []  # loaded once, outside the timing
 
-    def inseq_defaults():
+def dataset_order_batches(examples, render, tokenizer, settings, size) -> list[dict]:
+    """Batches of consecutive rows, as a user feeds captum a batch at a time (no length grouping)."""
+    prompts = [render(ex) for ex in examples]
+    encoded = encode_inputs(tokenizer, [p.text for p in prompts], settings["max_input_length"], offsets=True)
+    targets = encode_targets(tokenizer, [ex.label for ex in examples], settings["max_target_length"])
+    batches = []
+    for start in range(0, len(prompts), size):
+        rows = range(start, min(start + size, len(prompts)))
+        ids = [encoded["input_ids"][i] for i in rows]
+        input_ids = pad_right(ids, tokenizer.pad_token_id)
+        batches.append({
+            "input_ids": input_ids, "attention_mask": lengths_mask(torch.tensor([len(x) for x in ids]), input_ids.shape[1]),
+            "labels": pad_right([targets[i] for i in rows], IGNORE_INDEX),
+            "units": [unit_spans(prompts[i], encoded["offset_mapping"][i]) for i in rows],
+        })
+    return batches
+
+
+def padding(grouped: list[dict], in_order: list[dict]) -> dict:
+    def tokens(batches):
+        return sum(b["input_ids"].numel() for b in batches)
+
+    return {"length_grouped_tokens": tokens(grouped), "dataset_order_tokens": tokens(in_order),
+            "real_tokens": sum(int(b["attention_mask"].sum()) for b in grouped)}
+
+
+def captum_summed(cls, scorer, batches, on_device) -> None:
+    method = cls(lambda embeds, mask, labels: scorer(embeds, mask, labels))
+    for b in batches:
+        b = on_device(b)
+        attributions = method.attribute(scorer.embed(b["input_ids"]), additional_forward_args=(b["attention_mask"], b["labels"]))
+        reduce_hidden(attributions, "l2")
+
+
+def captum_per_token(cls, scorer, family, model, singles, on_device) -> None:
+    """One attribution per target token (the score of token t alone), summed: captum's LLM way."""
+    method = cls(lambda embeds, mask, labels, t: family.target_token_log_probs(model, embeds, mask, labels)[:, t])
+    for b in singles:
+        b = on_device(b)
+        embeds = scorer.embed(b["input_ids"])
+        total = sum(
+            method.attribute(embeds, additional_forward_args=(b["attention_mask"], b["labels"], t))
+            for t in range(int(b["labels"].ne(IGNORE_INDEX).sum()))
+        )
+        reduce_hidden(total, "l2")
+
+
+def captum_ig(scorer, singles, on_device, n_steps: int) -> None:
+    from captum.attr import IntegratedGradients
+
+    method = IntegratedGradients(lambda embeds, mask, labels: scorer(embeds, mask, labels))
+    for b in singles:
+        b = on_device(b)
+        embeds = scorer.embed(b["input_ids"])
+        attributions = method.attribute(embeds, baselines=scorer.baseline("pad", b["input_ids"], embeds), n_steps=n_steps,
+                                        method="gausslegendre", additional_forward_args=(b["attention_mask"], b["labels"]))
+        reduce_hidden(attributions, "l2")
+
+
+def captum_ablation(scorer, singles, on_device, all_at_once: bool) -> None:
+    from captum.attr import FeatureAblation
+
+    method = FeatureAblation(lambda embeds, mask, labels: scorer(embeds, mask, labels))
+    for b in singles:
+        b = on_device(b)
+        embeds = scorer.embed(b["input_ids"])
+        (units,) = b["units"]
+        mask = torch.full(embeds.shape[:2], -1, dtype=torch.long, device=embeds.device)
+        for group, unit in enumerate(units):
+            mask[0, list(unit.tokens)] = group
+        rest = mask.eq(-1)
+        mask[rest] = torch.arange(len(units), len(units) + int(rest.sum()), device=embeds.device)  # template tokens: own groups
+        method.attribute(embeds, baselines=scorer.baseline("pad", b["input_ids"], embeds),
+                         feature_mask=mask[..., None].expand_as(embeds), additional_forward_args=(b["attention_mask"], b["labels"]),
+                         perturbations_per_eval=int(mask.max()) + 1 if all_at_once else 1)
+
+
+def inseq_runner(model, tokenizer, examples, render):
+    loaded = []
+
+    def attribute():
         import inseq
 
-        if not wrapped_by_inseq:
-            wrapped_by_inseq.append(inseq.load_model(model, "input_x_gradient", tokenizer=tokenizer))
-        wrapped_by_inseq[0].attribute(
-            input_texts=[p.text for p in inputs.prompts], generated_texts=inputs.golds, show_progress=False
-        )
+        if not loaded:  # wrapping is set-up, not attribution
+            loaded.append(inseq.load_model(model, "input_x_gradient", tokenizer=tokenizer))
+        loaded[0].attribute(input_texts=[render(ex).text for ex in examples], generated_texts=[ex.label for ex in examples],
+                            show_progress=False)
 
-    methods = {"forward_no_grad": forward_only, "kdlight": kdlight_extract}
-    if "captum_example" not in args.skip:
-        methods["captum_per_example_per_token"] = lambda: captum_over(singles, per_token=True)
-        methods["captum_per_example_summed"] = lambda: captum_over(singles)
-    if "captum_batch" not in args.skip:
-        methods["captum_batched_dataset_order"] = lambda: captum_over(in_order)
-    if "inseq" not in args.skip:
-        methods["inseq_defaults"] = inseq_defaults
-    for fn in methods.values():  # warm-up: lazy imports, first-call allocations, inseq's wrapping
-        fn()
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    # Rounds interleave the methods so that drift in the machine's speed hits all of them alike. A
-    # method's time is its fastest round (the least disturbed measurement); a speedup is the median
-    # over rounds of the ratio within the round (robust to one slow moment; this shared 2-core
-    # machine drifts by +-20% from minute to minute), reported beside the ratio of fastest rounds.
-    rounds: dict[str, list[float]] = {name: [] for name in methods}
-    for _ in range(args.repeats):
-        for name, fn in methods.items():
-            rounds[name].append(timed(fn))
-            print(f"{name:32s} {rounds[name][-1]:8.3f} s  {n / rounds[name][-1]:8.1f} ex/s", flush=True)
-    seconds = {name: min(times) for name, times in rounds.items()}
-
-    def paired(name: str) -> float:
-        return statistics.median(theirs / ours for theirs, ours in zip(rounds[name], rounds["kdlight"]))
-
-    others = [name for name in methods if name not in ("kdlight", "forward_no_grad")]
-    results["rounds_seconds"] = {name: [round(t, 3) for t in times] for name, times in rounds.items()}
-    results["seconds"] = {k: round(v, 4) for k, v in seconds.items()}
-    results["examples_per_second"] = {k: round(n / v, 2) for k, v in seconds.items()}
-    results["kdlight_speedup"] = {name: round(paired(name), 2) for name in others}
-    results["kdlight_speedup_of_fastest_rounds"] = {name: round(seconds[name] / seconds["kdlight"], 2) for name in others}
-    results["kdlight_cost_in_forward_passes"] = round(1 / paired("forward_no_grad"), 2)
-    results["kdlight_cost_in_forward_passes_of_fastest_rounds"] = round(seconds["kdlight"] / seconds["forward_no_grad"], 2)
-    if device == "cuda":
-        results["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    out = ROOT / "benchmarks" / "results" / f"teacher_extraction_{args.dataset}_{args.shape}_{device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    return attribute
 
 
 if __name__ == "__main__":

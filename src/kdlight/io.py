@@ -1,4 +1,8 @@
-"""Small file helpers: every write goes to a temporary path and is renamed into place."""
+"""Small file helpers: every write goes to a temporary path and is renamed into place.
+
+Files get the permissions the process's umask gives any new file (0644 under the usual 022), not
+mkstemp's private 0600: results, caches and reports stay readable to teammates on a shared server.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+
+def current_umask() -> int:
+    """The process's umask (read without changing it where /proc tells it)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -27,6 +45,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.is_file():
+            os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp made it private
         if tmp_path.is_dir() and target.is_dir():
             previous = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
             os.replace(target, previous)

@@ -82,6 +82,11 @@ def gradient_of_score(scorer: TargetScorer, embeds: torch.Tensor, attention_mask
     return scores.detach(), grad
 
 
+def trimmed_width(attention_mask: torch.Tensor) -> int:
+    """The longest real row of a chunk: rows of one example (or of similar length) need no more columns."""
+    return int(attention_mask.sum(dim=1).max())
+
+
 def check_choice(name: str, value: Any, accepted: Sequence) -> Any:
     if value not in accepted:
         raise ValueError(f"attribution.{name}={value!r} is not accepted; use one of {list(accepted)}")

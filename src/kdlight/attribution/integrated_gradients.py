@@ -1,8 +1,11 @@
 """Integrated gradients: (x - x') * integral over a of dF/dx at x' + a (x - x'), by quadrature.
 
-The n_steps points of every example of a batch are evaluated together, `internal_batch_size` rows
-(example, point) per forward and backward. The completeness gap sum(attributions) - (F(x) - F(x'))
-is reported per example: it shrinks as n_steps grows. Quadrature rules are captum's.
+The n_steps points of every example of a batch are evaluated in chunks of `internal_batch_size` rows
+(example, point) per forward and backward, example by example and each chunk cut to its longest real
+row: on a CPU a chunk of one example's points has no padding (batching examples buys nothing there),
+on a GPU larger chunks hold several examples of similar length (the batch is length-grouped). The
+completeness gap sum(attributions) - (F(x) - F(x')) is reported per example: it shrinks as n_steps
+grows. Quadrature rules are captum's.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from kdlight.attribution.base import (
     check_positive_int,
     gradient_of_score,
     reduce_hidden,
+    trimmed_width,
 )
 from kdlight.attribution.registry import register_method
 
@@ -50,7 +54,7 @@ def quadrature(n_steps: int, integration: str) -> tuple[list[float], list[float]
 @register_method
 class IntegratedGradients(AttributionMethod):
     name = "integrated_gradients"
-    params = {"n_steps": 16, "baseline": "zero", "integration": "gausslegendre", "internal_batch_size": 64}
+    params = {"n_steps": 16, "baseline": "pad", "integration": "gausslegendre", "internal_batch_size": 16}
     keyed = ("n_steps", "baseline", "integration")
 
     def check(self) -> None:
@@ -64,19 +68,21 @@ class IntegratedGradients(AttributionMethod):
         baseline = scorer.baseline(self.baseline, batch.input_ids, embeds)
         alphas, weights = quadrature(self.n_steps, self.integration)
         size = embeds.shape[0]
-        # Rows are (point, example), point-major as captum expands them; chunks of internal_batch_size rows.
+        # Rows are (example, point); chunks of internal_batch_size rows, each cut to its longest row.
         total = torch.zeros_like(embeds, dtype=torch.float32)
-        rows = [(p, b) for p in range(len(alphas)) for b in range(size)]
+        rows = [(p, b) for b in range(size) for p in range(len(alphas))]
         delta = embeds - baseline
+        alpha_values = torch.tensor(alphas, dtype=embeds.dtype, device=embeds.device)
+        weight_values = torch.tensor(weights, dtype=torch.float32, device=embeds.device)
         for start in range(0, len(rows), self.internal_batch_size):
             chunk = rows[start : start + self.internal_batch_size]
             points = torch.tensor([p for p, _ in chunk], device=embeds.device)
             examples = torch.tensor([b for _, b in chunk], device=embeds.device)
-            alpha = torch.tensor(alphas, dtype=embeds.dtype, device=embeds.device)[points][:, None, None]
-            inputs = baseline[examples] + alpha * delta[examples]
-            _, grad = gradient_of_score(scorer, inputs, batch.attention_mask[examples], batch.labels[examples])
-            weight = torch.tensor(weights, dtype=torch.float32, device=embeds.device)[points][:, None, None]
-            total.index_add_(0, examples, grad.float() * weight)
+            width = trimmed_width(batch.attention_mask[examples])
+            alpha = alpha_values[points][:, None, None]
+            inputs = baseline[examples, :width] + alpha * delta[examples, :width]
+            _, grad = gradient_of_score(scorer, inputs, batch.attention_mask[examples, :width], batch.labels[examples])
+            total[:, :width].index_add_(0, examples, grad.float() * weight_values[points][:, None, None])
         attributions = total * delta.float()
         mask = batch.attention_mask.to(torch.float32)
         with torch.no_grad():

@@ -1,7 +1,7 @@
 """Occlusion: how much F drops when one eligible unit's tokens are replaced by the baseline.
 
 All unit-removed variants of a batch are scored in batched forward passes (`internal_batch_size`
-rows each) and no backward: unit u of example b scores F(x_b) - F(x_b with u's tokens at baseline),
+rows each, cut to their longest real row) and no backward: unit u of example b scores F(x_b) - F(x_b with u's tokens at baseline),
 the same for each of its tokens (captum's FeatureAblation with one feature group per unit).
 """
 
@@ -17,6 +17,7 @@ from kdlight.attribution.base import (
     TargetScorer,
     check_choice,
     check_positive_int,
+    trimmed_width,
 )
 from kdlight.attribution.registry import register_method
 
@@ -24,7 +25,7 @@ from kdlight.attribution.registry import register_method
 @register_method
 class Occlusion(AttributionMethod):
     name = "occlusion"
-    params = {"baseline": "zero", "internal_batch_size": 64}
+    params = {"baseline": "pad", "internal_batch_size": 64}
     keyed = ("baseline",)
     unit_merge = "mean"  # every token of a unit carries the unit's drop
 
@@ -42,11 +43,12 @@ class Occlusion(AttributionMethod):
         for start in range(0, len(variants), self.internal_batch_size):
             chunk = variants[start : start + self.internal_batch_size]
             examples = torch.tensor([b for b, _ in chunk], device=embeds.device)
-            removed = torch.zeros(len(chunk), embeds.shape[1], dtype=torch.bool, device=embeds.device)
+            width = trimmed_width(batch.attention_mask[examples])  # variants of an example share its length
+            removed = torch.zeros(len(chunk), width, dtype=torch.bool, device=embeds.device)
             for row, (_, tokens) in enumerate(chunk):
                 removed[row, list(tokens)] = True
-            inputs = torch.where(removed[..., None], baseline[examples], embeds[examples])
-            dropped = full[examples] - scorer(inputs, batch.attention_mask[examples], batch.labels[examples]).float()
+            inputs = torch.where(removed[..., None], baseline[examples, :width], embeds[examples, :width])
+            dropped = full[examples] - scorer(inputs, batch.attention_mask[examples, :width], batch.labels[examples]).float()
             for row, (b, tokens) in enumerate(chunk):
                 scores[b, list(tokens)] = dropped[row]
         return AttributionResult(scores * batch.attention_mask.to(scores.dtype))

@@ -38,12 +38,11 @@ def to_left_padding(ids: torch.Tensor, mask: torch.Tensor, pad_id: int) -> tuple
     return left_ids, left_mask
 
 
-def target_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum over target positions of log p(label token), per example, in fp32; IGNORE_INDEX skipped."""
+def label_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(label token) at each target position [batch, targets], in fp32; 0 where IGNORE_INDEX."""
     log_probs = torch.log_softmax(logits.float(), dim=-1)
-    mask = labels.ne(IGNORE_INDEX)
     picked = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * mask).sum(dim=-1)
+    return picked * labels.ne(IGNORE_INDEX)
 
 
 def first_end_masked(tokens: torch.Tensor, end_id: int | None, pad_id: int | None) -> torch.Tensor:
@@ -90,9 +89,13 @@ class ModelFamily:
         """The embeddings the prompt enters the model with (detached; attribution differentiates them)."""
         raise NotImplementedError
 
-    def target_log_probs(self, model, embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """sum_t log p(label_t | prompt, label_<t) per example [batch], teacher-forced, fp32, from prompt embeddings."""
+    def target_token_log_probs(self, model, embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """log p(label_t | prompt, label_<t) [batch, targets], teacher-forced, fp32, from prompt embeddings."""
         raise NotImplementedError
+
+    def target_log_probs(self, model, embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """F: the target's summed log-probability per example [batch] (what attribution explains)."""
+        return self.target_token_log_probs(model, embeds, attention_mask, labels).sum(dim=-1)
 
     def output_vocab_size(self, model) -> int:
         return int(model.get_output_embeddings().weight.shape[0])

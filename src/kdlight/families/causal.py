@@ -9,12 +9,13 @@ input embeddings (only prompt positions can be attributed).
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 
 import torch
 
-from kdlight.families.base import IGNORE_INDEX, ModelFamily, lengths_mask, pad_right, target_log_probs, to_left_padding
+from kdlight.families.base import IGNORE_INDEX, ModelFamily, label_log_probs, lengths_mask, pad_right, to_left_padding
 from kdlight.runtime import announce_once
 from kdlight.text import end_token_id
 
@@ -52,6 +53,28 @@ class CausalFamily(ModelFamily):
             "prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
         }
 
+    def _logits_from(self, model, first: int, **inputs) -> tuple[torch.Tensor, int]:
+        """Logits only from position `first` on (the positions that predict target tokens), when the
+        model can: a 50k-150k-way head over every prompt position was most of a step's cost. Returns
+        (logits, the position of logits[:, 0])."""
+        width = (inputs.get("input_ids") if inputs.get("input_ids") is not None else inputs["inputs_embeds"]).shape[1]
+        if "logits_to_keep" in inspect.signature(model.forward).parameters:
+            return model(**inputs, use_cache=False, logits_to_keep=width - first).logits, first
+        return model(**inputs, use_cache=False).logits, 0
+
+    def loss(self, model, batch: dict) -> torch.Tensor:
+        """Mean cross-entropy over the target tokens (as the model's own loss), with logits computed
+        from the first target position of the batch on."""
+        labels = batch["labels"]
+        targets = labels.ne(IGNORE_INDEX)
+        first = int(targets.float().argmax(dim=1).min()) - 1  # the position before the earliest target token
+        logits, start = self._logits_from(model, max(first, 0), input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        predicted = logits[:, :-1]  # position p predicts token p + 1
+        shifted = labels[:, start + 1 :]
+        return torch.nn.functional.cross_entropy(
+            predicted.reshape(-1, predicted.shape[-1]).float(), shifted.reshape(-1), ignore_index=IGNORE_INDEX
+        )
+
     def generate(self, model, prompt_ids, prompt_mask, max_new_tokens: int, **kwargs) -> torch.Tensor:
         left_ids, left_mask = to_left_padding(prompt_ids, prompt_mask, model.generation_config.pad_token_id)
         generated = model.generate(
@@ -63,7 +86,7 @@ class CausalFamily(ModelFamily):
     def prompt_embeddings(self, model, input_ids: torch.Tensor) -> torch.Tensor:
         return model.get_input_embeddings()(input_ids).detach()
 
-    def target_log_probs(self, model, embeds, attention_mask, labels) -> torch.Tensor:
+    def target_token_log_probs(self, model, embeds, attention_mask, labels) -> torch.Tensor:
         batch, prompt_width, hidden = embeds.shape
         target_width = labels.shape[1]
         prompt_len = attention_mask.sum(dim=1)
@@ -77,8 +100,9 @@ class CausalFamily(ModelFamily):
         index = torch.where(j < n, j, torch.where(j < n + target_len[:, None], prompt_width + j - n, 0))
         joined = source.gather(1, index[..., None].expand(batch, width, hidden))
         mask = (j < n + target_len[:, None]).long()
-        logits = model(inputs_embeds=joined, attention_mask=mask, use_cache=False).logits
+        first = max(int(prompt_len.min()) - 1, 0)
+        logits, start = self._logits_from(model, first, inputs_embeds=joined, attention_mask=mask)
         # Target token t sits at position n + t and is predicted by the logits at n + t - 1.
-        positions = (n - 1 + torch.arange(target_width, device=embeds.device)[None, :]).clamp(max=width - 1)
+        positions = (n - 1 - start + torch.arange(target_width, device=embeds.device)[None, :]).clamp(max=logits.shape[1] - 1)
         picked = logits.gather(1, positions[..., None].expand(batch, target_width, logits.shape[-1]))
-        return target_log_probs(picked, labels)
+        return label_log_probs(picked, labels)

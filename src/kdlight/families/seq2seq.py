@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from kdlight.families.base import IGNORE_INDEX, ModelFamily, lengths_mask, pad_right, target_log_probs
+from kdlight.families.base import IGNORE_INDEX, ModelFamily, label_log_probs, lengths_mask, pad_right
 from kdlight.runtime import announce_once
 from kdlight.text import end_token_id
 
@@ -91,10 +91,10 @@ class Seq2SeqFamily(ModelFamily):
         shifted[:, 0] = start
         return shifted.masked_fill(shifted.eq(IGNORE_INDEX), pad)
 
-    def target_log_probs(self, model, embeds, attention_mask, labels) -> torch.Tensor:
+    def target_token_log_probs(self, model, embeds, attention_mask, labels) -> torch.Tensor:
         # decoder_input_ids rather than labels: the model would otherwise also compute its own loss.
         logits = model(
             inputs_embeds=embeds, attention_mask=attention_mask, decoder_input_ids=self.decoder_inputs(model, labels),
             use_cache=False,
         ).logits
-        return target_log_probs(logits, labels)
+        return label_log_probs(logits, labels)
