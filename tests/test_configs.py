@@ -10,6 +10,7 @@ from omegaconf import OmegaConf, open_dict
 
 from kdlight.config import config_dir, group_options
 from tests.conftest import REPO_ROOT
+from tests.helpers import HANG_GUARD
 
 GROUPS = sorted(p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra" and not p.name.startswith("_"))
 ALL_OPTIONS = [(group, option) for group in GROUPS for option in group_options(group)]
@@ -103,7 +104,7 @@ def test_unknown_group_value_lists_the_choices(compose):
 def test_cfg_job_prints_resolved_k_from_the_command_line():
     out = subprocess.run(
         [sys.executable, "train.py", "dataset=anli", "k=5", "--cfg", "job", "--resolve"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD,
     )
     assert out.returncode == 0, out.stderr
     cfg = OmegaConf.create(out.stdout)
@@ -114,7 +115,7 @@ def test_cfg_job_prints_resolved_k_from_the_command_line():
 def test_unknown_dataset_on_the_command_line_fails_with_choices():
     out = subprocess.run(
         [sys.executable, "train.py", "dataset=foo", "--cfg", "job"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD,
     )
     assert out.returncode != 0
     assert "Could not find 'dataset/foo'" in out.stderr and "cqa" in out.stderr
@@ -129,8 +130,16 @@ def test_every_package_is_listed_and_the_wheel_ships_the_configs(tmp_path):
     listed = set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(REPO_ROOT / "src").parts) for p in (REPO_ROOT / "src" / "kdlight").rglob("__init__.py")}
     assert found | {"kdlight.conf"} == listed
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO_ROOT)],
-                           capture_output=True, text=True, timeout=1800)
+    import shutil
+
+    source = tmp_path / "source"  # built from a copy: setuptools writes build/ beside the sources
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    for name in ("src", "conf"):
+        shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
+                           capture_output=True, text=True, timeout=HANG_GUARD)
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = tmp_path.glob("kdlight-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -141,8 +150,11 @@ def test_every_package_is_listed_and_the_wheel_ships_the_configs(tmp_path):
     zipfile.ZipFile(wheel).extractall(target)
     probe = subprocess.run(
         [sys.executable, "-c", "from kdlight.config import config_dir, project_root; print(config_dir()); print(project_root())"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
     )
     assert probe.returncode == 0, probe.stderr[-2000:]
     config, root = probe.stdout.split()
     assert config == str(target / "kdlight" / "conf") and root == str(tmp_path)
+    helped = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['kdlight-train', '--help']; from kdlight.cli import main; main()"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+    assert helped.returncode == 0 and helped.stdout.startswith("kdlight:") and "dataset: anli, cqa, cue_words, esnli, svamp" in helped.stdout

@@ -108,7 +108,7 @@ def test_notebook_executes_against_the_sweep_outputs(tiny_sweep):
     os.environ["KDLIGHT_REPORT_DIR"] = str(tiny_sweep / "report")
     os.environ["KDLIGHT_ANALYSIS_DIR"] = str(tiny_sweep / "analysis")
     try:
-        nbclient.NotebookClient(notebook, timeout=180, kernel_name="python3").execute()
+        nbclient.NotebookClient(notebook, timeout=HANG_GUARD, kernel_name="python3").execute()  # per cell: a hang guard
     finally:
         os.environ.pop("KDLIGHT_REPORT_DIR")
         os.environ.pop("KDLIGHT_ANALYSIS_DIR")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from itertools import islice
 
-from kdlight.config import ConfigError, check_sources, config_dir, validate_config
+from kdlight.config import ConfigError, check_attribution, check_sources, config_dir, validate_config
 
 HYDRA_FLAGS_WE_CHECK = ("-m", "--multirun")
 
@@ -41,7 +41,7 @@ def job_overrides(overrides: list[str], sweeper_params: dict | None) -> list[lis
     return jobs
 
 
-def validate_eval_config(cfg) -> None:
+def validate_eval_config(cfg, methods: bool = True) -> None:
     from pathlib import Path
 
     from kdlight.evaluate import SPLITS
@@ -80,20 +80,23 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
             jobs = job_overrides(overrides, params)
         else:
             jobs = [overrides]
-        for job in jobs:
-            cfg = base if job == jobs[0] and not multirun else compose_config(job, config_name=config_name)
-            VALIDATORS[config_name](cfg)
+        composed = [base if job == jobs[0] and not multirun else compose_config(job, config_name=config_name) for job in jobs]
+        for cfg in composed:
+            VALIDATORS[config_name](cfg, methods=False)
         if config_name == "train" and not multirun and base.get("resume", True):
             from pathlib import Path
 
-            from kdlight.run import already_finished_message, finished_results
+            from kdlight.results import already_finished_message, finished_results
 
             run_dir = Path(OmegaConf.select(base, "hydra.run.dir"))
             if finished_results(run_dir) is not None:  # before Hydra writes a byte into the folder
                 print(already_finished_message(run_dir), file=sys.stderr)
                 return 0
         if config_name == "train":
-            check_sources(base)
+            check_sources(base)  # an unreachable hub fails here, before torch is imported
+            for cfg in composed:  # the attribution registry imports torch
+                if cfg.method.get("needs_teacher"):
+                    check_attribution(cfg.attribution)
     except (ConfigError, HubUnavailableError) as err:  # one line, no traceback, no run folder
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -85,11 +85,19 @@ def run_tags(user_tags, dataset, method, k, alpha, seed, attribution=None, needs
     return tags
 
 
+def config_groups_text() -> str:
+    """The config groups and their options for --help (base files, starting with _, left out)."""
+    groups = sorted(p.name for p in config_dir().iterdir() if p.is_dir() and not p.name.startswith("_") and p.name != "hydra")
+    return "\n".join(f"{group}: {', '.join(group_options(group))}" for group in groups)
+
+
 def register_resolvers() -> None:
     """${kd_root:} is the project root; ${kd_precision:} the best Trainer precision here;
-    ${kd_slug:text} a safe folder name; ${kd_sweep_group:} and ${kd_run_tags:...} name W&B runs."""
+    ${kd_slug:text} a safe folder name; ${kd_sweep_group:} and ${kd_run_tags:...} name W&B runs;
+    ${kd_config_groups:} lists the options for --help."""
     for name, resolver in (
         ("kd_root", lambda: str(project_root())),
+        ("kd_config_groups", config_groups_text),
         ("kd_precision", _best_precision),
         ("kd_slug", run_slug),
         ("kd_sweep_group", sweep_group),
@@ -111,8 +119,9 @@ def _number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Reject a config that cannot work, before any model or data is loaded."""
+def validate_config(cfg: DictConfig, methods: bool = True) -> None:
+    """Reject a config that cannot work, before any model or data is loaded. `methods=False` leaves
+    out the attribution method's own settings (checking them imports the registry, and torch)."""
     for group in ("dataset", "method"):
         if cfg.get(group) is None:
             raise ConfigError(f"{group} is not set; use one of {group_options(group)}")
@@ -145,9 +154,20 @@ def validate_config(cfg: DictConfig) -> None:
                 f"raise attribution.max_k or lower k"
             )
     if cfg.method.get("needs_teacher"):
-        check_attribution(cfg.attribution)
+        check_shared_attribution(cfg.attribution)
+        if methods:
+            check_attribution(cfg.attribution)
     if float(method_alpha) > 0 and cfg.method.get("rationale") is None:
         raise ConfigError(f"method={method} has no rationale source, so alpha must be 0 (got {method_alpha})")
+
+
+def check_shared_attribution(attribution) -> None:
+    from kdlight.attribution.settings import check_shared
+
+    try:
+        check_shared(attribution)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def check_attribution(attribution) -> None:
@@ -156,11 +176,8 @@ def check_attribution(attribution) -> None:
 
     try:
         check_shared(attribution)
-        import kdlight.attribution  # noqa: F401  (registers the methods)
-        from kdlight.attribution.registry import METHODS, method_from_settings
+        from kdlight.attribution import method_from_settings  # imports (and so registers) the methods
 
-        if attribution.get("method") not in METHODS:
-            raise ValueError(f"attribution.method={attribution.get('method')!r} is not accepted; use one of {sorted(METHODS)}")
         method_from_settings(attribution)
     except ValueError as err:
         raise ConfigError(str(err)) from None
@@ -172,6 +189,9 @@ def check_sources(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher
     from kdlight.hub import hub_endpoint, hub_offline_mode, require_reachable
     from kdlight.models import hub_hint, is_local
 
+    if "student" in roles and (cfg.get("export") or {}).get("push_to_hub") and not hub_offline_mode():
+        require_reachable(hub_endpoint(), "the Hugging Face hub to push the trained student to (export.push_to_hub=true)",
+                          "train with export.push_to_hub=false and push <run>/student later from a connected machine.", timeout=5.0)
     nodes = [(role, cfg.get(role)) for role in roles if role != "teacher" or cfg.method.get("needs_teacher") or roles == ("teacher",)]
     for role, node in nodes:
         name = OmegaConf.select(node, "model.name_or_path", default=None) if node is not None else None

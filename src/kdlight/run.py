@@ -20,12 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from kdlight import tracking
 from kdlight.config import validate_config
 from kdlight.io import atomic_path, write_json, write_text
+from kdlight.results import RESULTS, already_finished_message, finished_results
 from kdlight.runtime import apply_threads, numeric_settings, quiet_libraries
 
 log = logging.getLogger(__name__)
-
-RESULTS = "results.json"
-
 
 # ---------------------------------------------------------------- the run
 def run(cfg: DictConfig) -> float | None:
@@ -44,22 +42,6 @@ def run(cfg: DictConfig) -> float | None:
         raise
     finally:
         tracking.finish_wandb()
-
-
-def finished_results(output_dir: Path) -> dict | None:
-    try:
-        results = json.loads((output_dir / RESULTS).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return results if results.get("status") == "finished" else None
-
-
-def already_finished_message(output_dir: Path) -> str:
-    return (
-        f"this run already finished: its results are in {output_dir / RESULTS}; nothing was retrained or rewritten. "
-        "For a fresh run add resume=false (retrains in the same folder) or choose another folder "
-        "(hydra.run.dir=... or a new override)."
-    )
 
 
 def _run(cfg: DictConfig) -> float | None:
@@ -315,8 +297,13 @@ def log_to_wandb(trainer: pl.Trainer, datamodule, source, results: dict, rows: i
             [datamodule.task.render_teacher(ex) for ex in examples], caches["train"].read_rows(0, rows), source.k,
             f"{datamodule.task.name} train: teacher words", examples=examples, task=datamodule.task,
         ))
+    quality = {
+        f"quality/{source}/k{k}/{name}": value
+        for source, per_k in ((results.get("rationale_quality") or {}).get("sources") or {}).items()
+        for k, values in per_k.items() for name, value in values.items() if isinstance(value, (int, float))
+    }
     for lg in loggers:
-        lg.experiment.summary.update({"test/acc": results["test_acc"], "val/acc_best": results["val_acc_best"]})
+        lg.experiment.summary.update({"test/acc": results["test_acc"], "val/acc_best": results["val_acc_best"], **quality})
         lg.log_table(
             "train/rationales", columns=["input", "label", "rationale"],
             data=[[r.text, f["label_text"], f["rationale_text"]] for r, f in zip(inputs, train)],
@@ -331,13 +318,14 @@ def log_to_wandb(trainer: pl.Trainer, datamodule, source, results: dict, rows: i
 def rationale_recall(datamodule) -> dict | None:
     """How many of the known salient words (generated tasks only) the training rationales hold."""
     features = datamodule.features.get("train")
-    if features is None or features.table.column("rationale_text").null_count == len(features):
+    examples = datamodule.examples["train"]
+    if features is None or features.table.column("rationale_text").null_count == len(features) or not len(examples):
+        return None
+    if datamodule.task.salient_words(examples[0]) is None:  # only generated tasks know them: no pass over the split
         return None
     from kdlight.reports.measures import salient_recall
 
-    examples = datamodule.examples["train"]
-    texts = features.table.column("rationale_text").to_pylist()
-    return salient_recall(texts, list(examples), datamodule.task)
+    return salient_recall(features.table.column("rationale_text").to_pylist(), list(examples), datamodule.task)
 
 
 def cache_status(teacher_info: dict) -> str | None:

@@ -29,12 +29,13 @@ def test_seq2seq_batches_pad_inputs_and_targets_apart():
     assert batch["label_text"] == ["a", "b", "c"] and batch["rationale_text"] == ["r", None, "s"]
 
 
-def test_causal_batches_join_prompt_and_target_with_the_loss_on_the_target_only():
+def test_causal_batches_join_prompt_and_target_left_padded_with_the_loss_on_the_target_only():
     batch = TaskCollator(get_family("causal"), pad_token_id=0)(FEATURES)
     label = batch["label"]
-    assert label["input_ids"].tolist() == [[5, 6, 1, 7, 1, 0], [5, 1, 7, 7, 7, 1], [5, 6, 6, 6, 1, 1]]
-    assert label["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]
-    assert label["labels"].tolist() == [[-100, -100, -100, 7, 1, -100], [-100, -100, 7, 7, 7, 1], [-100] * 5 + [1]]
+    assert label["input_ids"].tolist() == [[0, 5, 6, 1, 7, 1], [5, 1, 7, 7, 7, 1], [5, 6, 6, 6, 1, 1]]
+    assert label["attention_mask"].tolist() == [[0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]
+    assert label["position_ids"].tolist() == [[0, 0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5]]
+    assert label["labels"].tolist() == [[-100, -100, -100, -100, 7, 1], [-100, -100, 7, 7, 7, 1], [-100] * 5 + [1]]  # targets end aligned
     assert label["prompt_ids"].tolist() == [[5, 6, 1, 0, 0], [5, 1, 0, 0, 0], [5, 6, 6, 6, 1]]  # for generation
 
 

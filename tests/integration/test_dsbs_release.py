@@ -8,6 +8,7 @@ import pytest
 
 from kdlight.data import ANLIDataModule, CQADataModule, ESNLIDataModule, SVAMPDataModule
 from tests.conftest import REPO_ROOT
+from tests.helpers import HANG_GUARD
 
 pytestmark = pytest.mark.dsbs
 
@@ -60,7 +61,7 @@ def test_stand_in_trains_on_nli_valid(dsbs_root):
 def test_inspect_command_prints_json(dsbs_root):
     out = subprocess.run(
         [sys.executable, "-m", "kdlight.data", "dataset=svamp", "dataset.source=dsbs", f"dataset.root={dsbs_root}"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD,
     )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
@@ -71,7 +72,7 @@ def test_inspect_command_prints_json(dsbs_root):
 def test_inspect_command_reports_missing_train_clearly(dsbs_root):
     out = subprocess.run(
         [sys.executable, "-m", "kdlight.data", "dataset=anli", f"dataset.root={dsbs_root}"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD,
     )
     assert out.returncode == 2
     assert "anli1_train.json" in out.stderr and "train_stand_in" in out.stderr

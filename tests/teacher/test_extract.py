@@ -18,6 +18,7 @@ from kdlight.rationales import SaliencyRationales
 from kdlight.teacher.cache import CacheFormatError, RationaleCache
 from kdlight.teacher.stage import TeacherStage
 from tests.conftest import REPO_ROOT
+from tests.helpers import HANG_GUARD
 
 TINY_TEACHER = ["teacher=tiny", "trainer=cpu", "attribution.batch_size=4", "attribution.max_k=6",
                 "teacher.model.d_model=32", "teacher.model.d_ff=64"]
@@ -154,7 +155,7 @@ def test_a_killed_extraction_resumes_to_an_identical_cache(tmp_path):
     proc = subprocess.Popen(attribute_command(tmp_path / "killed"), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=env)
     parts = []
-    deadline = time.monotonic() + 900  # a hang guard only
+    deadline = time.monotonic() + HANG_GUARD  # a hang guard only
     while len(parts) < 5 and proc.poll() is None and time.monotonic() < deadline:
         parts = list((tmp_path / "killed").rglob("parts/part-*.parquet"))
         time.sleep(0.05)
@@ -197,12 +198,20 @@ def test_two_concurrent_extractors_share_one_computation(tmp_path, release_root)
     ]
     env = {"HF_ENDPOINT": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin", "KDLIGHT_DATA_DIR": str(release_root)}
     procs = [subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
-    outputs = [p.communicate(timeout=900) for p in procs]
+    outputs = [p.communicate(timeout=HANG_GUARD) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
     summaries = [json.loads(out)["splits"]["train"] for out, _ in outputs]
     assert sorted(s["cache_hit"] for s in summaries) == [False, True]
     assert summaries[0]["cache_path"] == summaries[1]["cache_path"]
     assert len(list((tmp_path / "cache" / "rationales").glob("*/manifest.json"))) == 1
+
+
+def test_a_decoder_only_teachers_cache_is_reused_and_sliced_like_any_other(tiny_cfg):
+    caches, summary, dm = extract(tiny_cfg("teacher=tiny_causal", "attribution.score_teacher=true"))
+    assert summary["train"]["cache_hit"] is False and summary["train"]["teacher_accuracy"] is not None
+    assert extract(tiny_cfg("teacher=tiny_causal", "attribution.score_teacher=true", "k=2"), dm)[1]["train"]["cache_hit"] is True
+    rows = caches["train"].read()
+    assert len(rows) == 18 and all(r["texts"] and r["teacher_answer"] is not None for r in rows)
 
 
 def test_prediction_target_uses_the_teachers_own_answer(tiny_cfg):

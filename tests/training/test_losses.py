@@ -40,7 +40,7 @@ def student(family_model, alpha):
 
 def reference_loss(model, batch: dict) -> torch.Tensor:
     """Mean cross-entropy over the target tokens, computed here from the logits."""
-    logits = model(**{k: batch[k] for k in ("input_ids", "attention_mask")}, **(
+    logits = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}, **(
         {"labels": batch["labels"]} if model.config.is_encoder_decoder else {})).logits.float()
     labels = batch["labels"]
     if not model.config.is_encoder_decoder:  # position t predicts token t + 1
@@ -72,3 +72,15 @@ def test_alpha_zero_runs_one_forward_pass(family_model):
     module.losses(batch)
     handle.remove()
     assert len(calls) == 2
+
+
+def test_a_causal_batch_left_padded_scores_each_row_as_it_scores_alone(family_model):
+    """Left padding with explicit position ids changes nothing for a row (decoder-only families)."""
+    _, model, tokenizer, family = family_model
+    if family.name != "causal":
+        return
+    batch = make_batch(tokenizer, family)["label"]
+    both = family.loss(model, batch)
+    rows = [family.loss(model, {k: v[i : i + 1] for k, v in batch.items()}) for i in range(2)]
+    tokens = batch["labels"].ne(-100).sum(dim=1).float()
+    torch.testing.assert_close(both, (rows[0] * tokens[0] + rows[1] * tokens[1]) / tokens.sum(), atol=1e-5, rtol=1e-5)

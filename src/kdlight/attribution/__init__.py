@@ -3,14 +3,28 @@
 Methods are registered by name (kdlight.attribution.registry) and chosen with `attribution=<name>`:
 grad_x_input (the paper's), integrated_gradients, gradient (saliency) and occlusion. Each maps
 (scorer, batch) to per-token scores; selection.py turns scores into ranked rationale units,
-quality.py measures how faithful and plausible the chosen words are.
+quality.py measures how faithful and plausible the chosen words are. A new method is one module
+listed in METHOD_MODULES (plus conf/attribution/<name>.yaml). Names are imported on first use, so
+`kdlight.attribution.settings` stays importable without torch.
 """
 
-from kdlight.attribution import grad_x_input, gradient, integrated_gradients, occlusion  # noqa: F401  (they register)
-from kdlight.attribution.base import AttributionBatch, AttributionMethod, AttributionResult, TargetScorer, reduce_hidden
-from kdlight.attribution.registry import METHODS, get_method, method_from_settings, register_method
+from __future__ import annotations
 
-__all__ = [
-    "METHODS", "AttributionBatch", "AttributionMethod", "AttributionResult", "TargetScorer", "get_method",
-    "method_from_settings", "reduce_hidden", "register_method",
-]
+import importlib
+
+METHOD_MODULES = ("grad_x_input", "gradient", "integrated_gradients", "occlusion")
+_EXPORTS = {
+    "AttributionBatch": "base", "AttributionMethod": "base", "AttributionResult": "base", "TargetScorer": "base",
+    "reduce_hidden": "base", "METHODS": "registry", "get_method": "registry", "method_from_settings": "registry",
+    "register_method": "registry",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kdlight.attribution' has no attribute {name!r}")
+    if _EXPORTS[name] == "registry":
+        for module in METHOD_MODULES:  # registering them is importing them
+            importlib.import_module(f"kdlight.attribution.{module}")
+    return getattr(importlib.import_module(f"kdlight.attribution.{_EXPORTS[name]}"), name)

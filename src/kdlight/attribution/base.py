@@ -82,6 +82,14 @@ def gradient_of_score(scorer: TargetScorer, embeds: torch.Tensor, attention_mask
     return scores.detach(), grad
 
 
+def gradient_attributions(scorer: TargetScorer, batch: AttributionBatch, combine, aggregate: str) -> AttributionResult:
+    """Methods of one forward and one backward: combine(dF/dx, x) per token, reduced over the hidden size."""
+    embeds = scorer.embed(batch.input_ids)
+    _, grad = gradient_of_score(scorer, embeds, batch.attention_mask, batch.labels)
+    scores = reduce_hidden(combine(grad.float(), embeds.float()), aggregate)
+    return AttributionResult(scores * batch.attention_mask.to(scores.dtype))
+
+
 def trimmed_width(attention_mask: torch.Tensor) -> int:
     """The longest real row of a chunk: rows of one example (or of similar length) need no more columns."""
     return int(attention_mask.sum(dim=1).max())

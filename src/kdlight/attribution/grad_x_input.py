@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kdlight.attribution.base import AttributionBatch, AttributionMethod, AttributionResult, TargetScorer, gradient_of_score, reduce_hidden
+from kdlight.attribution.base import AttributionBatch, AttributionMethod, AttributionResult, TargetScorer, gradient_attributions
 from kdlight.attribution.registry import register_method
 
 
@@ -11,7 +11,4 @@ class GradXInput(AttributionMethod):
     name = "grad_x_input"
 
     def __call__(self, scorer: TargetScorer, batch: AttributionBatch) -> AttributionResult:
-        embeds = scorer.embed(batch.input_ids)
-        _, grad = gradient_of_score(scorer, embeds, batch.attention_mask, batch.labels)
-        scores = reduce_hidden(grad.float() * embeds.float(), self.aggregate)
-        return AttributionResult(scores * batch.attention_mask.to(scores.dtype))
+        return gradient_attributions(scorer, batch, lambda grad, embeds: grad * embeds, self.aggregate)

@@ -85,36 +85,35 @@ class PromptScorer:
         self.model, self.tokenizer, self.family = model, tokenizer, family
         self.max_input_length, self.max_target_length, self.batch_size = max_input_length, max_target_length, batch_size
 
-    @torch.no_grad()
-    def log_probs(self, prompts: Sequence[Rendered], golds: Sequence[str]) -> list[float]:
-        from kdlight.text import encode_inputs, encode_targets
+    def _batches(self, prompts: Sequence[Rendered]):
+        """(first row, prompt ids, attention mask) per batch of prompts, on the model's device."""
+        from kdlight.text import encode_inputs
 
-        out: list[float] = []
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start : start + self.batch_size]
             ids = encode_inputs(self.tokenizer, [p.text for p in chunk], self.max_input_length,
                                 templated=any(p.templated for p in chunk))["input_ids"]
             input_ids = pad_right(ids, self.tokenizer.pad_token_id).to(self.model.device)
-            mask = lengths_mask(torch.tensor([len(x) for x in ids]), input_ids.shape[1]).to(self.model.device)
-            labels = pad_right(encode_targets(self.tokenizer, golds[start : start + self.batch_size], self.max_target_length),
-                               IGNORE_INDEX).to(self.model.device)
+            yield start, input_ids, lengths_mask(torch.tensor([len(x) for x in ids]), input_ids.shape[1]).to(self.model.device)
+
+    @torch.no_grad()
+    def log_probs(self, prompts: Sequence[Rendered], golds: Sequence[str]) -> list[float]:
+        from kdlight.text import encode_targets
+
+        out: list[float] = []
+        for start, input_ids, mask in self._batches(prompts):
+            labels = encode_targets(self.tokenizer, golds[start : start + len(input_ids)], self.max_target_length)
             embeds = self.family.prompt_embeddings(self.model, input_ids)
-            out += self.family.target_log_probs(self.model, embeds, mask, labels).float().tolist()
+            out += self.family.target_log_probs(self.model, embeds, mask, pad_right(labels, IGNORE_INDEX).to(self.model.device)).tolist()
         return out
 
     @torch.no_grad()
     def answers(self, prompts: Sequence[Rendered]) -> list[str]:
-        from kdlight.text import decode_answers, encode_inputs
+        from kdlight.text import decode_answers
 
         out: list[str] = []
-        for start in range(0, len(prompts), self.batch_size):
-            chunk = prompts[start : start + self.batch_size]
-            ids = encode_inputs(self.tokenizer, [p.text for p in chunk], self.max_input_length,
-                                templated=any(p.templated for p in chunk))["input_ids"]
-            input_ids = pad_right(ids, self.tokenizer.pad_token_id).to(self.model.device)
-            mask = lengths_mask(torch.tensor([len(x) for x in ids]), input_ids.shape[1]).to(self.model.device)
-            tokens = self.family.generate(self.model, input_ids, mask, self.max_target_length)
-            out += decode_answers(self.tokenizer, tokens.cpu())
+        for _, input_ids, mask in self._batches(prompts):
+            out += decode_answers(self.tokenizer, self.family.generate(self.model, input_ids, mask, self.max_target_length).cpu())
         return out
 
 

@@ -1,17 +1,22 @@
-"""Data: the datasets of the step-by-step release (and a generated task) as LightningDataModules."""
+"""Data: the datasets of the step-by-step release (and a generated task) as LightningDataModules.
 
-from kdlight.data.datamodule import (
-    ANLIDataModule,
-    CQADataModule,
-    CueWordsDataModule,
-    ESNLIDataModule,
-    KDDataModule,
-    SVAMPDataModule,
-)
-from kdlight.data.store import ExampleSet, SplitExamples
-from kdlight.data.tasks import TASKS, Example, Rendered, Task
+Names are imported on first use: `kdlight.data.tasks` and the store stay importable without
+Lightning (config validation and the command line's first second need them, not a trainer).
+"""
 
-__all__ = [
-    "ANLIDataModule", "CQADataModule", "CueWordsDataModule", "ESNLIDataModule", "ExampleSet", "KDDataModule",
-    "SVAMPDataModule", "SplitExamples", "TASKS", "Example", "Rendered", "Task",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "ANLIDataModule": "datamodule", "CQADataModule": "datamodule", "CueWordsDataModule": "datamodule",
+    "ESNLIDataModule": "datamodule", "KDDataModule": "datamodule", "SVAMPDataModule": "datamodule",
+    "ExampleSet": "store", "SplitExamples": "store", "TASKS": "tasks", "Example": "tasks", "Rendered": "tasks", "Task": "tasks",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kdlight.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"kdlight.data.{_EXPORTS[name]}"), name)

@@ -1,8 +1,10 @@
 """Decoder-only language models: GPT-2, Llama, Qwen, Mistral, SmolLM and the like.
 
-The target is a continuation of the prompt. Training and scoring use one right-padded sequence per
-example, `prompt + target`, with the loss (or the score) on the target positions only; generation
-left-pads the prompts so that every row continues from its last token. The teacher's score is
+The target is a continuation of the prompt. Training uses one left-padded sequence per example,
+`prompt + target` (explicit position ids), so that every row's target ends at the last position and
+the language-model head runs only over the last `longest target + 1` positions (with 50k-150k-word
+vocabularies the head over every prompt position was most of a step's cost); the loss is on the
+target positions only. Generation left-pads the prompts so that every row continues from its last token. The teacher's score is
 sum log p(target | prompt) on `prompt + target`, differentiated with respect to the prompt's
 input embeddings (only prompt positions can be attributed).
 """
@@ -42,14 +44,19 @@ class CausalFamily(ModelFamily):
 
     def task_batch(self, inputs: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], pad_id: int) -> dict:
         sequences = [list(x) + list(y) for x, y in zip(inputs, targets)]
-        input_ids = pad_right(sequences, pad_id)
-        width = input_ids.shape[1]
-        attention_mask = lengths_mask(torch.tensor([len(s) for s in sequences]), width)
-        labels = pad_right([[IGNORE_INDEX] * len(x) + list(y) for x, y in zip(inputs, targets)], IGNORE_INDEX)
+        width = max(len(s) for s in sequences)
+        input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(sequences), width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, (sequence, target) in enumerate(zip(sequences, targets)):
+            input_ids[row, width - len(sequence) :] = torch.tensor(sequence)
+            attention_mask[row, width - len(sequence) :] = 1
+            labels[row, width - len(target) :] = torch.tensor(list(target))
         prompt_ids = pad_right(inputs, pad_id)
         prompt_mask = lengths_mask(torch.tensor([len(x) for x in inputs]), prompt_ids.shape[1])
         return {
             "input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+            "position_ids": (attention_mask.cumsum(dim=1) - 1).clamp(min=0),
             "prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
         }
 
@@ -63,12 +70,13 @@ class CausalFamily(ModelFamily):
         return model(**inputs, use_cache=False).logits, 0
 
     def loss(self, model, batch: dict) -> torch.Tensor:
-        """Mean cross-entropy over the target tokens (as the model's own loss), with logits computed
-        from the first target position of the batch on."""
+        """Mean cross-entropy over the target tokens (as the model's own loss), with logits only for the
+        positions that predict them (targets are right-aligned by the left padding)."""
         labels = batch["labels"]
-        targets = labels.ne(IGNORE_INDEX)
-        first = int(targets.float().argmax(dim=1).min()) - 1  # the position before the earliest target token
-        logits, start = self._logits_from(model, max(first, 0), input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        width = labels.shape[1]
+        longest = int(labels.ne(IGNORE_INDEX).sum(dim=1).max())
+        logits, start = self._logits_from(model, max(width - longest - 1, 0), input_ids=batch["input_ids"],
+                                          attention_mask=batch["attention_mask"], position_ids=batch["position_ids"])
         predicted = logits[:, :-1]  # position p predicts token p + 1
         shifted = labels[:, start + 1 :]
         return torch.nn.functional.cross_entropy(

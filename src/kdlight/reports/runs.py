@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RESULTS = "results.json"
+from kdlight.results import RESULTS
 
 
 @dataclass

@@ -110,6 +110,8 @@ class RationaleCache:
         self.about = dict(about or {})  # recorded in key.json, not hashed
         self.key = cache_key(self.fields)
         self.path = Path(root) / "rationales" / f"{dataset}-{split}-{teacher}-{self.key[:16]}"
+        self._verified: tuple | None = None  # (manifest stamp, manifest) once verified in this process
+        self._shard: tuple | None = None  # (file, columns, table): the last shard read, for chunked reading
 
     @property
     def manifest_path(self) -> Path:
@@ -221,7 +223,11 @@ class RationaleCache:
 
     def verify(self) -> dict:
         """The manifest, after checking every shard: size and modification time as recorded, or else
-        the content hash (a copied cache is re-hashed once and its manifest updated). CacheCorrupt if not."""
+        the content hash (a copied cache is re-hashed once and its manifest updated). CacheCorrupt if not.
+        Checked once per process while the manifest is unchanged."""
+        stamp = self._stamp()
+        if self._verified is not None and self._verified[0] == stamp:
+            return self._verified[1]
         manifest = self.manifest()
         touched = False
         for shard in manifest["shards"]:
@@ -236,7 +242,17 @@ class RationaleCache:
             raise CacheCorrupt(f"{self.manifest_path}: shard row counts do not add up")
         if touched:
             write_json(self.manifest_path, manifest)
+        self._verified = (self._stamp(), manifest)
         return manifest
+
+    def _stamp(self) -> tuple | None:
+        try:
+            stat = self.manifest_path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size, tuple(
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(self.path.glob("shard-*.parquet"))
+        )
 
     def is_complete(self) -> bool:
         """True for a verified cache; a corrupt one is reported, removed, and False returned."""
@@ -265,14 +281,17 @@ class RationaleCache:
             yield pq.read_table(self.path / shard["file"], columns=columns, schema=SCHEMA)
 
     def read_rows(self, start: int, stop: int, columns: list[str] | None = None) -> list[dict]:
-        """Rows [start, stop) as dicts, reading only the shards and columns needed."""
+        """Rows [start, stop) as dicts, reading only the shards and columns needed (the last shard read is
+        kept, so reading a split chunk by chunk reads each shard once)."""
         pieces = []
         for shard in self.verify()["shards"]:
             first, count = shard["first_row"], shard["rows"]
             if first + count <= start or first >= stop:
                 continue
-            table = pq.read_table(self.path / shard["file"], columns=columns, schema=SCHEMA)
-            pieces.append(table.slice(max(0, start - first), min(stop, first + count) - max(start, first)))
+            wanted = (shard["file"], tuple(columns or ()))
+            if self._shard is None or self._shard[0] != wanted:
+                self._shard = (wanted, pq.read_table(self.path / shard["file"], columns=columns, schema=SCHEMA))
+            pieces.append(self._shard[1].slice(max(0, start - first), min(stop, first + count) - max(start, first)))
         return pa.concat_tables(pieces).to_pylist() if pieces else []
 
     def read(self, columns: list[str] | None = None) -> list[dict]:

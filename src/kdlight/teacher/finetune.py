@@ -17,7 +17,6 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from kdlight.io import atomic_path, write_json
-from kdlight.models import from_folder
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +38,9 @@ def finetuned_dir(stage, data) -> Path:
     return stage.cache_dir / "teachers" / f"{data.task.name}-{stage.name}-{key[:16]}"
 
 
-def finetuned_teacher(stage, datamodule) -> tuple[tuple, dict]:
-    """((model, tokenizer, family), summary) of the fine-tuned teacher, trained now or loaded from its folder."""
+def finetuned_teacher(stage, datamodule) -> tuple[Path, dict]:
+    """(folder, summary) of the fine-tuned teacher, trained now if its folder is not there yet; the
+    weights are loaded only when extraction needs them (a k-sweep's cache hits never do)."""
     from filelock import FileLock
 
     from kdlight.teacher.stage import is_launching_process
@@ -60,7 +60,7 @@ def finetuned_teacher(stage, datamodule) -> tuple[tuple, dict]:
                 lock.release()
     summary = json.loads((folder / "summary.json").read_text())
     log.info("fine-tuned teacher: %s (val accuracy %s)", folder, summary.get("val_acc"))
-    return from_folder(folder), {**summary, "path": str(folder)}
+    return folder, {**summary, "path": str(folder)}
 
 
 def _train(stage, data, folder: Path) -> None:
@@ -81,9 +81,11 @@ def _train(stage, data, folder: Path) -> None:
         model, tokenizer, family, optimizer=instantiate(settings["optimizer"]),
         max_new_tokens=stage.attribution["max_target_length"], answer_kind=data.task.answer_kind, name="teacher",
     )
+    from kdlight.loggers import ProgressLog
+
     loggers = stage.finetune_loggers() if stage.finetune_loggers else []
     trainer = stage.trainer(
-        **settings["trainer"], logger=loggers or False, callbacks=[], enable_checkpointing=False,
+        **settings["trainer"], logger=loggers or False, callbacks=[ProgressLog("teacher fine-tuning")], enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,
     )
     log.warning("fine-tuning the teacher %s on %s labels for %d steps", stage.name, data.task.name, trainer.max_steps)

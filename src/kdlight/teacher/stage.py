@@ -147,13 +147,12 @@ class TeacherStage:
         the stage did per split (cache hit or miss, examples, seconds, cache path, rows where k exceeds
         the eligible units, teacher accuracy with attribution.score_teacher, method diagnostics)."""
         info: dict = {}
-        loaded = None
         teacher_folder = None
         if self.finetune is not None:
             from kdlight.teacher.finetune import finetuned_teacher
 
-            loaded, info["finetune"] = finetuned_teacher(self, datamodule)
-            teacher_folder = info["finetune"]["path"]
+            folder, info["finetune"] = finetuned_teacher(self, datamodule)
+            teacher_folder = str(folder)
         elif isinstance(self.model_config.get("name_or_path"), str):
             teacher_folder = self.model_config["name_or_path"]
         caches, summaries = {}, {}
@@ -168,7 +167,7 @@ class TeacherStage:
                 with cache.lock() if is_launching_process() else nullcontext():
                     if not cache.is_complete():  # another job may have finished it while we waited
                         if teacher is None:
-                            model, tokenizer, family = loaded or self.build_model(datamodule.corpus)
+                            model, tokenizer, family = self.load_teacher(datamodule, info.get("finetune"))
                             teacher = self.module(model, tokenizer, family, datamodule.task.answer_kind)
                         from kdlight.teacher.extract import extract_split
 
@@ -186,10 +185,18 @@ class TeacherStage:
         info["splits"] = summaries
         quality = self.attribution.get("quality") or {}
         if quality.get("enabled") and "train" in caches:
-            info["quality"] = self.rationale_quality(caches["train"], datamodule, loaded, teacher)
+            info["quality"] = self.rationale_quality(caches["train"], datamodule, info.get("finetune"), teacher)
         return caches, info
 
-    def rationale_quality(self, cache: RationaleCache, datamodule, loaded=None, teacher=None) -> dict:
+    def load_teacher(self, datamodule, finetuned: dict | None):
+        """(model, tokenizer, family): the fine-tuned weights when there are some, else as configured."""
+        if finetuned is not None:
+            from kdlight.models import from_folder
+
+            return from_folder(finetuned["path"])
+        return self.build_model(datamodule.corpus)
+
+    def rationale_quality(self, cache: RationaleCache, datamodule, finetuned: dict | None = None, teacher=None) -> dict:
         """Faithfulness and plausibility of the train cache's words (attribution.quality), measured once
         per cache and setting and kept beside it (quality-<key>.json): a sweep over k measures once."""
         import json
@@ -207,7 +214,7 @@ class TeacherStage:
                     if teacher is not None:
                         model = (teacher.model, teacher.tokenizer, teacher.family)
                     else:
-                        model = loaded or self.build_model(datamodule.corpus)
+                        model = self.load_teacher(datamodule, finetuned)
                     log.info("measuring rationale quality on %d rows (k = %s)", examples, ks)
                     write_json(path, measure_quality(cache, datamodule, model, ks, examples))
         return quality_by_k(json.loads(path.read_text()))

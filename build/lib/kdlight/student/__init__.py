@@ -1,1 +1,0 @@
-"""The student: a LabelTaskModule that also learns to write the rationale (module.py)."""
