@@ -122,3 +122,31 @@ def test_flush_denormal_holds_only_inside_a_run(compose):
     assert (tiny * 1.0).item() != 0.0  # PyTorch's default is back for whatever runs next
     with numeric_settings(compose(["flush_denormal=false"]).flush_denormal):
         assert (tiny * 1.0).item() != 0.0
+
+
+def test_charts_pin_the_axis_keep_equal_points_apart_and_say_what_the_bars_are(monkeypatch, tmp_path):
+    """A degenerate sweep (every accuracy 0) still reads: [0, 1] axis, one marker per line, lines
+    offset, chance and fine-tuning levels labelled, the caption naming mean +- sample std and n."""
+    from kdlight.reports import report
+
+    figures = {}
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.__setitem__(path.name, fig))
+    rows = [
+        {"dataset": "cqa", "method": "saliency", "attribution": "grad_x_input", "k": k, "alpha": alpha, "test_acc_mean": 0.0,
+         "test_acc_std": None, "runs": 1, "seeds": [0], "val_acc_best_mean": 0.0, "chance_acc": 0.2}
+        for k in (1, 3) for alpha in (0.1, 0.5)
+    ] + [{"dataset": "cqa", "method": "finetune", "attribution": None, "k": None, "alpha": 0.0, "test_acc_mean": 0.1,
+          "test_acc_std": 0.02, "runs": 3, "seeds": [0, 1, 2], "val_acc_best_mean": 0.1, "chance_acc": 0.2}]
+    report.plot_k_curve(rows, tmp_path / "k_curve.png")
+    report.plot_methods(rows, tmp_path / "methods.png")
+    (ax,) = figures["k_curve.png"].axes
+    assert ax.get_ylim() == (0.0, 1.0)
+    lines = [container.lines[0] for container in ax.containers]  # the data line of each alpha curve
+    assert len(lines) == 2 and lines[0].get_marker() != lines[1].get_marker()
+    assert list(lines[0].get_xdata()) != list(lines[1].get_xdata())  # offset: equal points stay visible
+    labels = ax.get_legend_handles_labels()[1]
+    assert "chance (0.200)" in labels and "finetune level (0.100)" in labels
+    caption = " ".join(t.get_text() for t in figures["k_curve.png"].texts)
+    assert "mean +- sample std over seeds (n = 1-3 per point" in caption
+    (bars,) = figures["methods.png"].axes
+    assert bars.get_ylim() == (0.0, 1.0) and any("k=" in t.get_text() for t in bars.get_xticklabels())
