@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from kdlight.io import atomic_path, write_json, write_text
+from kdlight.reports.markdown import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +71,13 @@ def model_card(input_format: dict, card: dict, family: str) -> str:
         + (f" and, with weight alpha = {card.get('alpha')}, to write a rationale ({card.get('method')})" if card.get("alpha") else "")
         + ". At test time it predicts only the label.",
         "",
-        "| | |",
-        "|---|---|",
-        f"| dataset | {f.get('dataset')} |",
-        f"| method | {card.get('method')} |",
-        f"| k (rationale words) | {card.get('k') if card.get('k') is not None else '-'} |",
-        f"| alpha (rationale weight) | {card.get('alpha')} |",
-        f"| teacher | {card.get('teacher') or '-'} |",
-        f"| attribution | {card.get('attribution') or '-'} |",
-        f"| student | {card.get('student')} ({family}) |",
-        f"| test accuracy | {metrics.get('test_acc')} |",
-        f"| best validation accuracy | {metrics.get('val_acc_best')} |",
-        f"| training steps | {card.get('steps')} |",
+        *markdown_table(["", ""], [
+            ["dataset", f.get("dataset")], ["method", card.get("method")],
+            ["k (rationale words)", card.get("k") if card.get("k") is not None else "-"], ["alpha (rationale weight)", card.get("alpha")],
+            ["teacher", card.get("teacher") or "-"], ["attribution", card.get("attribution") or "-"],
+            ["student", f"{card.get('student')} ({family})"], ["test accuracy", metrics.get("test_acc")],
+            ["best validation accuracy", metrics.get("val_acc_best")], ["training steps", card.get("steps")],
+        ]),
         "",
         "## Input format",
         "",

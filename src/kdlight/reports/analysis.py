@@ -32,6 +32,7 @@ from typing import Any
 
 from kdlight.io import write_json, write_text
 from kdlight.reports import measures
+from kdlight.reports.markdown import markdown_table
 from kdlight.reports.views import saliency_html
 from kdlight.teacher.cache import RationaleCache
 from kdlight.teacher.stage import cache_teacher, measure_quality
@@ -139,30 +140,30 @@ def markdown_summary(result: dict) -> str:
         accuracy = _cell(c["teacher_accuracy"], "not scored (extract with attribution.score_teacher=true)")
         lines.append(f"## {c['dataset']} {c['split']}, teacher {c['teacher']}, {c['attribution']} ({c['examples']} examples)\n")
         lines.append(f"Teacher accuracy: {accuracy}. Cache: `{c['cache']}`. View (top-{c['saliency_view_k']} boxed): `{c['saliency_view']}`.\n")
-        lines.append("| k | answer in top-k words | planted words (recall / chance) | words | stop-word share | choice coverage | number coverage |")
-        lines.append("|---|---|---|---|---|---|---|")
+        rows = []
         for k, overlap in c["answer_overlap"].items():
             s, planted = c["rationale_stats"][k], c["salient_recall"][k]
-            recall = f"{planted['recall']} / {planted['chance']}" if planted else "n/a (no planted words)"
-            share = _cell(overlap["share"], "n/a (labels are not input words)")
-            lines.append(
-                f"| {k} | {share} | {recall} | {_cell(s['words_mean'])} | {_cell(s['stopword_share'])} | "
-                f"{_cell(s['choice_coverage'], 'n/a')} | {_cell(s['number_coverage'], 'n/a')} |"
-            )
+            rows.append([k, _cell(overlap["share"], "n/a (labels are not input words)"),
+                         f"{planted['recall']} / {planted['chance']}" if planted else "n/a (no planted words)",
+                         _cell(s["words_mean"]), _cell(s["stopword_share"]), _cell(s["choice_coverage"], "n/a"),
+                         _cell(s["number_coverage"], "n/a")])
+        lines += markdown_table(["k", "answer in top-k words", "planted words (recall / chance)", "words", "stop-word share",
+                                 "choice coverage", "number coverage"], rows)
         quality = c.get("quality")
         if quality:
-            lines += ["", f"Rationale quality on the first {quality['examples']} rows (nats of log p(gold); random: as many random words):", "",
-                      "| k | compr. teacher / random | suff. teacher / random | compr. acc teacher / random | plausibility F1 teacher / random |",
-                      "|---|---|---|---|---|"]
+            lines += ["", f"Rationale quality on the first {quality['examples']} rows (nats of log p(gold); random: as many random words):", ""]
             partial_t = quality["plausibility"].get("partial", {})
             partial_r = quality["plausibility_random"].get("partial", {})
+            rows = []
             for k in quality["sources"]["teacher"]:
                 t, r = quality["sources"]["teacher"][k], quality["sources"]["random"][k]
                 f1 = (f"{_cell((partial_t.get(k) or {}).get('f1'))} / {_cell((partial_r.get(k) or {}).get('f1'))}"
                       if partial_t.get("examples") else "n/a (no human highlights)")
                 acc = (f"{_cell(t.get('comprehensiveness_acc'))} / {_cell(r.get('comprehensiveness_acc'))}"
                        if "comprehensiveness_acc" in t else "n/a (teacher not scored)")
-                lines.append(f"| {k} | {t['comprehensiveness']} / {r['comprehensiveness']} | {t['sufficiency']} / {r['sufficiency']} | {acc} | {f1} |")
+                rows.append([k, f"{t['comprehensiveness']} / {r['comprehensiveness']}", f"{t['sufficiency']} / {r['sufficiency']}", acc, f1])
+            lines += markdown_table(["k", "compr. teacher / random", "suff. teacher / random", "compr. acc teacher / random",
+                                     "plausibility F1 teacher / random"], rows)
             aopc = quality["aopc"]
             lines.append(f"\nAOPC comprehensiveness: teacher {aopc['teacher']['comprehensiveness']}, random {aopc['random']['comprehensiveness']}; "
                          f"sufficiency: teacher {aopc['teacher']['sufficiency']}, random {aopc['random']['sufficiency']}.")
@@ -173,14 +174,15 @@ def markdown_summary(result: dict) -> str:
         lines.append("")
     if result["runs"]:
         lines.append("## Teacher and student\n")
-        lines.append("| run | method | k | examples | Jaccard of top-k words (per k) | answers agree | student acc on these rows | planted words in the student's top-k (per k) |")
-        lines.append("|---|---|---|---|---|---|---|---|")
+        rows = []
         for r in result["runs"]:
             s = r["similarity"]
             jac = ", ".join(f"k={k}: {v}" for k, v in s["jaccard"].items())
             planted = ", ".join(f"k={k}: {v['recall']}" for k, v in r["student_salient_recall"].items() if v) or "n/a (no planted words)"
-            agree = _cell(s["prediction_agreement"], "n/a (teacher not scored)")
-            lines.append(f"| `{r['path']}` | {r['method']} | {_cell(r['k'], '-')} | {s['examples']} | {jac} | {agree} | {_cell(s['student_accuracy'])} | {planted} |")
+            rows.append([f"`{r['path']}`", r["method"], _cell(r["k"], "-"), s["examples"], jac,
+                         _cell(s["prediction_agreement"], "n/a (teacher not scored)"), _cell(s["student_accuracy"]), planted])
+        lines += markdown_table(["run", "method", "k", "examples", "Jaccard of top-k words (per k)", "answers agree",
+                                 "student acc on these rows", "planted words in the student's top-k (per k)"], rows)
     return "\n".join(lines) + "\n"
 
 

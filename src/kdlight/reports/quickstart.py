@@ -14,6 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from kdlight.io import write_json, write_text
+from kdlight.reports.markdown import markdown_table
 from kdlight.reports.report import build_report
 from kdlight.reports.runs import collect_runs, format_mean_std, mean_std
 
@@ -65,14 +66,12 @@ def quickstart_table(summary: dict) -> str:
         f"Teacher (tiny T5 fine-tuned on {t['finetune_train_examples']} generated examples, {t['finetune_steps']} steps): "
         f"accuracy valid {_fmt(t['valid_acc'])}, test {_fmt(t['test_acc'])}, on the student's train rows {_fmt(t['train_acc'])}",
         "",
-        "| student method | k | alpha | seeds | planted words in the rationale (recall) | chance | student test accuracy |",
-        "|---|---|---|---|---|---|---|",
+        *markdown_table(
+            ["student method", "k", "alpha", "seeds", "planted words in the rationale (recall)", "chance", "student test accuracy"],
+            ([name, m["k"] if m["k"] is not None else "-", f"{m['alpha']:g}", len(m["seeds"]), _fmt(m["planted_recall"]),
+              _fmt(m["planted_recall_chance"]), _fmt(m["test_acc_mean"], m["test_acc_std"])] for name, m in summary["methods"].items()),
+        ),
     ]
-    for name, m in summary["methods"].items():
-        lines.append(
-            f"| {name} | {m['k'] if m['k'] is not None else '-'} | {m['alpha']:g} | {len(m['seeds'])} | "
-            f"{_fmt(m['planted_recall'])} | {_fmt(m['planted_recall_chance'])} | {_fmt(m['test_acc_mean'], m['test_acc_std'])} |"
-        )
     return "\n".join(lines) + "\n"
 
 

@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from kdlight.io import atomic_path, write_json, write_text
+from kdlight.reports.markdown import markdown_table
 from kdlight.reports.runs import collect_runs, format_mean_std, mean_std
 
 KEY = ("dataset", "method", "attribution", "k", "alpha")
@@ -52,16 +53,12 @@ def _fmt(value, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def markdown_table(rows: list[dict]) -> str:
-    lines = [
-        "| dataset | method | attribution | k | alpha | test acc (mean +- std) | runs | best val acc (mean) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['dataset']} | {r['method']} | {r['attribution'] or '-'} | {_fmt(r['k']) or '-'} | {_fmt(r['alpha'], 2)} | "
-            f"{format_mean_std(r['test_acc_mean'], r['test_acc_std'])} | {r['runs']} | {_fmt(r['val_acc_best_mean'])} |"
-        )
+def results_table(rows: list[dict]) -> str:
+    lines = markdown_table(
+        ["dataset", "method", "attribution", "k", "alpha", "test acc (mean +- std)", "runs", "best val acc (mean)"],
+        ([r["dataset"], r["method"], r["attribution"] or "-", _fmt(r["k"]) or "-", _fmt(r["alpha"], 2),
+          format_mean_std(r["test_acc_mean"], r["test_acc_std"]), r["runs"], _fmt(r["val_acc_best_mean"])] for r in rows),
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -203,16 +200,13 @@ def quality_rows(finished: list[dict]) -> list[dict]:
 
 
 def quality_table(rows: list[dict]) -> str:
-    lines = [
-        "| dataset | attribution | k | comprehensiveness | sufficiency | compr. (accuracy) | suff. (accuracy) | plausibility F1 | AUPRC | student test acc |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['dataset']} | {r['attribution']} | {r['k']} | {_fmt(r.get('comprehensiveness'))} | {_fmt(r.get('sufficiency'))} | "
-            f"{_fmt(r.get('comprehensiveness_acc'))} | {_fmt(r.get('sufficiency_acc'))} | {_fmt(r.get('plausibility_f1'))} | "
-            f"{_fmt(r.get('auprc'))} | {format_mean_std(r['student_acc_mean'], r['student_acc_std'], missing='-')} |"
-        )
+    measures = ("comprehensiveness", "sufficiency", "comprehensiveness_acc", "sufficiency_acc", "plausibility_f1", "auprc")
+    lines = markdown_table(
+        ["dataset", "attribution", "k", "comprehensiveness", "sufficiency", "compr. (accuracy)", "suff. (accuracy)", "plausibility F1",
+         "AUPRC", "student test acc"],
+        ([r["dataset"], r["attribution"], r["k"], *(_fmt(r.get(m)) for m in measures),
+          format_mean_std(r["student_acc_mean"], r["student_acc_std"], missing="-")] for r in rows),
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -267,7 +261,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> dict:
         "# kdlight report\n",
         f"{len(runs.finished)} finished runs, {len(runs.failed)} failed, {len(runs.unfinished)} unfinished; "
         f"the teacher ran in {runs.teacher_runs} of them (rationale cache misses).\n",
-        markdown_table(rows),
+        results_table(rows),
     ]
     if quality:
         markdown += ["\n## Rationale quality (training rationales)\n", quality_table(quality)]
