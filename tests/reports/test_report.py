@@ -146,7 +146,8 @@ def test_charts_pin_the_axis_keep_equal_points_apart_and_say_what_the_bars_are(m
     assert list(lines[0].get_xdata()) != list(lines[1].get_xdata())  # offset: equal points stay visible
     labels = ax.get_legend_handles_labels()[1]
     assert "chance (0.200)" in labels and "finetune level (0.100)" in labels
-    caption = " ".join(t.get_text() for t in figures["k_curve.png"].texts)
+    caption = " ".join(" ".join(t.get_text() for t in figures["k_curve.png"].texts).split())  # wrapped to the width
     assert "mean +- sample std over seeds (n = 1-3 per point" in caption
+    assert ax.get_xlim() == (0.0, 4.0)  # half a step beyond k=1 and k=3: the offset points stay by their ticks
     (bars,) = figures["methods.png"].axes
     assert bars.get_ylim() == (0.0, 1.0) and any("k=" in t.get_text() for t in bars.get_xticklabels())

@@ -16,6 +16,7 @@ import argparse
 import csv
 import io
 import sys
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -76,11 +77,20 @@ def _series_label(row: dict) -> str:
     return f"{name} (alpha {row['alpha']:g})"
 
 
-def _seeds_caption(rows: list[dict]) -> str:
+def _seeds_caption(rows: list[dict], finetune_level: bool = True) -> str:
     counts = sorted({r["runs"] for r in rows})
     n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    return (f"Points and bars: test accuracy, mean +- sample std over seeds (n = {n} per point; no bar with one seed). "
-            "Dashed: labels-only fine-tuning; dotted: chance.")
+    levels = "Dashed: labels-only fine-tuning; dotted: chance." if finetune_level else "Dotted: chance."
+    return f"Points and bars: test accuracy, mean +- sample std over seeds (n = {n} per point; no bar with one seed). {levels}"
+
+
+def _caption(fig, text: str) -> None:
+    """A caption under the panels, wrapped to the figure's width (~16 characters an inch at 7.5 pt),
+    with the room it needs kept free of the axes."""
+    width_in, height_in = fig.get_size_inches()
+    lines = textwrap.wrap(text, width=max(40, int(width_in * 16)))
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=7.5, color="0.25", va="bottom")
+    fig.tight_layout(rect=(0, min(0.3, (0.13 * len(lines) + 0.05) / height_in), 1, 1))
 
 
 def _pyplot():
@@ -126,8 +136,9 @@ def plot_k_curve(rows: list[dict], path: Path) -> None:
                 capsize=3, linewidth=1.4, label=label,
             )
         _levels(ax, mine)
-        if ks:
+        if ks:  # half a step of room either side, so that offset points at the ends stay near their tick
             ax.set_xticks(ks)
+            ax.set_xlim(ks[0] - 0.5 * width, ks[-1] + 0.5 * width)
         ax.set_ylim(0.0, 1.0)
         ax.set_title(dataset)
         ax.set_xlabel("k (rationale words)")
@@ -135,8 +146,7 @@ def plot_k_curve(rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best", framealpha=0.85)
-    fig.text(0.01, 0.01, _seeds_caption(rows), fontsize=7.5, color="0.25")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    _caption(fig, _seeds_caption(rows))
     _save(fig, path)
 
 
@@ -174,8 +184,7 @@ def plot_methods(rows: list[dict], path: Path) -> None:
         ax.set_title(dataset)
         ax.set_ylabel("student test accuracy (best validation setting)")
         ax.grid(axis="y", alpha=0.3)
-    fig.text(0.01, 0.01, _seeds_caption(chosen).replace("Dashed: labels-only fine-tuning; ", ""), fontsize=7.5, color="0.25")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    _caption(fig, _seeds_caption(chosen, finetune_level=False))  # fine-tuning has its own bar here
     _save(fig, path)
 
 
@@ -235,9 +244,8 @@ def plot_quality(rows: list[dict], path: Path) -> None:
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
-    fig.text(0.01, 0.005, "Faithfulness in nats of the teacher's gold log-probability (higher comprehensiveness, lower "
-             "sufficiency = more faithful); random: as many random eligible words.", fontsize=7.5, color="0.25")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    _caption(fig, "Faithfulness in nats of the teacher's gold log-probability (higher comprehensiveness, lower "
+                  "sufficiency = more faithful); random: as many random eligible words.")
     _save(fig, path)
 
 

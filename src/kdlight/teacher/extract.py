@@ -168,7 +168,8 @@ class RationaleWriter(BasePredictionWriter):
         self.queue.put(None)
         self.thread.join()
         self._raise_if_failed()
-        log.info("rank %d of %d finished its share of the batches", trainer.global_rank, trainer.world_size)
+        if trainer.world_size > 1:  # a single process has nothing to tell apart
+            log.info("rank %d of %d finished its share of the batches", trainer.global_rank, trainer.world_size)
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         """A failure (or a kill signal turned exception) stops the writer without writing what is unflushed."""
