@@ -44,6 +44,7 @@ def tiny_sweep(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sweep")
     out = run_train(["-m", *TINY_SWEEP], root / "sweep", root / "cache")
     assert out.returncode == 0, out.stderr[-3000:]
+    (root / "stdout.txt").write_text(out.stdout)
     return root / "sweep"
 
 
@@ -56,6 +57,8 @@ def test_grid_sweep_writes_four_results_and_runs_the_teacher_once(tiny_sweep):
     summary = json.loads((tiny_sweep / "sweep_summary.json").read_text())
     assert summary["finished"] == 4 and summary["teacher_runs"] == 1 and summary["cache_hits"] == 3
     assert summary["failed"] == [] and summary["unfinished"] == []
+    jobs = [line for line in (tiny_sweep.parent / "stdout.txt").read_text().splitlines() if line.startswith("[job ")]
+    assert [line.split("]")[0] for line in jobs] == ["[job 1/4", "[job 2/4", "[job 3/4", "[job 4/4"]  # one line per job, counted
 
 
 def test_report_has_one_row_per_setting_and_two_charts(tiny_sweep):

@@ -47,7 +47,8 @@ def write_sweep_summary(sweep_dir: str | Path) -> dict:
 def sweep_size(config: DictConfig) -> int | None:
     """How many jobs the basic sweeper will launch (the product of the swept values), if it can be told."""
     try:
-        params = OmegaConf.to_container(config.hydra.sweeper.get("params") or {})
+        params = config.hydra.sweeper.get("params")
+        params = OmegaConf.to_container(params) if params else {}  # none: a grid from the command line only
         overrides = list(config.hydra.overrides.task)
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
