@@ -151,3 +151,4 @@ def test_charts_pin_the_axis_keep_equal_points_apart_and_say_what_the_bars_are(m
     assert ax.get_xlim() == (0.0, 4.0)  # half a step beyond k=1 and k=3: the offset points stay by their ticks
     (bars,) = figures["methods.png"].axes
     assert bars.get_ylim() == (0.0, 1.0) and any("k=" in t.get_text() for t in bars.get_xticklabels())
+    assert "0.000" in [t.get_text() for t in bars.texts]  # the value written on a bar of height 0

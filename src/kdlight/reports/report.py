@@ -77,10 +77,11 @@ def _series_label(row: dict) -> str:
     return f"{name} (alpha {row['alpha']:g})"
 
 
-def _seeds_caption(rows: list[dict], finetune_level: bool = True) -> str:
+def _seeds_caption(rows: list[dict], levels: bool) -> str:
+    """`levels`: the chart draws methods without k (fine-tuning) as horizontal lines."""
     counts = sorted({r["runs"] for r in rows})
     n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    levels = "Dashed: labels-only fine-tuning; dotted: chance." if finetune_level else "Dotted: chance."
+    levels = "Horizontal lines: methods without k (dashed: labels-only fine-tuning); dotted: chance." if levels else "Dotted: chance."
     return f"Points and bars: test accuracy, mean +- sample std over seeds (n = {n} per point; no bar with one seed). {levels}"
 
 
@@ -133,7 +134,7 @@ def plot_k_curve(rows: list[dict], path: Path) -> None:
             ax.errorbar(
                 [p["k"] + offset for p in points], [p["test_acc_mean"] for p in points],
                 yerr=[p["test_acc_std"] or 0.0 for p in points], marker=MARKERS[i % len(MARKERS)], markersize=6,
-                capsize=3, linewidth=1.4, label=label,
+                capsize=3, linewidth=1.4, label=label, clip_on=False,  # a point at 0 or 1 drawn whole
             )
         _levels(ax, mine)
         if ks:  # half a step of room either side, so that offset points at the ends stay near their tick
@@ -146,7 +147,7 @@ def plot_k_curve(rows: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best", framealpha=0.85)
-    _caption(fig, _seeds_caption(rows))
+    _caption(fig, _seeds_caption(rows, levels=any(r["k"] is None and r["test_acc_mean"] is not None for r in rows)))
     _save(fig, path)
 
 
@@ -173,6 +174,8 @@ def plot_methods(rows: list[dict], path: Path) -> None:
         labels = []
         for i, r in enumerate(mine):
             ax.bar(i, r["test_acc_mean"], 0.7, yerr=r["test_acc_std"] or 0.0, capsize=4, color=f"C{i}")
+            top = r["test_acc_mean"] + (r["test_acc_std"] or 0.0)
+            ax.text(i, min(top + 0.02, 0.97), f"{r['test_acc_mean']:.3f}", ha="center", fontsize=8)  # a bar of 0 still reads
             setting = ", ".join(s for s in (f"k={r['k']}" if r["k"] is not None else "", f"a={r['alpha']:g}") if s)
             labels.append(f"{r['method']}" + (f"\n[{r['attribution']}]" if r["attribution"] else "") + f"\n{setting}")
         chance = next((r["chance_acc"] for r in mine if r.get("chance_acc") is not None), None)
@@ -184,7 +187,7 @@ def plot_methods(rows: list[dict], path: Path) -> None:
         ax.set_title(dataset)
         ax.set_ylabel("student test accuracy (best validation setting)")
         ax.grid(axis="y", alpha=0.3)
-    _caption(fig, _seeds_caption(chosen, finetune_level=False))  # fine-tuning has its own bar here
+    _caption(fig, _seeds_caption(chosen, levels=False))  # fine-tuning has its own bar here
     _save(fig, path)
 
 
