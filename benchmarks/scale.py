@@ -230,7 +230,8 @@ def main() -> None:
         run_overlap(overrides) if name == "overlap" else run_stage(name, overrides)
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[10000, 50000, 200000, 549367])
+    parser.add_argument("--sizes", nargs="*", type=int, default=[10000, 50000, 200000, 549367],
+                        help="none (--sizes alone): keep the recorded size rows and measure only the overlap")
     parser.add_argument("--overlap-rows", type=int, default=50000)
     parser.add_argument("--gpu-ms", type=float, default=1.5, help="simulated model time per example (FLAN-T5-XL on a GPU: ~1-2 ms)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work")
@@ -238,6 +239,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     results = {"sizes": [], "note": "wall seconds and peak resident memory (GB) per stage, each in a process of its own"}
     results_path = RESULTS / "scale_cpu.json"
+    if not args.sizes and results_path.is_file():
+        results["sizes"] = json.loads(results_path.read_text())["sizes"]
     for rows in args.sizes:
         results["sizes"].append(size_row(rows, args.work))
         write("scale_cpu.json", results)

@@ -35,7 +35,7 @@ from hydra.utils import instantiate
 
 from common import device, environment, paired_ratio, rounds, shape_overrides, write
 from kdlight.attribution import TargetScorer, reduce_hidden
-from kdlight.attribution.selection import unit_spans
+from kdlight.attribution.selection import PackedUnitSpans, unit_spans
 from kdlight.compose import compose_config
 from kdlight.families import IGNORE_INDEX
 from kdlight.families.base import lengths_mask, pad_right
@@ -177,7 +177,7 @@ def dataset_order_batches(examples, render, tokenizer, settings, size) -> list[d
         batches.append({
             "input_ids": input_ids, "attention_mask": lengths_mask(torch.tensor([len(x) for x in ids]), input_ids.shape[1]),
             "labels": pad_right([targets[i] for i in rows], IGNORE_INDEX),
-            "units": [unit_spans(prompts[i], encoded["offset_mapping"][i]) for i in rows],
+            "units": PackedUnitSpans([unit_spans(prompts[i], encoded["offset_mapping"][i]) for i in rows], [prompts[i].text for i in rows]),
         })
     return batches
 

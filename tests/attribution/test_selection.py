@@ -96,3 +96,30 @@ def test_byte_level_pieces_with_their_leading_space_count_as_inside_the_word():
     spans = unit_spans(rendered, with_spaces, "word", drop_punctuation=False)
     assert [(u.start, u.end) for u in spans] == words
     assert all(u.tokens == (i,) for i, u in enumerate(spans))
+
+
+def test_packed_unit_spans_give_back_every_span_and_pickle_small():
+    """A DataLoader worker sends a batch's spans packed; unpacked, they are the spans themselves."""
+    import io
+    import pickle
+    import re
+
+    from kdlight.attribution.selection import PackedUnitSpans, UnitSpan
+    from kdlight.data.tasks import Rendered
+
+    prompts = [Rendered("Premise: the cat sat on the mat", ((9, 31),)), Rendered("Question: why? Answer: none", ((10, 14),)),
+               Rendered("nothing eligible", ())]
+    rows = [unit_spans(p, [m.span() for m in re.finditer(r"\S+", p.text)], "word", drop_punctuation=False) for p in prompts]
+    rows[0] = [*rows[0][:2], UnitSpan(rows[0][2].start, rows[0][2].end, rows[0][2].text, (4, 5, 6))]  # a unit of three tokens
+    packed = pickle.loads(pickle.dumps(PackedUnitSpans(rows, [p.text for p in prompts])))
+    assert list(packed) == rows and len(packed) == 3 and packed[2] == []
+    assert packed.token_positions() == [[u.tokens for u in row] for row in rows]
+    classes = []
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module, name):
+            classes.append(name)
+            return super().find_class(module, name)
+
+    Recorder(io.BytesIO(pickle.dumps(PackedUnitSpans(rows, [p.text for p in prompts])))).load()
+    assert "PackedUnitSpans" in classes and "UnitSpan" not in classes  # arrays, not one object a span

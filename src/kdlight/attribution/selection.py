@@ -9,8 +9,10 @@ special tokens, padding and the NLI separator are never inside one.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from kdlight.attribution.settings import ORDERS, UNITS, WORD_SCORES
 from kdlight.data.tasks import Rendered, content_words
@@ -34,6 +36,48 @@ class UnitSpan:
     end: int
     text: str
     tokens: tuple[int, ...]
+
+
+class PackedUnitSpans:
+    """A batch's unit spans as flat integer arrays plus the prompt texts (a unit's text is its prompt's
+    characters start:end). This is what a DataLoader worker sends to the model's process: unpickling
+    a list of span objects per example cost that process ~0.3 ms an example, a fifth of a fast GPU's
+    time on it. Iterating gives each example's spans back."""
+
+    def __init__(self, rows: Sequence[Sequence[UnitSpan]], texts: Sequence[str]) -> None:
+        if len(rows) != len(texts):
+            raise ValueError(f"{len(rows)} rows of units for {len(texts)} prompt texts")
+        flat = [u for row in rows for u in row]
+        self.texts = list(texts)
+        self.unit_offsets = np.cumsum([0, *(len(row) for row in rows)])
+        self.starts = np.array([u.start for u in flat], dtype=np.int32)
+        self.ends = np.array([u.end for u in flat], dtype=np.int32)
+        self.token_offsets = np.cumsum([0, *(len(u.tokens) for u in flat)])
+        self.tokens = np.array([t for u in flat for t in u.tokens], dtype=np.int32)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def _unit_tokens(self, j: int) -> list[tuple[int, ...]]:
+        a, b = self.unit_offsets[j], self.unit_offsets[j + 1]
+        tokens = self.tokens[self.token_offsets[a] : self.token_offsets[b]].tolist()
+        bounds = (self.token_offsets[a : b + 1] - self.token_offsets[a]).tolist()
+        return [tuple(tokens[lo:hi]) for lo, hi in zip(bounds, bounds[1:])]
+
+    def __getitem__(self, j: int) -> list[UnitSpan]:
+        a, b = self.unit_offsets[j], self.unit_offsets[j + 1]
+        text = self.texts[j]
+        return [
+            UnitSpan(start, end, text[start:end], tokens)
+            for start, end, tokens in zip(self.starts[a:b].tolist(), self.ends[a:b].tolist(), self._unit_tokens(j))
+        ]
+
+    def __iter__(self) -> Iterator[list[UnitSpan]]:
+        return (self[j] for j in range(len(self)))
+
+    def token_positions(self) -> list[list[tuple[int, ...]]]:
+        """Each example's units as their token positions (what an attribution method needs)."""
+        return [self._unit_tokens(j) for j in range(len(self))]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter, Callback
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from kdlight.attribution.selection import unit_spans
+from kdlight.attribution.selection import PackedUnitSpans, unit_spans
 from kdlight.data.store import SplitExamples
 from kdlight.data.tasks import Example, Rendered
 from kdlight.families.base import IGNORE_INDEX, lengths_mask, pad_right
@@ -86,23 +86,27 @@ class TeacherBatches(IterableDataset):
         )
         targets = encode_targets(self.tokenizer, [ex.label for ex in examples], s["max_target_length"])
         ids = encoded["input_ids"]
+        # From a worker, arrays travel inside the pickle; tensors would each pass a shared-memory file
+        # descriptor, which cost the model's process more than the batch's bytes.
+        out = (lambda t: t.numpy()) if get_worker_info() is not None else (lambda t: t)
         for j, positions in enumerate(plan_batches([len(x) for x in ids], s["batch_size"])):
             if j not in wanted:
                 continue
             inputs = [ids[i] for i in positions]
             input_ids = pad_right(inputs, self.tokenizer.pad_token_id)
             yield {
-                "input_ids": input_ids,
-                "attention_mask": lengths_mask(torch.tensor([len(x) for x in inputs]), input_ids.shape[1]),
-                "labels": pad_right([targets[i] for i in positions], IGNORE_INDEX),
+                "input_ids": out(input_ids),
+                "attention_mask": out(lengths_mask(torch.tensor([len(x) for x in inputs]), input_ids.shape[1])),
+                "labels": out(pad_right([targets[i] for i in positions], IGNORE_INDEX)),
                 "batch_id": first_id + j,
                 "rows": [start + i for i in positions],
                 "ids": [examples[i].id for i in positions],
                 "golds": [examples[i].label for i in positions],
-                "units": [
-                    unit_spans(prompts[i], encoded["offset_mapping"][i], s["unit"], s["drop_stopwords"], s["drop_punctuation"])
-                    for i in positions
-                ],
+                "units": PackedUnitSpans(
+                    [unit_spans(prompts[i], encoded["offset_mapping"][i], s["unit"], s["drop_stopwords"], s["drop_punctuation"])
+                     for i in positions],
+                    [prompts[i].text for i in positions],
+                ),
             }
 
 

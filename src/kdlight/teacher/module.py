@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
@@ -70,8 +71,9 @@ class TeacherModule(pl.LightningModule):
             self.model.to(torch.bfloat16)
 
     def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
-        # Only the tensors move; prompts and units stay plain Python for the CPU-side selection.
-        return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        # Only the arrays move (tensors, or numpy arrays from a DataLoader worker); the packed units stay
+        # on the CPU for the selection.
+        return {k: torch.as_tensor(v).to(device) if torch.is_tensor(v) or isinstance(v, np.ndarray) else v for k, v in batch.items()}
 
     def greedy(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The model's own greedy answer as target labels (IGNORE_INDEX after the end), without gradients."""
@@ -86,7 +88,7 @@ class TeacherModule(pl.LightningModule):
         if att["target"] == "prediction" or att["score_teacher"]:
             predicted = self.greedy(input_ids, attention_mask)
         labels = predicted if att["target"] == "prediction" else batch["labels"]
-        units = [[u.tokens for u in spans] for spans in batch["units"]]
+        units = batch["units"].token_positions()
         result = self.method(self.scorer, AttributionBatch(input_ids, attention_mask, labels, units))
         answers = correct = None
         if predicted is not None and att["score_teacher"]:
