@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -170,6 +171,7 @@ def size_row(rows: int, work: Path) -> dict:
 def overlap(rows: int, gpu_ms: float, workers: int, work: Path) -> dict:
     """Extraction with a simulated GPU: wall time against the model's own (sleeping) time."""
     release = generate_release(work / "releases", rows)
+    shutil.rmtree(work / f"cache-overlap-{rows}-{workers}" / "rationales", ignore_errors=True)  # a cache hit would time nothing
     out = subprocess.run([*stage_script("overlap"), *common_overrides(release, work / f"cache-overlap-{rows}-{workers}"),
                           f"attribution.num_workers={workers}", f"+gpu_ms={gpu_ms}"],
                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"})
