@@ -192,3 +192,25 @@ def test_setup_tokenises_both_tasks_in_chunks_and_caches(release_root, tokenizer
     again.setup("fit")
     assert calls == []  # the second run of the same config opens the tokenised features
     assert again.features["train"].table.equals(dm.features["train"].table)
+
+
+def test_rows_are_taken_from_a_many_chunk_table_without_concatenating_it(tmp_path):
+    """Batches of a memory-mapped features file are one-row slices of it: Arrow's Table.take would
+    first concatenate every chunk (all the file's pages, and a copy, for every batch)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from kdlight.data.store import open_table, take_rows
+
+    path = tmp_path / "t.arrow"
+    schema = pa.schema([("i", pa.int64()), ("ids", pa.list_(pa.int32()))])
+    with pa.ipc.new_file(str(path), schema) as writer:
+        for start in range(0, 1000, 100):  # ten record batches, as features files are written
+            writer.write_batch(pa.RecordBatch.from_pydict({"i": list(range(start, start + 100)),
+                                                           "ids": [[n, n + 1] for n in range(start, start + 100)]}, schema=schema))
+    table = open_table(path)
+    indices = np.random.default_rng(0).choice(1000, 64, replace=False).tolist()
+    taken = take_rows(table, indices)
+    assert taken.to_pylist() == table.take(pa.array(indices)).to_pylist()
+    assert taken.column("ids").num_chunks == 64  # slices of the mapped chunks: nothing concatenated or copied
+    assert take_rows(table, []).num_rows == 0

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import torch
 
-from kdlight.data.store import open_table
+from kdlight.data.store import open_table, take_rows
 from kdlight.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class FeatureRows(torch.utils.data.Dataset):
         return self.table.num_rows
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
-        return self.table.take(pa.array(indices, type=pa.int64())).to_pylist()
+        return take_rows(self.table, indices).to_pylist()
 
     def __getitem__(self, index: int) -> dict:
         return self.__getitems__([index])[0]

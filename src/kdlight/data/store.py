@@ -76,6 +76,15 @@ def open_table(path: Path) -> pa.Table:
     return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
 
 
+def take_rows(table: pa.Table, indices) -> pa.Table:
+    """Rows of a (memory-mapped, many-chunk) table by position, as zero-copy one-row slices: Arrow's
+    Table.take first concatenates every chunk of a column, which cost 0.45 s and 350 MB of memory
+    per 64-row batch of a 549k-row features file."""
+    if len(indices) == 0:
+        return table.slice(0, 0)
+    return pa.concat_tables([table.slice(int(i), 1) for i in indices])
+
+
 def file_digest(path: Path, memo: dict | None = None) -> str:
     """sha256 of a file's content, remembered by (size, mtime) in `memo` so unchanged files are read once."""
     stat = path.stat()
@@ -155,7 +164,7 @@ class SplitExamples(Sequence[Example]):
     def _rows(self, start: int, stop: int) -> pa.Table:
         if self.indices is None:
             return self.table.slice(start, max(0, stop - start))
-        return self.table.take(pa.array(self.indices[start:stop]))
+        return take_rows(self.table, self.indices[start:stop])
 
     def _decode(self, table: pa.Table) -> list[Example]:
         data = table.to_pydict()
