@@ -154,31 +154,22 @@ def validate_config(cfg: DictConfig, methods: bool = True) -> None:
                 f"raise attribution.max_k or lower k"
             )
     if cfg.method.get("needs_teacher"):
-        check_shared_attribution(cfg.attribution)
-        if methods:
-            check_attribution(cfg.attribution)
+        check_attribution(cfg.attribution, method=methods)
     if float(method_alpha) > 0 and cfg.method.get("rationale") is None:
         raise ConfigError(f"method={method} has no rationale source, so alpha must be 0 (got {method_alpha})")
 
 
-def check_shared_attribution(attribution) -> None:
+def check_attribution(attribution, method: bool = True) -> None:
+    """The shared attribution settings and, with `method`, the chosen method's own (the registry says
+    which exist; importing it imports torch)."""
     from kdlight.attribution.settings import check_shared
 
     try:
         check_shared(attribution)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+        if method:
+            from kdlight.attribution import method_from_settings  # imports (and so registers) the methods
 
-
-def check_attribution(attribution) -> None:
-    """The shared attribution settings and the chosen method's own (the registry says which exist)."""
-    from kdlight.attribution.settings import check_shared
-
-    try:
-        check_shared(attribution)
-        from kdlight.attribution import method_from_settings  # imports (and so registers) the methods
-
-        method_from_settings(attribution)
+            method_from_settings(attribution)
     except ValueError as err:
         raise ConfigError(str(err)) from None
 

@@ -29,14 +29,15 @@ def save_student(model, tokenizer, family, path: str | Path, input_format: dict,
 
     from kdlight.hf_pipeline import Text2TextGenerationPipeline, register_pipeline
 
-    register_pipeline(encoder_decoder=family.name == "seq2seq")
+    register_pipeline(family.auto_class)
     generation = GenerationConfig.from_model_config(model.config)
     generation.update(
         max_new_tokens=input_format["max_new_tokens"], do_sample=False, num_beams=1,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=model.generation_config.eos_token_id,
     )
-    if family.name == "seq2seq":
-        generation.decoder_start_token_id = model.generation_config.decoder_start_token_id
+    start = model.generation_config.decoder_start_token_id  # encoder-decoders have one (family.prepare completes it)
+    if start is not None:
+        generation.decoder_start_token_id = start
     with atomic_path(path) as tmp:
         tmp.unlink()
         model.generation_config = generation
@@ -44,6 +45,16 @@ def save_student(model, tokenizer, family, path: str | Path, input_format: dict,
         write_json(tmp / FORMAT_FILE, {**input_format, "family": family.name})
         write_text(tmp / "README.md", model_card(input_format, card or {}, family.name))
     return str(path)
+
+
+def student_pipeline(path: str | Path, device=None):
+    """The exported student at `path` as a text2text pipeline, without running the code saved in it."""
+    from kdlight.hf_pipeline import Text2TextGenerationPipeline
+    from kdlight.models import from_folder
+
+    model, tokenizer, family = from_folder(path)
+    tokenizer.padding_side = family.generation_padding_side  # for batched calls
+    return Text2TextGenerationPipeline(model=model, tokenizer=tokenizer, device=device)
 
 
 def read_input_format(path: str | Path) -> dict:

@@ -54,22 +54,11 @@ class Text2TextGenerationPipeline(Pipeline):
         return [{"generated_text": text.strip()} for text in texts]
 
 
-def register_pipeline(encoder_decoder: bool = True) -> None:
-    """Declare the pipeline for TASK: what makes save_pretrained ship it."""
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+def register_pipeline(auto_class: str) -> None:
+    """Declare the pipeline for TASK with the model's Auto class name (the family adapter's
+    `auto_class`): what makes save_pretrained ship it."""
+    import transformers
     from transformers.pipelines import PIPELINE_REGISTRY
 
-    auto = AutoModelForSeq2SeqLM if encoder_decoder else AutoModelForCausalLM
-    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=Text2TextGenerationPipeline, pt_model=auto)
-
-
-def student_pipeline(path: str, device: Any = None) -> Text2TextGenerationPipeline:
-    """The exported student at `path` (model and tokenizer) as a pipeline, without running saved code."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    auto = AutoModelForSeq2SeqLM if AutoConfig.from_pretrained(path).is_encoder_decoder else AutoModelForCausalLM
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if auto is not AutoModelForSeq2SeqLM:
-        tokenizer.padding_side = "left"
-    return Text2TextGenerationPipeline(model=auto.from_pretrained(path), tokenizer=tokenizer, device=device)
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=Text2TextGenerationPipeline, pt_model=getattr(transformers, auto_class))
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import pipeline
 
-from kdlight.export import read_input_format, save_student
+from kdlight.export import read_input_format, save_student, student_pipeline
 from kdlight.families.base import lengths_mask, pad_right
-from kdlight.hf_pipeline import Text2TextGenerationPipeline, student_pipeline
+from kdlight.hf_pipeline import Text2TextGenerationPipeline
 from kdlight.models import from_folder
 from kdlight.text import decode_answers, encode_inputs
 

@@ -63,6 +63,7 @@ class ModelFamily:
 
     name: ClassVar[str]
     auto_class: ClassVar[str]  # the transformers Auto class that loads this family
+    generation_padding_side: ClassVar[str] = "right"  # how a tokenizer pads a batch of prompts to generate from
 
     # ------------------------------------------------------------ loading
     def matches(self, config) -> bool:

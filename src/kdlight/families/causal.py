@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 class CausalFamily(ModelFamily):
     name = "causal"
     auto_class = "AutoModelForCausalLM"
+    generation_padding_side = "left"  # every row continues from its last token
 
     def matches(self, config) -> bool:
         return not getattr(config, "is_encoder_decoder", False)

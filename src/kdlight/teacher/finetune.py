@@ -38,9 +38,9 @@ def finetuned_dir(stage, data) -> Path:
     return stage.cache_dir / "teachers" / f"{data.task.name}-{stage.name}-{key[:16]}"
 
 
-def finetuned_teacher(stage, datamodule) -> tuple[Path, dict]:
-    """(folder, summary) of the fine-tuned teacher, trained now if its folder is not there yet; the
-    weights are loaded only when extraction needs them (a k-sweep's cache hits never do)."""
+def finetuned_teacher(stage, datamodule) -> dict:
+    """The fine-tuned teacher's summary (its folder under "path"), trained now if the folder is not there
+    yet; the weights are loaded only when extraction needs them (a k-sweep's cache hits never do)."""
     from filelock import FileLock
 
     from kdlight.teacher.stage import is_launching_process
@@ -60,7 +60,7 @@ def finetuned_teacher(stage, datamodule) -> tuple[Path, dict]:
                 lock.release()
     summary = json.loads((folder / "summary.json").read_text())
     log.info("fine-tuned teacher: %s (val accuracy %s)", folder, summary.get("val_acc"))
-    return folder, {**summary, "path": str(folder)}
+    return {**summary, "path": str(folder)}
 
 
 def _train(stage, data, folder: Path) -> None:

@@ -151,8 +151,8 @@ class TeacherStage:
         if self.finetune is not None:
             from kdlight.teacher.finetune import finetuned_teacher
 
-            folder, info["finetune"] = finetuned_teacher(self, datamodule)
-            teacher_folder = str(folder)
+            info["finetune"] = finetuned_teacher(self, datamodule)
+            teacher_folder = info["finetune"]["path"]
         elif isinstance(self.model_config.get("name_or_path"), str):
             teacher_folder = self.model_config["name_or_path"]
         caches, summaries = {}, {}
