@@ -81,8 +81,8 @@ def _seeds_caption(rows: list[dict], levels: bool) -> str:
     """`levels`: the chart draws methods without k (fine-tuning) as horizontal lines."""
     counts = sorted({r["runs"] for r in rows})
     n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    levels = "Horizontal lines: methods without k (dashed: labels-only fine-tuning); dotted: chance." if levels else "Dotted: chance."
-    return f"Points and bars: test accuracy, mean +- sample std over seeds (n = {n} per point; no bar with one seed). {levels}"
+    lines = "Horizontal lines: methods without k (dashed: labels-only fine-tuning); dotted: chance." if levels else "Dotted: chance."
+    return f"Points and bars: test accuracy, mean +- sample std over seeds (n = {n} per point; no bar with one seed). {lines}"
 
 
 def _caption(fig, text: str) -> None:
