@@ -167,17 +167,17 @@ def run(cfg, args, shape: str, work: Path) -> None:
 def dataset_order_batches(examples, render, tokenizer, settings, size) -> list[dict]:
     """Batches of consecutive rows, as a user feeds captum a batch at a time (no length grouping)."""
     prompts = [render(ex) for ex in examples]
-    encoded = encode_inputs(tokenizer, [p.text for p in prompts], settings["max_input_length"], offsets=True)
+    prompt_ids, offsets = encode_inputs(tokenizer, [p.text for p in prompts], settings["max_input_length"], offsets=True)
     targets = encode_targets(tokenizer, [ex.label for ex in examples], settings["max_target_length"])
     batches = []
     for start in range(0, len(prompts), size):
         rows = range(start, min(start + size, len(prompts)))
-        ids = [encoded["input_ids"][i] for i in rows]
+        ids = [prompt_ids[i] for i in rows]
         input_ids = pad_right(ids, tokenizer.pad_token_id)
         batches.append({
             "input_ids": input_ids, "attention_mask": lengths_mask(torch.tensor([len(x) for x in ids]), input_ids.shape[1]),
             "labels": pad_right([targets[i] for i in rows], IGNORE_INDEX),
-            "units": PackedUnitSpans([unit_spans(prompts[i], encoded["offset_mapping"][i]) for i in rows], [prompts[i].text for i in rows]),
+            "units": PackedUnitSpans([unit_spans(prompts[i], offsets[i]) for i in rows], [prompts[i].text for i in rows]),
         })
     return batches
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kdlight.answers import answer_correct
-from kdlight.text import decode_answers, encode_targets, end_token_id, separator_token
+from kdlight.text import decode_answers, encode_inputs, encode_targets, end_token_id, separator_token
 from kdlight.tiny import tiny_tokenizer
 
 KINDS = [("sentencepiece", {}), ("wordpiece", {}), ("bpe", {"add_bos": True, "pad": False})]
@@ -24,6 +24,28 @@ def test_targets_end_with_exactly_one_end_token_and_hold_no_other_special(tmp_pa
         assert with_specials[0] == tokenizer.cls_token_id and target[0] != tokenizer.cls_token_id
         assert separator_token(tokenizer) == "[SEP]"
     assert decode_answers(tokenizer, [target]) == ["the cat"]
+
+
+@pytest.mark.parametrize("kind, options", KINDS, ids=[k for k, _ in KINDS])
+def test_ids_from_the_backend_equal_the_tokenizers_own_call(tmp_path, kind, options):
+    """The fast path (the Rust backend directly) gives what tokenizer(...) gives: ids, truncation with
+    the special tokens kept, offsets, the separator recognised as one special token; and it leaves no
+    setting behind (a later plain call is not truncated)."""
+    tokenizer = tiny_tokenizer(["the cat sat on the mat 18.0 person's"] * 50, 200, str(tmp_path), kind, **options)
+    sep = separator_token(tokenizer)
+    texts = ["predict: the cat sat", f"the mat {sep} person's 18.0 cat sat on the mat the cat", "", "sat  on\tthe mat"]
+    for max_length in (4, 64):
+        ids, offsets = encode_inputs(tokenizer, texts, max_length, offsets=True)
+        expected = tokenizer(texts, max_length=max_length, truncation=True, return_offsets_mapping=True)
+        assert ids == expected["input_ids"] and [list(map(tuple, o)) for o in offsets] == [list(map(tuple, o)) for o in expected["offset_mapping"]]
+        assert encode_inputs(tokenizer, texts, max_length) == expected["input_ids"]
+        assert encode_inputs(tokenizer, texts, max_length, templated=True) == tokenizer(
+            texts, max_length=max_length, truncation=True, add_special_tokens=False)["input_ids"]
+    assert any(len(x) == 4 for x in encode_inputs(tokenizer, texts, 4))  # the short limit did cut
+    assert len(tokenizer(texts[1])["input_ids"]) > 4
+    plain = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    encode_inputs(tokenizer, texts, 4)  # a limit set for inputs must not cut the next targets
+    assert encode_targets(tokenizer, texts + texts, 256) == [x + [end_token_id(tokenizer)] for x in plain + plain]
 
 
 def release_labels(root) -> dict[str, tuple[str, list[str]]]:

@@ -67,7 +67,7 @@ def generate(model, tokenizer, family, texts: list[str], max_input_length: int, 
     answers: list[str] = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
-            ids = encode_inputs(tokenizer, texts[start : start + batch_size], max_input_length)["input_ids"]
+            ids = encode_inputs(tokenizer, texts[start : start + batch_size], max_input_length)
             prompt_ids = pad_right(ids, tokenizer.pad_token_id)
             prompt_mask = lengths_mask(torch.tensor([len(x) for x in ids]), prompt_ids.shape[1])
             answers += decode_answers(tokenizer, family.generate(model, prompt_ids, prompt_mask, max_new_tokens))

@@ -34,22 +34,47 @@ def separator_token(tokenizer) -> str:
     return token
 
 
+def token_ids(tokenizer, texts: Sequence[str], special_tokens: bool, max_length: int | None = None, offsets: bool = False):
+    """`tokenizer(texts, ...)["input_ids"]` (and its offset mapping when asked), straight from the Rust
+    backend of a fast tokenizer: transformers' per-text conversion into a BatchEncoding cost more than
+    the tokenisation itself for short texts (0.9 s against 0.2 s for 20k rationales). Slow tokenizers
+    go through their own __call__."""
+    texts = list(texts)
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is None or not texts:
+        encoded = tokenizer(texts, add_special_tokens=special_tokens, truncation=max_length is not None, max_length=max_length,
+                            return_offsets_mapping=offsets) if texts else {"input_ids": [], "offset_mapping": []}
+        return (encoded["input_ids"], encoded["offset_mapping"]) if offsets else encoded["input_ids"]
+    # the same backend settings as tokenizer(...) would make (it sets them again on its next call)
+    if max_length is None:
+        backend.no_truncation()
+    else:
+        backend.enable_truncation(max_length, stride=0, strategy="longest_first", direction=tokenizer.truncation_side)
+    backend.no_padding()
+    backend.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
+    if offsets:
+        encodings = backend.encode_batch(texts, add_special_tokens=special_tokens)
+        return [e.ids for e in encodings], [e.offsets for e in encodings]
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # no offsets computed (tokenizers >= 0.21)
+    return [e.ids for e in encode(texts, add_special_tokens=special_tokens)]
+
+
 def encode_targets(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Each text without special tokens, cut to max_length - 1, then one end token."""
+    """Each text without special tokens, cut to max_length - 1, then one end token. Each distinct text
+    is tokenised once (a label column has a handful)."""
     if max_length < 2:
         raise ValueError(f"max_target_length={max_length} is too short; use an integer >= 2")
     end = end_token_id(tokenizer)
-    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
-    return [list(ids[: max_length - 1]) + [end] for ids in encoded]
+    distinct = list(dict.fromkeys(texts))
+    encoded = dict(zip(distinct, token_ids(tokenizer, distinct, special_tokens=False)))
+    return [encoded[text][: max_length - 1] + [end] for text in texts]
 
 
 def encode_inputs(tokenizer, texts: Sequence[str], max_length: int, offsets: bool = False, templated: bool = False):
-    """Inputs with the tokenizer's own special tokens (and character offsets when asked); a text
-    already wrapped in a chat template carries its own, so none are added."""
-    return tokenizer(
-        list(texts), max_length=max_length, truncation=True, return_offsets_mapping=offsets,
-        add_special_tokens=not templated,
-    )
+    """Inputs with the tokenizer's own special tokens, cut to max_length: ids, or (ids, character
+    offsets) when asked; a text already wrapped in a chat template carries its own special tokens, so
+    none are added."""
+    return token_ids(tokenizer, texts, special_tokens=not templated, max_length=max_length, offsets=offsets)
 
 
 def decode_answers(tokenizer, sequences) -> list[str]:

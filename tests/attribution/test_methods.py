@@ -22,13 +22,13 @@ TOL = dict(atol=1e-5, rtol=1e-5)
 
 
 def make_batch(tokenizer, pairs):
-    encoded = encode_inputs(tokenizer, [p for p, _ in pairs], 64, offsets=True)
-    input_ids = pad_right(encoded["input_ids"], tokenizer.pad_token_id)
-    mask = (torch.arange(input_ids.shape[1])[None] < torch.tensor([len(x) for x in encoded["input_ids"]])[:, None]).long()
+    ids, offsets = encode_inputs(tokenizer, [p for p, _ in pairs], 64, offsets=True)
+    input_ids = pad_right(ids, tokenizer.pad_token_id)
+    mask = (torch.arange(input_ids.shape[1])[None] < torch.tensor([len(x) for x in ids])[:, None]).long()
     labels = pad_right(encode_targets(tokenizer, [t for _, t in pairs], 16), IGNORE_INDEX)
     units = [
         [s.tokens for s in unit_spans(Rendered(p, ((0, len(p)),)), offsets)]
-        for (p, _), offsets in zip(pairs, encoded["offset_mapping"])
+        for (p, _), offsets in zip(pairs, offsets)
     ]
     return AttributionBatch(input_ids, mask, labels, units)
 

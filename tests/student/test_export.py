@@ -21,7 +21,7 @@ TEXTS = ["predict: Where do fish live?", "predict: What makes a room bright at n
 
 
 def generated(model, tokenizer, family, texts):
-    ids = encode_inputs(tokenizer, texts, 64)["input_ids"]
+    ids = encode_inputs(tokenizer, texts, 64)
     prompt = pad_right(ids, tokenizer.pad_token_id)
     return decode_answers(tokenizer, family.generate(model, prompt, lengths_mask(torch.tensor([len(x) for x in ids]), prompt.shape[1]), 4))
 

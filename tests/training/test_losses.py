@@ -26,8 +26,8 @@ def make_batch(tokenizer, family):
          "rationale_labels": ry}
         for i, (label, rationale, x, y, rx, ry) in enumerate(zip(
             ["water", "scissors"], ["fish live", "cut paper"],
-            encode_inputs(tokenizer, ["predict: " + t for t in inputs], 64)["input_ids"], encode_targets(tokenizer, ["water", "scissors"], 8),
-            encode_inputs(tokenizer, ["explain: " + t for t in inputs], 64)["input_ids"], encode_targets(tokenizer, ["fish live", "cut paper"], 8),
+            encode_inputs(tokenizer, ["predict: " + t for t in inputs], 64), encode_targets(tokenizer, ["water", "scissors"], 8),
+            encode_inputs(tokenizer, ["explain: " + t for t in inputs], 64), encode_targets(tokenizer, ["fish live", "cut paper"], 8),
         ))
     ]
     return TaskCollator(family, tokenizer.pad_token_id)(features)

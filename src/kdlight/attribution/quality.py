@@ -92,7 +92,7 @@ class PromptScorer:
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start : start + self.batch_size]
             ids = encode_inputs(self.tokenizer, [p.text for p in chunk], self.max_input_length,
-                                templated=any(p.templated for p in chunk))["input_ids"]
+                                templated=any(p.templated for p in chunk))
             input_ids = pad_right(ids, self.tokenizer.pad_token_id).to(self.model.device)
             yield start, input_ids, lengths_mask(torch.tensor([len(x) for x in ids]), input_ids.shape[1]).to(self.model.device)
 

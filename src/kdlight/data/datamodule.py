@@ -25,6 +25,7 @@ from kdlight.data.cue_words import CueWordsSpec, generate_rows
 from kdlight.data.features import FeatureRows, features_key, write_features
 from kdlight.data.store import DigestMemo, ExampleSet, SplitExamples, build_or_open
 from kdlight.data.tasks import ANLITask, CQATask, CueWordsTask, ESNLITask, Example, Rendered, SVAMPTask, Task
+from kdlight.runtime import collector_paused
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +305,7 @@ class KDDataModule(pl.LightningDataModule):
             columns = {
                 "index": list(range(start, start + len(examples))),
                 "label_text": [ex.label for ex in examples],
-                "input_ids": encode_inputs(self.tokenizer, [self.prefixes["label"] + t for t in texts], self.max_input_length, templated=templated)["input_ids"],
+                "input_ids": encode_inputs(self.tokenizer, [self.prefixes["label"] + t for t in texts], self.max_input_length, templated=templated),
                 "labels": encode_targets(self.tokenizer, [ex.label for ex in examples], self.max_target_length),
                 "rationale_input_ids": [None] * len(examples),
                 "rationale_labels": [None] * len(examples),
@@ -316,7 +317,7 @@ class KDDataModule(pl.LightningDataModule):
                 present = [i for i, r in enumerate(rationales) if r]
                 inputs = encode_inputs(
                     self.tokenizer, [self.prefixes["rationale"] + texts[i] for i in present], self.max_input_length, templated=templated
-                )["input_ids"]
+                )
                 targets = encode_targets(self.tokenizer, [rationales[i] for i in present], self.max_target_length)
                 for i, ids, target in zip(present, inputs, targets):
                     columns["rationale_input_ids"][i], columns["rationale_labels"][i] = ids, target
@@ -338,7 +339,8 @@ class KDDataModule(pl.LightningDataModule):
 
                 table = open_table(path)
             else:
-                table = write_features(self._feature_batches(split, with_rationales), path)
+                with collector_paused():
+                    table = write_features(self._feature_batches(split, with_rationales), path)
             self.features[split] = FeatureRows(table)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

@@ -80,12 +80,11 @@ class TeacherBatches(IterableDataset):
     def _chunk_batches(self, first_id: int, start: int, examples: list[Example], wanted: set[int]):
         s = self.settings
         prompts = [self.render(ex) for ex in examples]
-        encoded = encode_inputs(
+        ids, offsets = encode_inputs(
             self.tokenizer, [p.text for p in prompts], s["max_input_length"], offsets=True,
             templated=any(p.templated for p in prompts),
         )
         targets = encode_targets(self.tokenizer, [ex.label for ex in examples], s["max_target_length"])
-        ids = encoded["input_ids"]
         # From a worker, arrays travel inside the pickle; tensors would each pass a shared-memory file
         # descriptor, which cost the model's process more than the batch's bytes.
         out = (lambda t: t.numpy()) if get_worker_info() is not None else (lambda t: t)
@@ -103,7 +102,7 @@ class TeacherBatches(IterableDataset):
                 "ids": [examples[i].id for i in positions],
                 "golds": [examples[i].label for i in positions],
                 "units": PackedUnitSpans(
-                    [unit_spans(prompts[i], encoded["offset_mapping"][i], s["unit"], s["drop_stopwords"], s["drop_punctuation"])
+                    [unit_spans(prompts[i], offsets[i], s["unit"], s["drop_stopwords"], s["drop_punctuation"])
                      for i in positions],
                     [prompts[i].text for i in positions],
                 ),
