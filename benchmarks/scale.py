@@ -12,7 +12,8 @@ its own (the real command line where there is one) and reports its wall time and
   (the pipeline itself is what is timed, not a model);
 - read-back: every training row's rationale read from the cache for a k-sweep job (texts, starts);
 - setup (cold) and setup (cached): the student's DataModule setup with the tiny tokenizer and the
-  teacher's rationales (tokenising four columns, or opening the cached features).
+  teacher's rationales (tokenising four columns, or opening the cached features); the cold one twice,
+  in the main process (dataset.num_workers=0) and in --setup-workers worker processes.
 Also recorded: cache files and bytes. The overlap measurement replaces the model by a simulated GPU
 (it sleeps for --gpu-ms per example, releasing the CPU as a GPU kernel would, and returns random
 scores): the extraction's wall time against the model's own time shows whether the pipeline (workers
@@ -149,16 +150,18 @@ def cache_files(cache: Path) -> dict:
             "shards": sum(1 for p in files if p.name.startswith("shard-"))}
 
 
-def setup_stages(row: dict, work: Path) -> None:
-    """DataModule setup, fresh (no tokenised features yet) and cached, into a size row."""
+def setup_stages(row: dict, work: Path, workers: int) -> None:
+    """DataModule setup, fresh (no tokenised features yet: in this process, then in `workers` worker
+    processes) and cached, into a size row."""
     cache = work / f"cache-{row['rows']}"
-    shutil.rmtree(cache / "features", ignore_errors=True)
     overrides = common_overrides(generate_release(work / "releases", row["rows"]), cache)
-    row["setup_cold"] = measured([*stage_script("setup"), *overrides])
+    for key, count in (("setup_cold", 0), ("setup_cold_workers", workers)):
+        shutil.rmtree(cache / "features", ignore_errors=True)
+        row[key] = {"num_workers": count, **measured([*stage_script("setup"), *overrides, f"dataset.num_workers={count}"])}
     row["setup_cached"] = measured([*stage_script("setup"), *overrides])
 
 
-def size_row(rows: int, work: Path) -> dict:
+def size_row(rows: int, work: Path, setup_workers: int) -> dict:
     release = generate_release(work / "releases", rows)
     cache = work / f"cache-{rows}"
     overrides = common_overrides(release, cache)
@@ -168,7 +171,7 @@ def size_row(rows: int, work: Path) -> dict:
     row["extract_cold"] = measured([sys.executable, "-m", "kdlight.attribute", *overrides])
     row["extract_hit"] = measured([sys.executable, "-m", "kdlight.attribute", *overrides])
     row["readback"] = measured([*stage_script("readback"), *overrides])
-    setup_stages(row, work)
+    setup_stages(row, work, setup_workers)
     row["cache"] = cache_files(cache)
     summary = (row["extract_cold"]["stage_output"] or {}).get("splits", {}).get("train", {})
     row["extract_reported_seconds"] = summary.get("seconds")
@@ -246,6 +249,7 @@ def main() -> None:
     parser.add_argument("--gpu-ms", type=float, default=1.5, help="simulated model time per example (FLAN-T5-XL on a GPU: ~1-2 ms)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work")
     parser.add_argument("--setup-only", action="store_true", help="re-measure only the setup stages of the recorded size rows")
+    parser.add_argument("--setup-workers", type=int, default=2, help="dataset.num_workers of the second fresh setup (this machine: 2 cores)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results = {"sizes": [], "note": "wall seconds and peak resident memory (GB) per stage, each in a process of its own"}
@@ -254,11 +258,11 @@ def main() -> None:
         results = json.loads(results_path.read_text())  # recorded rows kept; only what is asked is measured again
     if args.setup_only:
         for row in results["sizes"]:
-            setup_stages(row, args.work)
+            setup_stages(row, args.work, args.setup_workers)
             write("scale_cpu.json", results)
         args.sizes, args.overlap_rows = [], 0
     for rows in args.sizes:
-        results["sizes"].append(size_row(rows, args.work))
+        results["sizes"].append(size_row(rows, args.work, args.setup_workers))
         write("scale_cpu.json", results)
     if args.overlap_rows:
         results["overlap"] = [overlap(args.overlap_rows, args.gpu_ms, workers, args.work) for workers in (0, 1)]

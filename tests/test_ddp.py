@@ -80,14 +80,14 @@ def _features_file(path: Path, n: int) -> int:
     import numpy as np
     import pyarrow as pa
 
-    from kdlight.data.features import write_features
+    from kdlight.data.features import feature_batch, write_features
 
     def ids(width: int):
         values = pa.array(np.random.default_rng(n).integers(5, 2000, n * width, dtype=np.int32))
         return pa.ListArray.from_arrays(pa.array(np.arange(0, n * width + 1, width, dtype=np.int32)), values)
 
-    write_features([{"index": pa.array(np.arange(n)), "label_text": ["label"] * n, "input_ids": ids(48), "labels": ids(2),
-                     "rationale_input_ids": ids(48), "rationale_labels": ids(3), "rationale_text": ["a b"] * n}], path)
+    write_features([feature_batch({"index": pa.array(np.arange(n)), "label_text": ["label"] * n, "input_ids": ids(48), "labels": ids(2),
+                                   "rationale_input_ids": ids(48), "rationale_labels": ids(3), "rationale_text": ["a b"] * n})], path)
     return path.stat().st_size
 
 

@@ -185,13 +185,22 @@ def test_setup_tokenises_both_tasks_in_chunks_and_caches(release_root, tokenizer
     batch = next(iter(dm.train_dataloader()))
     assert batch["label"]["input_ids"].shape[0] == 4
 
+    import kdlight.text
+
     calls = []
-    original = type(tokenizer).__call__
-    monkeypatch.setattr(type(tokenizer), "__call__", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    original = kdlight.text.token_ids
+    monkeypatch.setattr(kdlight.text, "token_ids", lambda *a, **k: calls.append(1) or original(*a, **k))
     again = CQADataModule(**kwargs)
     again.setup("fit")
     assert calls == []  # the second run of the same config opens the tokenised features
     assert again.features["train"].table.equals(dm.features["train"].table)
+
+    # two worker processes build the chunks: the same file, chunk for chunk (and the tokenizer was used)
+    parallel = CQADataModule(**{**kwargs, "cache_dir": str(tmp_path / "parallel"), "num_workers": 2})
+    parallel.setup("fit")
+    for split in ("train", "valid", "test"):
+        assert parallel.features[split].table.equals(dm.features[split].table)
+    assert parallel.features["train"].table.num_rows > 3 * 5
 
 
 def test_rows_are_taken_from_a_many_chunk_table_without_concatenating_it(tmp_path):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+import pyarrow as pa
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader
 from kdlight.data import sources
 from kdlight.data.collate import TaskCollator
 from kdlight.data.cue_words import CueWordsSpec, generate_rows
-from kdlight.data.features import FeatureRows, features_key, write_features
+from kdlight.data.features import FeatureRows, feature_batch, features_key, write_features
 from kdlight.data.store import DigestMemo, ExampleSet, SplitExamples, build_or_open
 from kdlight.data.tasks import ANLITask, CQATask, CueWordsTask, ESNLITask, Example, Rendered, SVAMPTask, Task
 from kdlight.runtime import collector_paused
@@ -295,34 +296,44 @@ class KDDataModule(pl.LightningDataModule):
             "rationales": self.rationales.fingerprint(split) if with_rationales else None,
         }
 
-    def _feature_batches(self, split: str, with_rationales: bool) -> Iterator[dict]:
+    def _feature_chunk(self, split: str, start: int, with_rationales: bool) -> pa.RecordBatch:
+        """The feature columns of rows [start, start + chunk_rows) of a split."""
         from kdlight.text import encode_inputs, encode_targets
 
-        for start, examples in self.examples[split].chunks(self.chunk_rows):
-            rendered = [self.model_input(ex) for ex in examples]
-            templated = any(r.templated for r in rendered)
-            texts = [r.text for r in rendered]
-            columns = {
-                "index": list(range(start, start + len(examples))),
-                "label_text": [ex.label for ex in examples],
-                "input_ids": encode_inputs(self.tokenizer, [self.prefixes["label"] + t for t in texts], self.max_input_length, templated=templated),
-                "labels": encode_targets(self.tokenizer, [ex.label for ex in examples], self.max_target_length),
-                "rationale_input_ids": [None] * len(examples),
-                "rationale_labels": [None] * len(examples),
-                "rationale_text": [None] * len(examples),
-            }
-            if with_rationales:
-                prompts = [self.task.render_teacher(ex) for ex in examples]
-                rationales = self.rationales(split, start, examples, prompts)
-                present = [i for i, r in enumerate(rationales) if r]
-                inputs = encode_inputs(
-                    self.tokenizer, [self.prefixes["rationale"] + texts[i] for i in present], self.max_input_length, templated=templated
-                )
-                targets = encode_targets(self.tokenizer, [rationales[i] for i in present], self.max_target_length)
-                for i, ids, target in zip(present, inputs, targets):
-                    columns["rationale_input_ids"][i], columns["rationale_labels"][i] = ids, target
-                    columns["rationale_text"][i] = rationales[i]
-            yield columns
+        examples = self.examples[split].chunk(start, start + self.chunk_rows)
+        rendered = [self.model_input(ex) for ex in examples]
+        templated = any(r.templated for r in rendered)
+        texts = [r.text for r in rendered]
+        columns = {
+            "index": list(range(start, start + len(examples))),
+            "label_text": [ex.label for ex in examples],
+            "input_ids": encode_inputs(self.tokenizer, [self.prefixes["label"] + t for t in texts], self.max_input_length, templated=templated),
+            "labels": encode_targets(self.tokenizer, [ex.label for ex in examples], self.max_target_length),
+            "rationale_input_ids": [None] * len(examples),
+            "rationale_labels": [None] * len(examples),
+            "rationale_text": [None] * len(examples),
+        }
+        if with_rationales:
+            prompts = [self.task.render_teacher(ex) for ex in examples]
+            rationales = self.rationales(split, start, examples, prompts)
+            present = [i for i, r in enumerate(rationales) if r]
+            inputs = encode_inputs(
+                self.tokenizer, [self.prefixes["rationale"] + texts[i] for i in present], self.max_input_length, templated=templated
+            )
+            targets = encode_targets(self.tokenizer, [rationales[i] for i in present], self.max_target_length)
+            for i, ids, target in zip(present, inputs, targets):
+                columns["rationale_input_ids"][i], columns["rationale_labels"][i] = ids, target
+                columns["rationale_text"][i] = rationales[i]
+        return feature_batch(columns)
+
+    def _feature_batches(self, split: str, with_rationales: bool) -> Iterator[pa.RecordBatch]:
+        """A split's feature chunks in order, built by `num_workers` DataLoader workers in parallel (by
+        this process when 0): tokenising is most of a fresh setup, and chunks are independent."""
+        chunks = _Chunks(self._feature_chunk, split, range(0, len(self.examples[split]), self.chunk_rows), with_rationales)
+        if self.num_workers == 0:
+            yield from chunks
+            return
+        yield from DataLoader(chunks, batch_size=None, collate_fn=_unchanged, num_workers=min(self.num_workers, len(chunks)))
 
     def setup(self, stage: str | None = None) -> None:
         if self.tokenizer is None or self.family is None:
@@ -367,6 +378,23 @@ class KDDataModule(pl.LightningDataModule):
     def eval_dataloader(self, split: str) -> DataLoader:
         """Any split in evaluation order (eval.py)."""
         return self._loader(split, shuffle=False)
+
+
+class _Chunks(torch.utils.data.Dataset):
+    """Chunk i of a split: build(split, starts[i], with_rationales) (a DataLoader fetches them in order)."""
+
+    def __init__(self, build: Callable, split: str, starts: range, with_rationales: bool) -> None:
+        self.build, self.split, self.starts, self.with_rationales = build, split, starts, with_rationales
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int):
+        return self.build(self.split, self.starts[i], self.with_rationales)
+
+
+def _unchanged(item):
+    return item
 
 
 def _carve(rows: SplitExamples) -> tuple[SplitExamples, SplitExamples]:

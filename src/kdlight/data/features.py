@@ -38,14 +38,18 @@ def features_key(fields: dict) -> str:
     return hashlib.sha256(json.dumps({"version": FEATURES_VERSION, **fields}, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def write_features(batches: Iterable[dict], path: Path | None) -> pa.Table:
-    """Record batches (dicts of columns) into a features file, or an in-memory table without a path."""
+def feature_batch(columns: dict) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict(columns, schema=SCHEMA)
+
+
+def write_features(batches: Iterable[pa.RecordBatch], path: Path | None) -> pa.Table:
+    """Record batches into a features file, or an in-memory table without a path."""
     sink = pa.BufferOutputStream() if path is None else None
 
     def write(target) -> None:
         with pa.ipc.new_file(target, SCHEMA) as writer:
-            for columns in batches:
-                writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=SCHEMA))
+            for batch in batches:
+                writer.write_batch(batch)
 
     if path is None:
         write(sink)
