@@ -1,12 +1,14 @@
 """Training-step cost of the dual task: time(alpha = 0.5 step) / time(alpha = 0 step), same batches.
 
-    python benchmarks/student_step.py [--family seq2seq|causal] [--batch-size 16] [--steps 8]
+    python benchmarks/student_step.py [--family seq2seq|causal] [--task-word before|after] [--batch-size 16] [--steps 8]
 
 A student of a real shape with random weights (the shape sets the cost): t5-v1_1-small for seq2seq,
 gpt2-small for decoder-only; real CQA rows of the step-by-step release; rationales of k = 5 words
 (method=random: the same length as the paper's k = 5 saliency rationales, without a teacher). Each
-step is forward(s), backward and an AdamW update. Two sequences per example make 2.0 the floor; the
-target is at most 2.1. Results go to benchmarks/results/student_step_<family>_<device>.json (not asserted).
+step is forward(s), backward and an AdamW update. Two sequences per example make 2.0 the floor when
+the task word comes before the input (`predict: x`, dataset.task_word=before); after it, a decoder-only
+student computes x once for both tasks. The target is at most 2.1. Results go to
+benchmarks/results/student_step_<family>[_after]_<device>.json (not asserted).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--task-word", default="before", choices=["before", "after"])
     args = parser.parse_args()
     apply_threads(args.threads)
     quiet_libraries()
@@ -44,7 +47,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="kdlight-bench-"))
     cfg = compose_config(
         ["dataset=cqa", "method=random", f"k={args.k}", f"student={student}", "student.tokenizer.vocab_size=8000",
-         f"dataset.max_rows={args.batch_size * args.steps}", f"dataset.batch_size={args.batch_size}", f"paths.cache_dir={work}",
+         f"dataset.max_rows={args.batch_size * args.steps}", f"dataset.task_word={args.task_word}", f"dataset.batch_size={args.batch_size}", f"paths.cache_dir={work}",
          *shape_overrides("student", shape)],
         output_dir=work / "run",
     )
@@ -89,14 +92,15 @@ def run(cfg, args, shape: str) -> None:
         for name, task in (("label_target_tokens", "label"), ("rationale_target_tokens", "rationale"))
     }
     results = {
-        "family": family.name, "student_shape": shape, "batch_size": args.batch_size, "steps_timed_per_mode": len(label_only),
+        "family": family.name, "student_shape": shape, "task_word": args.task_word, "batch_size": args.batch_size, "steps_timed_per_mode": len(label_only),
         "k": args.k, "flush_denormal": bool(cfg.flush_denormal), **environment(), "mean_target_tokens": lengths,
         "seconds_per_step": {"label_only": round(statistics.median(label_only), 4), "dual_task": round(statistics.median(dual), 4)},
         "ratio_dual_over_label_only": round(statistics.median(ratios), 3),
         "ratio_quartiles": [round(q, 3) for q in statistics.quantiles(ratios, n=4)],
         "ratio_of_median_step_times": round(statistics.median(dual) / statistics.median(label_only), 3),
     }
-    write(f"student_step_{family.name}_{'cuda' if torch.cuda.is_available() else 'cpu'}.json", results)
+    suffix = "" if args.task_word == "before" else f"_{args.task_word}"
+    write(f"student_step_{family.name}{suffix}_{'cuda' if torch.cuda.is_available() else 'cpu'}.json", results)
     print(results)
 
 

@@ -23,7 +23,8 @@ from tests.helpers import HANG_GUARD, TINY, clean_env, command, results_of, trai
     [("k=-1", "k=-1 is not accepted"), ("k=abc", "k='abc' is not accepted"), ("alpha=1.5", "alpha=1.5 is not accepted"),
      ("k=2.5", "k=2.5 is not accepted"), ("attribution.unit=line", "attribution.unit='line' is not accepted"),
      ("threads=0", "threads=0 is not accepted"), ("seed=x", "seed='x' is not accepted"),
-     ("attribution=integrated_gradients attribution.n_steps=0", "attribution.n_steps=0 is not accepted")],
+     ("attribution=integrated_gradients attribution.n_steps=0", "attribution.n_steps=0 is not accepted"),
+     ("dataset.task_word=middle", "dataset.task_word='middle' is not accepted; use one of ['before', 'after']")],
 )
 def test_a_bad_value_fails_before_any_run_folder_without_a_traceback(tmp_path, override, message):
     out = train(tmp_path, *override.split(), "dataset=cqa", "debug=tiny")
@@ -187,6 +188,7 @@ STUDENT_FAMILIES = {
     "bert2bert": ["student.model.architecture=bert2bert", "student.tokenizer.kind=wordpiece"],
     "gpt2": ["student=tiny_causal"],
     "llama": ["student=tiny_causal", "student.model.architecture=llama", "student.tokenizer.add_bos=true"],
+    "gpt2-task-word-after": ["student=tiny_causal", "dataset.task_word=after"],  # both tasks share x's computation
 }
 
 
@@ -199,7 +201,8 @@ def test_a_student_of_every_family_trains_on_32_svamp_rows_and_exports(tmp_path,
     (results,) = results_of(tmp_path)
     assert results["status"] == "finished" and results["split_sizes"]["train"] == 32 and results["steps"] == 4
     export = json.loads((Path(results["exported_student"]) / "kdlight.json").read_text())
-    assert export["family"] == ("causal" if family in ("gpt2", "llama") else "seq2seq")
+    assert export["family"] == ("causal" if family.startswith(("gpt2", "llama")) else "seq2seq")
+    assert export["task_word"] == ("after" if family.endswith("after") else "before")
     # The export reloads and predicts what the checkpoint predicted in the run's test.
     test = [json.loads(line) for line in (Path(results["output_dir"]) / "predictions-test.jsonl").read_text().splitlines()]
     rows = (dsbs_root / "svamp" / "svamp_test.json").read_text().splitlines()[:8]

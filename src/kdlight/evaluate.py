@@ -98,6 +98,7 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> dict:
         raise ConfigError(f"no dataset to evaluate {ckpt} on: add dataset=<name> (it is not inside a run folder with .hydra/config.yaml)")
     overrides = {
         "rendering": fmt["rendering"], "label_prefix": fmt["label_prefix"], "rationale_prefix": fmt["rationale_prefix"],
+        "task_word": fmt.get("task_word", "before"),
         "max_input_length": fmt["max_input_length"], "max_target_length": fmt["max_target_length"],
     }
     if cfg.get("batch_size"):

@@ -67,7 +67,10 @@ def read_input_format(path: str | Path) -> dict:
 
 def model_card(input_format: dict, card: dict, family: str) -> str:
     """The README.md of an export: what it is, how it was trained, how well it does, how to call it."""
+    from kdlight.data.tasks import TaskWords
+
     f = input_format
+    words = TaskWords.from_format(f)
     metrics = card.get("metrics", {})
     lines = [
         "---",
@@ -93,7 +96,8 @@ def model_card(input_format: dict, card: dict, family: str) -> str:
         "## Input format",
         "",
         f"Inputs are rendered as in training: the `{f.get('rendering')}` rendering of a {f.get('dataset')} example, "
-        f"prefixed with `{f.get('label_prefix')}` for the answer (and `{f.get('rationale_prefix')}` for a rationale)."
+        f"as `{json.dumps(words.apply('label', '<input>'))[1:-1]}` for the answer (and "
+        f"`{json.dumps(words.apply('rationale', '<input>'))[1:-1]}` for a rationale)."
         + (f" NLI inputs join premise and hypothesis with `{f.get('separator')}`." if f.get("separator") else ""),
         f"Inputs longer than {f.get('max_input_length')} tokens are cut; answers are at most {f.get('max_new_tokens')} tokens "
         "(greedy decoding, in generation_config.json).",
@@ -103,7 +107,7 @@ def model_card(input_format: dict, card: dict, family: str) -> str:
         "```python",
         "from transformers import pipeline",
         "student = pipeline(\"text2text-generation\", model=\"PATH/TO/student\", trust_remote_code=True)",
-        f"student(\"{f.get('label_prefix')}{card.get('example_input', '<input>')}\")",
+        f"student({json.dumps(words.apply('label', card.get('example_input', '<input>')))})",
         "```",
         "",
         "or, from raw dataset rows: `kdlight-predict PATH/TO/student rows.jsonl [--explain]`.",

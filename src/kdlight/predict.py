@@ -75,16 +75,17 @@ def generate(model, tokenizer, family, texts: list[str], max_input_length: int, 
 
 
 def predict(student: str | Path, lines: Iterable[str], out: TextIO, explain: bool = False, batch_size: int = 32) -> int:
-    from kdlight.data.tasks import TASKS
+    from kdlight.data.tasks import TASKS, TaskWords
     from kdlight.evaluate import load_student
 
     model, tokenizer, family, fmt = load_student(student)
     task = TASKS[fmt["dataset"]]
     inputs = read_inputs(lines, task, fmt.get("separator"), fmt["rendering"])
     texts = [text for _, text in inputs]
-    answers = generate(model, tokenizer, family, [fmt["label_prefix"] + t for t in texts], fmt["max_input_length"],
+    words = TaskWords.from_format(fmt)
+    answers = generate(model, tokenizer, family, [words.apply("label", t) for t in texts], fmt["max_input_length"],
                        fmt["max_new_tokens"], batch_size)
-    rationales = generate(model, tokenizer, family, [fmt["rationale_prefix"] + t for t in texts], fmt["max_input_length"],
+    rationales = generate(model, tokenizer, family, [words.apply("rationale", t) for t in texts], fmt["max_input_length"],
                           fmt["max_target_length"], batch_size) if explain else [None] * len(texts)
     for (number, text), answer, rationale in zip(inputs, answers, rationales):
         record = {"line": number, "input": text, "answer": answer}

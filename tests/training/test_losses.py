@@ -19,17 +19,25 @@ def test_golden_values():
         dual_task_loss(label, rationale, 1.5)
 
 
-def make_batch(tokenizer, family):
-    inputs = ["Where do fish live?", "What do people use to cut paper?"]
+FORMATS = {"prefix": ("predict: {}", "explain: {}"), "suffix": ("{}\nAnswer:", "{}\nExplain why:")}
+
+
+def make_batch(tokenizer, family, task_format: str = "prefix"):
+    """Three rows of different lengths; the third has no rationale when the format is `suffix`."""
+    inputs = ["Where do fish live?", "What do people use to cut paper?", "Where is the sun at night? Nowhere?"]
+    labels, rationales = ["water", "scissors", "sky"], ["fish live", "cut paper", "sun night"]
+    label_form, rationale_form = FORMATS[task_format]
     features = [
         {"index": i, "label_text": label, "rationale_text": rationale, "input_ids": x, "labels": y, "rationale_input_ids": rx,
          "rationale_labels": ry}
         for i, (label, rationale, x, y, rx, ry) in enumerate(zip(
-            ["water", "scissors"], ["fish live", "cut paper"],
-            encode_inputs(tokenizer, ["predict: " + t for t in inputs], 64), encode_targets(tokenizer, ["water", "scissors"], 8),
-            encode_inputs(tokenizer, ["explain: " + t for t in inputs], 64), encode_targets(tokenizer, ["fish live", "cut paper"], 8),
+            labels, rationales,
+            encode_inputs(tokenizer, [label_form.format(t) for t in inputs], 64), encode_targets(tokenizer, labels, 8),
+            encode_inputs(tokenizer, [rationale_form.format(t) for t in inputs], 64), encode_targets(tokenizer, rationales, 8),
         ))
     ]
+    if task_format == "suffix":
+        features[2].update(rationale_input_ids=None, rationale_labels=None, rationale_text=None)
     return TaskCollator(family, tokenizer.pad_token_id)(features)
 
 
@@ -48,14 +56,25 @@ def reference_loss(model, batch: dict) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
 
+@pytest.mark.parametrize("task_format", sorted(FORMATS))
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
-def test_module_loss_matches_reference_on_every_family(family_model, alpha):
+def test_module_loss_matches_reference_on_every_family(family_model, alpha, task_format):
+    """Separate forwards of each task are the reference; a decoder-only student given inputs that begin
+    alike (the task word after the input) computes their shared beginning once, to the same losses."""
     module = student(family_model, alpha)
-    batch = make_batch(module.tokenizer, module.family)
+    batch = make_batch(module.tokenizer, module.family, task_format)
     label, rationale = reference_loss(module.model, batch["label"]), reference_loss(module.model, batch["rationale"])
+    widths = []
+    handle = module.model.register_forward_hook(lambda _m, args, kwargs, _out: widths.append(kwargs["input_ids"].shape), with_kwargs=True)
     losses = module.losses(batch)
+    handle.remove()
     expected = label if alpha == 0 else (1 - alpha) * label + alpha * rationale
     torch.testing.assert_close(losses["loss"], expected, atol=1e-5, rtol=1e-5)
+    if alpha > 0:
+        torch.testing.assert_close(losses["loss_rationale"], rationale, atol=1e-5, rtol=1e-5)
+        if module.family.name == "causal" and task_format == "suffix":  # the shared beginning ran once
+            (shared_rows, shared_width), (rationale_rows, rationale_width), (label_rows, label_width) = widths
+            assert (shared_rows, rationale_rows, label_rows) == (3, 2, 3) and shared_width > max(rationale_width, label_width)
     if alpha == 1.0:
         torch.testing.assert_close(losses["loss"], rationale, atol=1e-5, rtol=1e-5)  # alpha = 1 is the rationale-only loss
 
@@ -81,6 +100,30 @@ def test_a_causal_batch_left_padded_scores_each_row_as_it_scores_alone(family_mo
         return
     batch = make_batch(tokenizer, family)["label"]
     both = family.loss(model, batch)
-    rows = [family.loss(model, {k: v[i : i + 1] for k, v in batch.items()}) for i in range(2)]
+    rows = torch.stack([family.loss(model, {k: v[i : i + 1] for k, v in batch.items()}) for i in range(len(batch["labels"]))])
     tokens = batch["labels"].ne(-100).sum(dim=1).float()
-    torch.testing.assert_close(both, (rows[0] * tokens[0] + rows[1] * tokens[1]) / tokens.sum(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(both, (rows * tokens).sum() / tokens.sum(), atol=1e-5, rtol=1e-5)
+
+
+def test_shared_beginning_gives_the_gradients_of_separate_forwards(family_model):
+    """Decoder-only, task word after the input: the gradients through the shared key/value cache equal
+    those of two separate forwards (what training steps on)."""
+    _, model, tokenizer, family = family_model
+    if family.name != "causal":
+        return
+    module = student(family_model, 0.3)
+    batch = make_batch(tokenizer, family, "suffix")
+    model.requires_grad_(True)
+    try:
+        grads = []
+        for loss_of in (lambda: module.losses(batch)["loss"],
+                        lambda: 0.7 * reference_loss(model, batch["label"]) + 0.3 * reference_loss(model, batch["rationale"])):
+            model.zero_grad(set_to_none=True)
+            loss_of().backward()
+            grads.append([p.grad.clone() for p in model.parameters()])
+        for shared, separate in zip(*grads):
+            torch.testing.assert_close(shared, separate, atol=1e-5, rtol=1e-4)
+        assert any(g.abs().sum() > 0 for g in grads[0])
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.requires_grad_(False)

@@ -9,8 +9,8 @@ import torch
 
 @dataclass
 class TaskCollator:
-    """Yields {"label": family batch, "rationale": family batch (only the rows that have a rationale;
-    absent when none has one), "index": tensor, "label_text": [...], "rationale_text": [...]}.
+    """Yields {"label": family batch, "rationale": family batch (only the rows that have a rationale,
+    `rows` saying which; absent when none has one), "index": tensor, "label_text": [...], "rationale_text": [...]}.
     A family batch holds the training tensors and the prompt alone for generation (kdlight.families)."""
 
     family: object
@@ -23,10 +23,10 @@ class TaskCollator:
             "label_text": [f["label_text"] for f in features],
             "rationale_text": [f.get("rationale_text") for f in features],
         }
-        with_rationale = [f for f in features if f.get("rationale_labels")]
-        if with_rationale:
+        rows = [i for i, f in enumerate(features) if f.get("rationale_labels")]
+        if rows:
             batch["rationale"] = self.family.task_batch(
-                [f["rationale_input_ids"] for f in with_rationale], [f["rationale_labels"] for f in with_rationale],
-                self.pad_token_id,
+                [features[i]["rationale_input_ids"] for i in rows], [features[i]["rationale_labels"] for i in rows], self.pad_token_id,
             )
+            batch["rationale"]["rows"] = torch.tensor(rows, dtype=torch.long)  # the label rows they belong to
         return batch

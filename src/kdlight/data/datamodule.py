@@ -25,7 +25,7 @@ from kdlight.data.collate import TaskCollator
 from kdlight.data.cue_words import CueWordsSpec, generate_rows
 from kdlight.data.features import FeatureRows, feature_batch, features_key, write_features
 from kdlight.data.store import DigestMemo, ExampleSet, SplitExamples, build_or_open
-from kdlight.data.tasks import ANLITask, CQATask, CueWordsTask, ESNLITask, Example, Rendered, SVAMPTask, Task
+from kdlight.data.tasks import ANLITask, CQATask, CueWordsTask, ESNLITask, Example, Rendered, SVAMPTask, Task, TaskWords
 from kdlight.runtime import collector_paused
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class KDDataModule(pl.LightningDataModule):
         max_target_length: int = 256,
         label_prefix: str = "predict: ",
         rationale_prefix: str = "explain: ",
+        task_word: str = "before",
         rationale_splits: tuple[str, ...] = ("train",),
         rendering: str = "student",
         cache_dir: str | None = None,
@@ -102,7 +103,7 @@ class KDDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.max_input_length = max_input_length
         self.max_target_length = max_target_length
-        self.prefixes = {"label": label_prefix, "rationale": rationale_prefix}
+        self.task_words = TaskWords(label_prefix, rationale_prefix, task_word)
         self.rationale_splits = tuple(rationale_splits)
         self.rendering = _choice("rendering", rendering, RENDERINGS)
         self.cache_dir = cache_dir
@@ -260,7 +261,7 @@ class KDDataModule(pl.LightningDataModule):
         return self.prompt_wrapper(rendered) if self.prompt_wrapper is not None else rendered
 
     def model_input(self, example: Example) -> Rendered:
-        """What the model trained here reads (dataset.rendering), before the task prefixes."""
+        """What the model trained here reads (dataset.rendering), without the task words."""
         return self.student_input(example) if self.rendering == "student" else self.teacher_prompt(example)
 
     def teacher_prompts(self, split: str, start: int = 0, stop: int | None = None) -> list[Rendered]:
@@ -274,7 +275,7 @@ class KDDataModule(pl.LightningDataModule):
     def corpus(self) -> Iterator[str]:
         """Texts a model of this run reads or writes, from the first corpus_rows rows of train and
         valid (what a tiny tokenizer trains on: a bounded sample, whatever the dataset's size)."""
-        yield " ".join(self.prefixes.values())
+        yield f"{self.task_words.label} {self.task_words.rationale}"
         for split in ("train", "valid"):
             for ex in self.examples[split].chunk(0, self.corpus_rows):
                 yield self.student_input(ex).text
@@ -290,7 +291,7 @@ class KDDataModule(pl.LightningDataModule):
         probe = self.examples[split].chunk(0, 1)
         return {
             "examples": self.examples[split].key, "rows": len(self.examples[split]), "task": self.task.name,
-            "rendering": self.rendering, "prefixes": self.prefixes, "separator": self.separator,
+            "rendering": self.rendering, "task_words": vars(self.task_words), "separator": self.separator,
             "lengths": [self.max_input_length, self.max_target_length], "tokenizer": tokenizer_fingerprint(self.tokenizer),
             "rendered_first": self.model_input(probe[0]).text if probe else None,  # catches rendering changes
             "rationales": self.rationales.fingerprint(split) if with_rationales else None,
@@ -307,7 +308,7 @@ class KDDataModule(pl.LightningDataModule):
         columns = {
             "index": list(range(start, start + len(examples))),
             "label_text": [ex.label for ex in examples],
-            "input_ids": encode_inputs(self.tokenizer, [self.prefixes["label"] + t for t in texts], self.max_input_length, templated=templated),
+            "input_ids": encode_inputs(self.tokenizer, [self.task_words.apply("label", t) for t in texts], self.max_input_length, templated=templated),
             "labels": encode_targets(self.tokenizer, [ex.label for ex in examples], self.max_target_length),
             "rationale_input_ids": [None] * len(examples),
             "rationale_labels": [None] * len(examples),
@@ -318,7 +319,7 @@ class KDDataModule(pl.LightningDataModule):
             rationales = self.rationales(split, start, examples, prompts)
             present = [i for i, r in enumerate(rationales) if r]
             inputs = encode_inputs(
-                self.tokenizer, [self.prefixes["rationale"] + texts[i] for i in present], self.max_input_length, templated=templated
+                self.tokenizer, [self.task_words.apply("rationale", texts[i]) for i in present], self.max_input_length, templated=templated
             )
             targets = encode_targets(self.tokenizer, [rationales[i] for i in present], self.max_target_length)
             for i, ids, target in zip(present, inputs, targets):

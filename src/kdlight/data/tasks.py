@@ -39,6 +39,38 @@ class Rendered:
     templated: bool = False  # wrapped in a chat template, which carries its own special tokens
 
 
+TASK_WORD_POSITIONS = ("before", "after")
+
+
+@dataclass(frozen=True)
+class TaskWords:
+    """How the student is told which task to do: its word before the input (`predict: x`, as the paper
+    and step-by-step) or after it (`x` newline `predict:`). After, the two tasks' inputs begin alike, so
+    a decoder-only student computes x once for both in a training step (kdlight.families.causal)."""
+
+    label: str = "predict: "
+    rationale: str = "explain: "
+    position: str = "before"
+
+    def __post_init__(self) -> None:
+        if self.position not in TASK_WORD_POSITIONS:
+            raise ValueError(f"dataset.task_word={self.position!r} is not accepted; use one of {list(TASK_WORD_POSITIONS)}")
+
+    def apply(self, task: str, text: str) -> str:
+        """The input of `task` ("label" or "rationale") for a rendered text."""
+        word = self.label if task == "label" else self.rationale
+        return word + text if self.position == "before" else f"{text}\n{word.strip()}"
+
+    def input_start(self, task: str) -> int:
+        """Where the rendered text starts in the task's input (content spans move by this much)."""
+        return len(self.label if task == "label" else self.rationale) if self.position == "before" else 0
+
+    @classmethod
+    def from_format(cls, fmt: dict) -> TaskWords:
+        """From an input format of kdlight.json or a checkpoint (older ones have no task_word: before)."""
+        return cls(fmt["label_prefix"], fmt["rationale_prefix"], fmt.get("task_word", "before"))
+
+
 @dataclass(frozen=True)
 class PalmParse:
     rationale: str | None

@@ -81,6 +81,11 @@ class ModelFamily:
         """Mean cross-entropy over the target tokens of the batch."""
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
 
+    def task_losses(self, model, label: dict, rationale: dict | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The student's two losses (the rationale's None without a rationale batch, whose `rows` are
+        the label rows it belongs to): one forward each; a family may share work between them."""
+        return self.loss(model, label), None if rationale is None else self.loss(model, rationale)
+
     def generate(self, model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
         """Greedy continuation ids [batch, new tokens] of right-padded prompts (no prompt, no start token)."""
         raise NotImplementedError

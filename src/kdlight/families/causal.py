@@ -58,7 +58,7 @@ class CausalFamily(ModelFamily):
         return {
             "input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
             "position_ids": (attention_mask.cumsum(dim=1) - 1).clamp(min=0),
-            "prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
+            "prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "target_ids": pad_right(targets, IGNORE_INDEX),
         }
 
     def _logits_from(self, model, first: int, **inputs) -> tuple[torch.Tensor, int]:
@@ -83,6 +83,62 @@ class CausalFamily(ModelFamily):
         return torch.nn.functional.cross_entropy(
             predicted.reshape(-1, predicted.shape[-1]).float(), shifted.reshape(-1), ignore_index=IGNORE_INDEX
         )
+
+    def task_losses(self, model, label: dict, rationale: dict | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Both tasks with their prompts' common beginning computed once: when the two inputs begin
+        alike (dataset.task_word=after: `x` newline `predict:` / `explain:`), the common tokens run once
+        with a key/value cache, then each task's continuation (the rest of its prompt and its target)
+        runs from it. A decoder's token depends only on those before it, so the losses equal two
+        separate forwards'; when less than half of the prompts is common (`predict: x`) it is two forwards."""
+        if rationale is None:
+            return self.loss(model, label), None
+        rows = rationale["rows"]
+        label_lengths, rationale_lengths = label["prompt_mask"].sum(dim=1), rationale["prompt_mask"].sum(dim=1)
+        width = min(label["prompt_ids"].shape[1], rationale["prompt_ids"].shape[1])
+        same = label["prompt_ids"][rows, :width].eq(rationale["prompt_ids"][:, :width])
+        # at least one prompt token stays in each continuation: it predicts the first target token
+        common = torch.minimum(same.long().cumprod(dim=1).sum(dim=1), torch.minimum(label_lengths[rows], rationale_lengths) - 1)
+        if int(common.min()) < 1 or 2 * int(common.sum()) < int(label_lengths[rows].sum()):
+            # nothing shared, or little (a begin token): a third forward would cost more than it saves
+            return self.loss(model, label), self.loss(model, rationale)
+        shared = label_lengths - 1  # a row without a rationale shares all but its last prompt token with nobody
+        shared[rows] = common
+        cache, shared_mask = self._shared_prefix(model, label["prompt_ids"], shared)
+        from transformers import DynamicCache
+
+        rationale_cache = DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in cache.layers], config=model.config)
+        rationale_loss = self._continuation_loss(model, rationale, shared[rows], rationale_cache, shared_mask[rows])
+        return self._continuation_loss(model, label, shared, cache, shared_mask), rationale_loss
+
+    def _continuation_loss(self, model, batch: dict, shared: torch.Tensor, cache, shared_mask: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the targets of `batch`, each row continuing its first `shared` prompt
+        tokens (already in `cache`) with the rest of its prompt and its target."""
+        ids, targets = [], []
+        for prompt, length, target, start in zip(batch["prompt_ids"], batch["prompt_mask"].sum(dim=1), batch["target_ids"], shared):
+            kept = target[target.ne(IGNORE_INDEX)]
+            ids.append(torch.cat([prompt[start:length], kept]))
+            targets.append(torch.cat([torch.full((int(length - start),), IGNORE_INDEX, device=kept.device), kept]))
+        lengths = torch.tensor([len(x) for x in ids], device=shared.device)
+        continuation = pad_right(ids, model.generation_config.pad_token_id or 0).to(shared.device)
+        labels = pad_right(targets, IGNORE_INDEX).to(shared.device)
+        mask = torch.cat([shared_mask, lengths_mask(lengths, continuation.shape[1])], dim=1)
+        positions = shared[:, None] + torch.arange(continuation.shape[1], device=shared.device)[None, :]
+        logits = model(input_ids=continuation, attention_mask=mask, position_ids=positions, use_cache=True, **{_cache_argument(model): cache}).logits
+        return torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
+        )
+
+    def _shared_prefix(self, model, prompt_ids: torch.Tensor, lengths: torch.Tensor):
+        """The first `lengths` tokens of each prompt, left-padded, through the model: its key/value cache
+        (gradients flow through it) and the padded mask."""
+        width = int(lengths.max())
+        positions = torch.arange(width, device=prompt_ids.device)[None, :]
+        mask = (positions >= (width - lengths)[:, None]).long()
+        source = (positions - (width - lengths)[:, None]).clamp(min=0)
+        ids = torch.where(mask.bool(), prompt_ids.gather(1, source), torch.zeros_like(source))
+        out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0), use_cache=True,
+                    **({"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}))
+        return getattr(out, _cache_argument(model)), mask
 
     def generate(self, model, prompt_ids, prompt_mask, max_new_tokens: int, **kwargs) -> torch.Tensor:
         left_ids, left_mask = to_left_padding(prompt_ids, prompt_mask, model.generation_config.pad_token_id)
@@ -115,3 +171,9 @@ class CausalFamily(ModelFamily):
         positions = (n - 1 - start + torch.arange(target_width, device=embeds.device)[None, :]).clamp(max=logits.shape[1] - 1)
         picked = logits.gather(1, positions[..., None].expand(batch, target_width, logits.shape[-1]))
         return label_log_probs(picked, labels)
+
+
+def _cache_argument(model) -> str:
+    """What the model's forward and output call the key/value cache (`cache` since transformers 5.x,
+    `past_key_values` before)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

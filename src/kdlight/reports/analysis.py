@@ -57,7 +57,7 @@ def student_rows(student_dir: str | Path, datamodule, split: str, attribution: d
     scored with the teacher's machinery, with its greedy answers."""
     import torch
 
-    from kdlight.data.tasks import Rendered
+    from kdlight.data.tasks import Rendered, TaskWords
     from kdlight.export import read_input_format
     from kdlight.models import from_folder
     from kdlight.teacher.extract import TeacherBatches
@@ -66,11 +66,12 @@ def student_rows(student_dir: str | Path, datamodule, split: str, attribution: d
     model, tokenizer, family = from_folder(student_dir)
     fmt = read_input_format(student_dir)
     datamodule.separator = fmt.get("separator")  # the student's NLI separator, as in training
-    prefix = fmt["label_prefix"]
+    words = TaskWords.from_format(fmt)
+    shift = words.input_start("label")
 
     def render(example):
         rendered = datamodule.model_input(example)
-        return Rendered(prefix + rendered.text, tuple((a + len(prefix), b + len(prefix)) for a, b in rendered.spans))
+        return Rendered(words.apply("label", rendered.text), tuple((a + shift, b + shift) for a, b in rendered.spans))
 
     settings = {**attribution, "score_teacher": True, "method": "grad_x_input", "chunk_rows": limit, "num_workers": 0,
                 "flush_batches": 1, "shard_rows": limit}

@@ -23,10 +23,8 @@ class StudentModule(LabelTaskModule):
         self.alpha = float(alpha)
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        label_loss = self.family.loss(self.model, batch["label"])
-        rationale_loss = None
-        if self.alpha > 0 and "rationale" in batch:
-            rationale_loss = self.family.loss(self.model, batch["rationale"])
+        rationale = batch.get("rationale") if self.alpha > 0 else None
+        label_loss, rationale_loss = self.family.task_losses(self.model, batch["label"], rationale)
         losses = {"loss": dual_task_loss(label_loss, rationale_loss, self.alpha), "loss_label": label_loss}
         if rationale_loss is not None:
             losses["loss_rationale"] = rationale_loss
