@@ -66,9 +66,8 @@ class CausalFamily(ModelFamily):
         model can: a 50k-150k-way head over every prompt position was most of a step's cost. Returns
         (logits, the position of logits[:, 0])."""
         width = (inputs.get("input_ids") if inputs.get("input_ids") is not None else inputs["inputs_embeds"]).shape[1]
-        if "logits_to_keep" in inspect.signature(model.forward).parameters:
-            return model(**inputs, use_cache=False, logits_to_keep=width - first).logits, first
-        return model(**inputs, use_cache=False).logits, 0
+        keep = _logits_to_keep(model, width - first)
+        return model(**inputs, use_cache=False, **keep).logits, first if keep else 0
 
     def loss(self, model, batch: dict) -> torch.Tensor:
         """Mean cross-entropy over the target tokens (as the model's own loss), with logits only for the
@@ -132,12 +131,9 @@ class CausalFamily(ModelFamily):
         """The first `lengths` tokens of each prompt, left-padded, through the model: its key/value cache
         (gradients flow through it) and the padded mask."""
         width = int(lengths.max())
-        positions = torch.arange(width, device=prompt_ids.device)[None, :]
-        mask = (positions >= (width - lengths)[:, None]).long()
-        source = (positions - (width - lengths)[:, None]).clamp(min=0)
-        ids = torch.where(mask.bool(), prompt_ids.gather(1, source), torch.zeros_like(source))
+        ids, mask = to_left_padding(prompt_ids[:, :width], lengths_mask(lengths, width), model.generation_config.pad_token_id or 0)
         out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0), use_cache=True,
-                    **({"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}))
+                    **_logits_to_keep(model, 1))
         return getattr(out, _cache_argument(model)), mask
 
     def generate(self, model, prompt_ids, prompt_mask, max_new_tokens: int, **kwargs) -> torch.Tensor:
@@ -177,3 +173,8 @@ def _cache_argument(model) -> str:
     """What the model's forward and output call the key/value cache (`cache` since transformers 5.x,
     `past_key_values` before)."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _logits_to_keep(model, positions: int) -> dict:
+    """Ask for the logits of the last `positions` positions only, where the model's forward can."""
+    return {"logits_to_keep": positions} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
