@@ -137,11 +137,12 @@ def validate_config(cfg: DictConfig, methods: bool = True) -> None:
         resolve_threads(cfg.get("threads", "auto"))
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    from kdlight.data.tasks import TASK_WORD_POSITIONS
+    from kdlight.data.tasks import TaskWords
 
-    task_word = cfg.dataset.get("task_word", "before")
-    if task_word not in TASK_WORD_POSITIONS:
-        raise ConfigError(f"dataset.task_word={task_word!r} is not accepted; use one of {list(TASK_WORD_POSITIONS)}")
+    try:
+        TaskWords(position=cfg.dataset.get("task_word", "before"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     alpha = cfg.get("alpha")
     if not _number(alpha) or not ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]:
         raise ConfigError(f"alpha={alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
