@@ -91,6 +91,13 @@ _QUIET_LOGGERS = (
 )
 
 
+def tokenizing_worker_init(worker_id: int) -> None:
+    """For DataLoader workers that tokenise: one tokenizer thread each. The Rust tokenizers' thread
+    pool does not survive a fork: a worker whose parent had used it (threads > 1) hung in its first
+    encode_batch. The workers are the parallelism."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off for a loop that makes millions of short-lived lists and

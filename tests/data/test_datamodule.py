@@ -223,3 +223,32 @@ def test_rows_are_taken_from_a_many_chunk_table_without_concatenating_it(tmp_pat
     assert taken.to_pylist() == table.take(pa.array(indices)).to_pylist()
     assert taken.column("ids").num_chunks == 64  # slices of the mapped chunks: nothing concatenated or copied
     assert take_rows(table, []).num_rows == 0
+
+
+def test_setup_workers_tokenise_after_the_parent_used_the_tokenizers_thread_pool(release_root, tmp_path):
+    """threads > 1 turns the Rust tokenizers' thread pool on, and it does not survive a fork: a setup
+    worker whose parent had used it hung in its first encode_batch (each worker now tokenises on one
+    thread). Run in a process of its own, so that the pool is this one's."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+    from tests.helpers import HANG_GUARD, clean_env
+
+    script = f"""
+from tests.conftest import corpus_texts
+from kdlight.data import CQADataModule
+from kdlight.families import get_family
+from kdlight.tiny import tiny_tokenizer
+
+tokenizer = tiny_tokenizer(corpus_texts(), vocab_size=300, cache_dir={str(tmp_path / "tok")!r})
+tokenizer.backend_tokenizer.encode_batch(corpus_texts() * 50)  # the parent uses the pool
+datamodule = CQADataModule(root={str(release_root)!r}, chunk_rows=5, num_workers=2, tokenizer=tokenizer,
+                           family=get_family("seq2seq"), separator="</s>")
+datamodule.setup("fit")
+print("train features:", len(datamodule.features["train"]))
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD,
+                         env=clean_env(tmp_path, TOKENIZERS_PARALLELISM="true"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == f"train features: {len(CQADataModule(root=str(release_root)).examples['train'])}"

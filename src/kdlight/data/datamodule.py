@@ -26,7 +26,7 @@ from kdlight.data.cue_words import CueWordsSpec, generate_rows
 from kdlight.data.features import FeatureRows, feature_batch, features_key, write_features
 from kdlight.data.store import DigestMemo, ExampleSet, SplitExamples, build_or_open
 from kdlight.data.tasks import ANLITask, CQATask, CueWordsTask, ESNLITask, Example, Rendered, SVAMPTask, Task, TaskWords
-from kdlight.runtime import collector_paused
+from kdlight.runtime import collector_paused, tokenizing_worker_init
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +334,8 @@ class KDDataModule(pl.LightningDataModule):
         if self.num_workers == 0:
             yield from chunks
             return
-        yield from DataLoader(chunks, batch_size=None, collate_fn=_unchanged, num_workers=min(self.num_workers, len(chunks)))
+        yield from DataLoader(chunks, batch_size=None, collate_fn=_unchanged, num_workers=min(self.num_workers, len(chunks)),
+                              worker_init_fn=tokenizing_worker_init)
 
     def setup(self, stage: str | None = None) -> None:
         if self.tokenizer is None or self.family is None:

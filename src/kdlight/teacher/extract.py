@@ -29,6 +29,7 @@ from kdlight.attribution.selection import PackedUnitSpans, unit_spans
 from kdlight.data.store import SplitExamples
 from kdlight.data.tasks import Example, Rendered
 from kdlight.families.base import IGNORE_INDEX, lengths_mask, pad_right
+from kdlight.runtime import tokenizing_worker_init
 from kdlight.teacher.cache import RationaleCache
 from kdlight.text import encode_inputs, encode_targets
 
@@ -124,7 +125,8 @@ class TeacherData(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         batches = self.make_batches(self.trainer.global_rank, self.trainer.world_size)
         extra = {"prefetch_factor": 4} if self.num_workers else {}
-        return DataLoader(batches, batch_size=None, collate_fn=planned_batch, num_workers=self.num_workers, **extra)
+        return DataLoader(batches, batch_size=None, collate_fn=planned_batch, num_workers=self.num_workers,
+                          worker_init_fn=tokenizing_worker_init, **extra)
 
 
 class RationaleWriter(BasePredictionWriter):
