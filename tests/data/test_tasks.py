@@ -2,7 +2,7 @@
 
 import pytest
 
-from kdlight.data.tasks import TASKS, BadRow, Example, content_words
+from kdlight.data.tasks import TASKS, BadRow, Example, TaskWords, content_words
 from tests.conftest import CQA_ROWS, NLI_ROWS, SVAMP_ROWS
 
 
@@ -143,3 +143,14 @@ def test_content_words_skip_template_words():
     task = TASKS["cqa"]
     r = task.render_student(Example("x", {"question": "Where is it?", "choices": ["a b", "c", "d", "e", "f"]}, "c"))
     assert [r.text[s:e] for s, e in content_words(r)] == ["Where", "is", "it?", "a", "b", "c", "d", "e", "f"]
+
+
+def test_task_words_go_before_or_after_the_input_and_say_where_it_starts():
+    before, after = TaskWords(), TaskWords(position="after")
+    assert before.apply("label", "x y") == "predict: x y" and before.apply("rationale", "x y") == "explain: x y"
+    assert after.apply("label", "x y") == "x y\npredict:" and after.apply("rationale", "x y") == "x y\nexplain:"
+    text = before.apply("rationale", "x y")
+    assert text[before.input_start("rationale"):] == "x y" and after.input_start("label") == 0
+    assert TaskWords.from_format({"label_prefix": "a: ", "rationale_prefix": "b: "}) == TaskWords("a: ", "b: ", "before")
+    with pytest.raises(ValueError, match=r"dataset.task_word='middle' is not accepted; use one of \['before', 'after'\]"):
+        TaskWords(position="middle")
