@@ -77,11 +77,7 @@ class CausalFamily(ModelFamily):
         longest = int(labels.ne(IGNORE_INDEX).sum(dim=1).max())
         logits, start = self._logits_from(model, max(width - longest - 1, 0), input_ids=batch["input_ids"],
                                           attention_mask=batch["attention_mask"], position_ids=batch["position_ids"])
-        predicted = logits[:, :-1]  # position p predicts token p + 1
-        shifted = labels[:, start + 1 :]
-        return torch.nn.functional.cross_entropy(
-            predicted.reshape(-1, predicted.shape[-1]).float(), shifted.reshape(-1), ignore_index=IGNORE_INDEX
-        )
+        return _next_token_loss(logits, labels[:, start:])
 
     def task_losses(self, model, label: dict, rationale: dict | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Both tasks with their prompts' common beginning computed once: when the two inputs begin
@@ -123,9 +119,7 @@ class CausalFamily(ModelFamily):
         mask = torch.cat([shared_mask, lengths_mask(lengths, continuation.shape[1])], dim=1)
         positions = shared[:, None] + torch.arange(continuation.shape[1], device=shared.device)[None, :]
         logits = model(input_ids=continuation, attention_mask=mask, position_ids=positions, use_cache=True, **{_cache_argument(model): cache}).logits
-        return torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
-        )
+        return _next_token_loss(logits, labels)
 
     def _shared_prefix(self, model, prompt_ids: torch.Tensor, lengths: torch.Tensor):
         """The first `lengths` tokens of each prompt, left-padded, through the model: its key/value cache
@@ -178,3 +172,11 @@ def _cache_argument(model) -> str:
 def _logits_to_keep(model, positions: int) -> dict:
     """Ask for the logits of the last `positions` positions only, where the model's forward can."""
     return {"logits_to_keep": positions} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
+def _next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the labels' tokens, position p of `logits` predicting token p + 1 of
+    `labels` (the two aligned); IGNORE_INDEX positions skipped."""
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
+    )
