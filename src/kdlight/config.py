@@ -140,7 +140,7 @@ def validate_config(cfg: DictConfig, methods: bool = True) -> None:
     from kdlight.data.tasks import TaskWords
 
     try:
-        TaskWords(position=cfg.dataset.get("task_word", "before"))
+        TaskWords(position=cfg.dataset.get("task_word", TaskWords.position))
     except ValueError as err:
         raise ConfigError(str(err)) from None
     alpha = cfg.get("alpha")

@@ -86,6 +86,7 @@ def evaluate(cfg: DictConfig) -> float:
 def _evaluate(cfg: DictConfig, output_dir: Path) -> dict:
     import pytorch_lightning as pl
 
+    from kdlight.data.tasks import TaskWords
     from kdlight.training.module import LabelTaskModule
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -97,8 +98,7 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> dict:
 
         raise ConfigError(f"no dataset to evaluate {ckpt} on: add dataset=<name> (it is not inside a run folder with .hydra/config.yaml)")
     overrides = {
-        "rendering": fmt["rendering"], "label_prefix": fmt["label_prefix"], "rationale_prefix": fmt["rationale_prefix"],
-        "task_word": fmt.get("task_word", "before"),
+        "rendering": fmt["rendering"], **TaskWords.from_format(fmt).as_format(),
         "max_input_length": fmt["max_input_length"], "max_target_length": fmt["max_target_length"],
     }
     if cfg.get("batch_size"):

@@ -182,8 +182,8 @@ def save_tokenizer(tokenizer, path: Path) -> None:
 def input_format(cfg: DictConfig, datamodule, student) -> dict:
     """How inputs are rendered for this student: what eval, predict and the export's card say."""
     return {
-        "dataset": datamodule.task.name, "rendering": datamodule.rendering, "label_prefix": datamodule.task_words.label,
-        "rationale_prefix": datamodule.task_words.rationale, "task_word": datamodule.task_words.position, "separator": datamodule.separator,
+        "dataset": datamodule.task.name, "rendering": datamodule.rendering, **datamodule.task_words.as_format(),
+        "separator": datamodule.separator,
         "max_input_length": datamodule.max_input_length, "max_target_length": datamodule.max_target_length,
         "max_new_tokens": student.max_new_tokens, "answer_kind": datamodule.task.answer_kind,
     }

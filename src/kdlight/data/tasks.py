@@ -65,10 +65,14 @@ class TaskWords:
         """Where the rendered text starts in the task's input (content spans move by this much)."""
         return len(self.label if task == "label" else self.rationale) if self.position == "before" else 0
 
+    def as_format(self) -> dict:
+        """The input format's keys (kdlight.json, checkpoints), which are also the DataModule's arguments."""
+        return {"label_prefix": self.label, "rationale_prefix": self.rationale, "task_word": self.position}
+
     @classmethod
     def from_format(cls, fmt: dict) -> TaskWords:
         """From an input format of kdlight.json or a checkpoint (older ones have no task_word: before)."""
-        return cls(fmt["label_prefix"], fmt["rationale_prefix"], fmt.get("task_word", "before"))
+        return cls(fmt["label_prefix"], fmt["rationale_prefix"], fmt.get("task_word", cls.position))
 
 
 @dataclass(frozen=True)
