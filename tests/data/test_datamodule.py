@@ -195,7 +195,7 @@ def test_setup_tokenises_both_tasks_in_chunks_and_caches(release_root, tokenizer
     assert calls == []  # the second run of the same config opens the tokenised features
     assert again.features["train"].table.equals(dm.features["train"].table)
 
-    # two worker processes build the chunks: the same file, chunk for chunk (and the tokenizer was used)
+    # two worker processes build the chunks: the same file, chunk for chunk
     parallel = CQADataModule(**{**kwargs, "cache_dir": str(tmp_path / "parallel"), "num_workers": 2})
     parallel.setup("fit")
     for split in ("train", "valid", "test"):
