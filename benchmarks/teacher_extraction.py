@@ -99,8 +99,8 @@ def run(cfg, args, shape: str, work: Path) -> None:
         modules[name].on_predict_start()  # frozen, eval, bf16 on GPU
     scorer = TargetScorer(family, model, tokenizer.pad_token_id)
     render = datamodule.task.render_teacher
-    grouped = list(TeacherBatches(examples, render, tokenizer, settings, set()))
-    singles = list(TeacherBatches(examples, render, tokenizer, {**settings, "batch_size": 1}, set()))
+    grouped = list(TeacherBatches(examples, render, tokenizer, family, settings, set()))
+    singles = list(TeacherBatches(examples, render, tokenizer, family, {**settings, "batch_size": 1}, set()))
     in_order = dataset_order_batches(examples, render, tokenizer, settings, args.batch_size)
 
     def on_device(batch):

@@ -122,3 +122,11 @@ def family_model(request, tmp_path_factory):
     from tests.families import build_family_model
 
     return (request.param, *build_family_model(request.param, tmp_path_factory.mktemp("tok")))
+
+
+@pytest.fixture(scope="session", params=["bert_classifier", "bert_multiple_choice"])
+def encoder_model(request, tmp_path_factory):
+    """(shape name, model, tokenizer, family) for each encoder head, tiny and random (tests/families.py)."""
+    from tests.families import build_encoder_model
+
+    return (request.param, *build_encoder_model(request.param, tmp_path_factory.mktemp("tok")))

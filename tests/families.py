@@ -32,3 +32,27 @@ def build_family_model(name: str, cache_dir, seed: int = 3):
     model.eval().requires_grad_(False)
     return model, tokenizer, family
 
+
+
+# Encoder classifiers: (name, tiny architecture, the data its rows come from)
+ENCODER_SHAPES = [("bert_classifier", "bert_classifier", "nli"), ("bert_multiple_choice", "bert_multiple_choice", "cqa")]
+NLI_LABELS = ["entailment", "neutral", "contradiction"]
+
+
+def build_encoder_model(architecture: str, cache_dir, seed: int = 3, kind: str = "wordpiece"):
+    """(model, tokenizer, family) of a tiny random BERT classifier (NLI's three labels) or multiple-choice
+    model, frozen and in eval mode, with a WordPiece tokenizer trained locally."""
+    from kdlight.models import build_model
+    from kdlight.tiny import tiny_model, tiny_tokenizer
+
+    def tokenizer_factory(corpus):
+        return tiny_tokenizer(corpus, vocab_size=300, cache_dir=str(cache_dir), kind=kind)
+
+    def model_factory(tokenizer, label_set=None):
+        return tiny_model(tokenizer, architecture=architecture, d_model=32, d_ff=64, num_layers=2, num_heads=4, seed=seed,
+                          label_set=label_set)
+
+    labels = NLI_LABELS if architecture == "bert_classifier" else None
+    model, tokenizer, family = build_model(model_factory, tokenizer_factory, corpus=corpus_texts(), label_set=labels)
+    model.eval().requires_grad_(False)
+    return model, tokenizer, family

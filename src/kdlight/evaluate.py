@@ -51,8 +51,9 @@ def load_student(path: str | Path):
     config = transformers.AutoConfig.for_model(settings.pop("model_type"), **settings)
     family = get_family(info["family"])
     model = getattr(transformers, family.auto_class).from_config(config)
+    family = family.bind(model, tokenizer)
     state = {name[len("model."):]: value for name, value in checkpoint["state_dict"].items() if name.startswith("model.")}
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict(state, strict=False)  # a student's extra heads (kdlight.families.encoder) are not the model's
     family.prepare(model, tokenizer)
     return model.eval(), tokenizer, family, info["input_format"]
 

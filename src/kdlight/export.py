@@ -25,25 +25,11 @@ FORMAT_FILE = "kdlight.json"
 
 def save_student(model, tokenizer, family, path: str | Path, input_format: dict, card: dict | None = None) -> str:
     """Model, tokenizer, generation settings, pipeline, input format and card into `path`, all or nothing."""
-    from transformers import GenerationConfig
-
-    from kdlight.hf_pipeline import Text2TextGenerationPipeline, register_pipeline
-
-    register_pipeline(family.auto_class)
-    generation = GenerationConfig.from_model_config(model.config)
-    generation.update(
-        max_new_tokens=input_format["max_new_tokens"], do_sample=False, num_beams=1,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=model.generation_config.eos_token_id,
-    )
-    start = model.generation_config.decoder_start_token_id  # encoder-decoders have one (family.prepare completes it)
-    if start is not None:
-        generation.decoder_start_token_id = start
     with atomic_path(path) as tmp:
         tmp.unlink()
-        model.generation_config = generation
-        Text2TextGenerationPipeline(model=model, tokenizer=tokenizer).save_pretrained(str(tmp))
+        family.save_export(model, tokenizer, tmp, input_format["max_new_tokens"])
         write_json(tmp / FORMAT_FILE, {**input_format, "family": family.name})
-        write_text(tmp / "README.md", model_card(input_format, card or {}, family.name))
+        write_text(tmp / "README.md", model_card(input_format, card or {}, family))
     return str(path)
 
 
@@ -65,7 +51,7 @@ def read_input_format(path: str | Path) -> dict:
     return json.loads(file.read_text())
 
 
-def model_card(input_format: dict, card: dict, family: str) -> str:
+def model_card(input_format: dict, card: dict, family) -> str:
     """The README.md of an export: what it is, how it was trained, how well it does, how to call it."""
     from kdlight.data.tasks import TaskWords
 
@@ -75,40 +61,28 @@ def model_card(input_format: dict, card: dict, family: str) -> str:
     lines = [
         "---",
         "library_name: transformers",
-        "pipeline_tag: text2text-generation",
+        f"pipeline_tag: {family.pipeline_tag}",
         "tags: [kdlight, knowledge-distillation, rationale-distillation]",
         "---",
         f"# {card.get('title', 'kdlight student')}",
         "",
         "A student trained with kdlight (knowledge distillation with teacher insights, "
         "Ballout et al., 2024): it learned the label task"
-        + (f" and, with weight alpha = {card.get('alpha')}, to write a rationale ({card.get('method')})" if card.get("alpha") else "")
+        + (f" and, with weight alpha = {card.get('alpha')}, to {'write' if family.writes_rationales else 'tag the words of'} a rationale "
+           f"({card.get('method')})" if card.get("alpha") else "")
         + ". At test time it predicts only the label.",
         "",
         *markdown_table(["", ""], [
             ["dataset", f.get("dataset")], ["method", card.get("method")],
             ["k (rationale words)", card.get("k") if card.get("k") is not None else "-"], ["alpha (rationale weight)", card.get("alpha")],
             ["teacher", card.get("teacher") or "-"], ["attribution", card.get("attribution") or "-"],
-            ["student", f"{card.get('student')} ({family})"], ["test accuracy", metrics.get("test_acc")],
+            ["student", f"{card.get('student')} ({family.name})"], ["test accuracy", metrics.get("test_acc")],
             ["best validation accuracy", metrics.get("val_acc_best")], ["training steps", card.get("steps")],
         ]),
         "",
         "## Input format",
         "",
-        f"Inputs are rendered as in training: the `{f.get('rendering')}` rendering of a {f.get('dataset')} example, "
-        f"as `{json.dumps(words.apply('label', '<input>'))[1:-1]}` for the answer (and "
-        f"`{json.dumps(words.apply('rationale', '<input>'))[1:-1]}` for a rationale)."
-        + (f" NLI inputs join premise and hypothesis with `{f.get('separator')}`." if f.get("separator") else ""),
-        f"Inputs longer than {f.get('max_input_length')} tokens are cut; answers are at most {f.get('max_new_tokens')} tokens "
-        "(greedy decoding, in generation_config.json).",
-        "",
-        "## Usage",
-        "",
-        "```python",
-        "from transformers import pipeline",
-        "student = pipeline(\"text2text-generation\", model=\"PATH/TO/student\", trust_remote_code=True)",
-        f"student({json.dumps(words.apply('label', card.get('example_input', '<input>')))})",
-        "```",
+        *family.card_usage(f, words, card.get("example_input", "<input>")),
         "",
         "or, from raw dataset rows: `kdlight-predict PATH/TO/student rows.jsonl [--explain]`.",
         "",

@@ -42,28 +42,80 @@ def pretrained_source(name_or_path: str, kind: str, timeout: float = 5.0) -> dic
     return {}
 
 
-def load_model(name_or_path: str, revision: str | None = None, tokenizer=None, dtype: str | None = None, family: str = "auto"):
-    """A pretrained model of any supported family (AutoModelForSeq2SeqLM or AutoModelForCausalLM)."""
+def load_model(
+    name_or_path: str, revision: str | None = None, tokenizer=None, dtype: str | None = None, family: str = "auto",
+    label_set=None, keep_layers: int | None = None,
+):
+    """A pretrained model of any supported family, the family read from the folder's architectures
+    (`family` names one instead, or `encoder` for the classifier head the dataset needs: a bare encoder
+    such as MiniLM gets that family's head, initialised here and marked untrained). `label_set` sizes a classifier head whose folder declares no labels;
+    `keep_layers` keeps the first N layers (a smaller student from the same weights)."""
     import torch
     import transformers
 
-    from kdlight.families import family_of, get_family
+    from kdlight.families import architectures_of, family_of, get_family
 
     kwargs = pretrained_source(name_or_path, "model")
     try:
         config = transformers.AutoConfig.from_pretrained(name_or_path, revision=revision, **kwargs)
-        adapter = family_of(config) if family == "auto" else get_family(family)
+        adapter = family_of(config) if family == "auto" else get_family(encoder_head(label_set) if family == "encoder" else family)
+        head_untrained = not adapter.matches(config, architectures_of(config))
+        if adapter.needs_label_set:
+            with_label_set(config, label_set, name_or_path)
         auto = getattr(transformers, adapter.auto_class)
         if dtype is not None:
             kwargs["dtype"] = getattr(torch, dtype)
         model = auto.from_pretrained(name_or_path, revision=revision, config=config, **kwargs)
     except OSError as err:
         raise OSError(f"Cannot load model {name_or_path!r} (revision {revision}): {err}. {hub_hint('model')}") from err
+    if keep_layers is not None:
+        keep_first_layers(model, keep_layers)
+    model.kdlight_head_untrained = head_untrained  # a teacher refuses to explain a head nobody trained
     if tokenizer is not None and len(tokenizer) > adapter.output_vocab_size(model):
         raise ValueError(
             f"tokenizer has {len(tokenizer)} tokens but model {name_or_path!r} only {adapter.output_vocab_size(model)}"
         )
     return model
+
+
+def encoder_head(label_set) -> str:
+    """family=encoder on a bare encoder: a sequence classifier where the dataset has a closed label set
+    (NLI, cue_words), multiple choice where the answer is one of the example's choices (CQA)."""
+    return "sequence_classification" if label_set else "multiple_choice"
+
+
+def with_label_set(config, label_set, name_or_path: str = "the model") -> None:
+    """A classifier config keeps the labels its folder was trained with; one without (a bare encoder,
+    or transformers' LABEL_0 placeholders) gets the dataset's label set."""
+    from kdlight.families.encoder import trained_labels
+
+    if trained_labels(config) is not None:
+        return
+    if not label_set:
+        raise ValueError(
+            f"{name_or_path} has no trained labels and the dataset gives no closed label set to size its classifier head; "
+            "use a dataset with a label set (NLI, cue_words) or family=multiple_choice for a question with choices"
+        )
+    labels = [str(label) for label in label_set]
+    config.num_labels = len(labels)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+
+
+def keep_first_layers(model, keep: int):
+    """Keep the first `keep` layers of a model's layer stack (DistilBERT-style initialisation)."""
+    import torch
+
+    total = int(model.config.num_hidden_layers)
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= total:
+        raise ValueError(f"keep_layers={keep!r} is not accepted; the model has {total} layers: use an integer from 1 to {total}")
+    for module in model.base_model.modules():
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.ModuleList) and len(child) == total:
+                setattr(module, name, torch.nn.ModuleList(list(child)[:keep]))
+                model.config.num_hidden_layers = keep
+                return model
+    raise ValueError(f"keep_layers: no stack of {total} layers found in {type(model).__name__}")
 
 
 def load_tokenizer(name_or_path: str, revision: str | None = None, corpus: Corpus = None):
@@ -77,13 +129,14 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, corpus: Corpu
         raise OSError(f"Cannot load tokenizer {name_or_path!r}: {err}. {hub_hint('tokenizer')}") from err
 
 
-def build_model(model_factory: Callable, tokenizer_factory: Callable, corpus: Corpus = None):
-    """(model, tokenizer, family) from two factories (instantiated configs or partials), ids completed."""
+def build_model(model_factory: Callable, tokenizer_factory: Callable, corpus: Corpus = None, label_set=None):
+    """(model, tokenizer, family) from two factories (instantiated configs or partials), ids completed;
+    `label_set` (the dataset's closed labels, if any) sizes a classifier head that has no labels yet."""
     from kdlight.families import family_of
 
     tokenizer = tokenizer_factory(corpus=corpus)
-    model = model_factory(tokenizer=tokenizer)
-    family = family_of(model)
+    model = model_factory(tokenizer=tokenizer, **({"label_set": list(label_set)} if label_set else {}))
+    family = family_of(model).bind(model, tokenizer)
     family.prepare(model, tokenizer)
     return model, tokenizer, family
 

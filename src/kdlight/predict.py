@@ -15,7 +15,10 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from kdlight.data.tasks import Rendered
 
 
 def with_placeholder_label(task_name: str, row: dict) -> dict:
@@ -32,9 +35,9 @@ class BadInput(ValueError):
     pass
 
 
-def read_inputs(lines: Iterable[str], task, separator: str | None, rendering: str) -> list[tuple[int, str]]:
-    """(line number, rendered input text) per non-empty line; BadInput names the first bad line."""
-    from kdlight.data.tasks import BadRow
+def read_inputs(lines: Iterable[str], task, separator: str | None, rendering: str) -> list[tuple[int, Rendered]]:
+    """(line number, rendered input) per non-empty line (plain text: one content span); BadInput names the first bad line."""
+    from kdlight.data.tasks import BadRow, Rendered
 
     inputs = []
     for number, line in enumerate(lines, 1):
@@ -45,7 +48,7 @@ def read_inputs(lines: Iterable[str], task, separator: str | None, rendering: st
         except json.JSONDecodeError:
             value = line.rstrip("\n")
         if isinstance(value, str):
-            inputs.append((number, value))
+            inputs.append((number, Rendered(value, ((0, len(value)),))))
             continue
         if not isinstance(value, dict):
             raise BadInput(f"line {number}: expected a JSON object (a {task.name} row) or text, got {type(value).__name__}")
@@ -54,23 +57,20 @@ def read_inputs(lines: Iterable[str], task, separator: str | None, rendering: st
         except BadRow as err:
             raise BadInput(f"line {number}: {err} (a {task.name} row needs the release's fields)") from None
         rendered = task.render_student(example, separator or "</s>") if rendering == "student" else task.render_teacher(example)
-        inputs.append((number, rendered.text))
+        inputs.append((number, rendered))
     return inputs
 
 
-def generate(model, tokenizer, family, texts: list[str], max_input_length: int, max_new_tokens: int, batch_size: int) -> list[str]:
+def generate(model, tokenizer, family, inputs: list[Rendered], max_input_length: int, max_new_tokens: int, batch_size: int) -> list[str]:
+    """The model's answers to rendered inputs (task words applied), in batches."""
     import torch
-
-    from kdlight.families.base import lengths_mask, pad_right
-    from kdlight.text import decode_answers, encode_inputs
 
     answers: list[str] = []
     with torch.no_grad():
-        for start in range(0, len(texts), batch_size):
-            ids = encode_inputs(tokenizer, texts[start : start + batch_size], max_input_length)
-            prompt_ids = pad_right(ids, tokenizer.pad_token_id)
-            prompt_mask = lengths_mask(torch.tensor([len(x) for x in ids]), prompt_ids.shape[1])
-            answers += decode_answers(tokenizer, family.generate(model, prompt_ids, prompt_mask, max_new_tokens))
+        for start in range(0, len(inputs), batch_size):
+            ids = family.encode_prompts(tokenizer, inputs[start : start + batch_size], max_input_length)
+            prompt_ids, prompt_mask = family.pad_prompts(ids, tokenizer.pad_token_id)
+            answers += family.answers(model, tokenizer, prompt_ids, prompt_mask, max_new_tokens)
     return answers
 
 
@@ -81,14 +81,16 @@ def predict(student: str | Path, lines: Iterable[str], out: TextIO, explain: boo
     model, tokenizer, family, fmt = load_student(student)
     task = TASKS[fmt["dataset"]]
     inputs = read_inputs(lines, task, fmt.get("separator"), fmt["rendering"])
-    texts = [text for _, text in inputs]
+    rendered = [r for _, r in inputs]
     words = TaskWords.from_format(fmt)
-    answers = generate(model, tokenizer, family, [words.apply("label", t) for t in texts], fmt["max_input_length"],
+    if explain and not family.writes_rationales:
+        raise ValueError(f"--explain generates the rationale task's text; a {family.name} student tags input words instead and writes none")
+    answers = generate(model, tokenizer, family, [words.render("label", r) for r in rendered], fmt["max_input_length"],
                        fmt["max_new_tokens"], batch_size)
-    rationales = generate(model, tokenizer, family, [words.apply("rationale", t) for t in texts], fmt["max_input_length"],
-                          fmt["max_target_length"], batch_size) if explain else [None] * len(texts)
-    for (number, text), answer, rationale in zip(inputs, answers, rationales):
-        record = {"line": number, "input": text, "answer": answer}
+    rationales = generate(model, tokenizer, family, [words.render("rationale", r) for r in rendered], fmt["max_input_length"],
+                          fmt["max_target_length"], batch_size) if explain else [None] * len(rendered)
+    for (number, r), answer, rationale in zip(inputs, answers, rationales):
+        record = {"line": number, "input": r.text, "answer": answer}
         if explain:
             record["rationale"] = rationale
         out.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -1,7 +1,8 @@
 """Rationale sources, one per method: what the student's second task learns to write.
 
-Each is a callable (split, start row, examples of a chunk, their teacher prompts) -> one text per
-example (None: that example trains on the label task only), plus a fingerprint of what it gives
+Each is a callable (split, start row, examples of a chunk, their teacher prompts) -> one Rationale
+per example (its text, and its words' character spans in the teacher prompt where it has words of
+the input; None: that example trains on the label task only), plus a fingerprint of what it gives
 (the tokenised features are cached by it). Sources get everything they read as arguments; adding
 a method is one config file in conf/method/ and, at most, one small class here.
 """
@@ -13,8 +14,8 @@ import logging
 import random
 from collections.abc import Mapping
 
-from kdlight.attribution.selection import rationale_text, unit_spans
-from kdlight.data.tasks import Example, Rendered, content_words
+from kdlight.attribution.selection import ORDERS, unit_spans
+from kdlight.data.tasks import Example, Rationale, Rendered, Task, content_words
 from kdlight.teacher.cache import RationaleCache
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,23 @@ class SaliencyRationales:
             raise RuntimeError(f"no teacher rationale cache for split {split!r}; run the extraction first")
         return self.caches[split]
 
-    def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[str | None]:
+    def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[Rationale | None]:
         cache = self._cache(split)
-        rows = cache.read_rows(start, start + len(examples), columns=["id", "texts", "starts"])
+        rows = cache.read_rows(start, start + len(examples), columns=["id", "texts", "starts", "ends"])
         if [r["id"] for r in rows] != [ex.id for ex in examples]:
             raise RuntimeError(f"rationale cache {cache.path} does not match the {split} examples (rows {start}-{start + len(examples)})")
-        return [rationale_text(r["starts"], r["texts"], self.k, self.order) or None for r in rows]
+        return [words_rationale(list(zip(r["starts"], r["ends"], r["texts"]))[: self.k], self.order) for r in rows]
+
+
+def words_rationale(words: list[tuple[int, int, str]], order: str = "input") -> Rationale | None:
+    """(start, end, text) words ranked best first -> their rationale, joined in input (or that) order."""
+    if order not in ORDERS:
+        raise ValueError(f"attribution.order={order!r} is not accepted; use one of {list(ORDERS)}")
+    if order == "input":
+        words = sorted(words)
+    if not words:
+        return None
+    return Rationale(" ".join(text for _, _, text in words), tuple((a, b) for a, b, _ in words))
 
 
 class PalmRationales:
@@ -48,7 +60,7 @@ class PalmRationales:
     def fingerprint(self, split: str) -> str:
         return "palm"
 
-    def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[str | None]:
+    def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[Rationale | None]:
         missing = sum(ex.palm_rationale is None for ex in examples)
         if missing == len(examples) and examples:
             raise RuntimeError(
@@ -57,7 +69,7 @@ class PalmRationales:
             )
         if missing:
             log.warning("%s: %d of %d examples have no parsable PaLM rationale (label task only)", split, missing, len(examples))
-        return [ex.palm_rationale for ex in examples]
+        return [Rationale(ex.palm_rationale) if ex.palm_rationale else None for ex in examples]
 
 
 class RandomRationales:
@@ -70,11 +82,34 @@ class RandomRationales:
     def fingerprint(self, split: str) -> str:
         return hashlib.sha256(f"random-{self.k}-{self.seed}-{self.drop_stopwords}-{self.drop_punctuation}".encode()).hexdigest()[:16]
 
-    def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[str | None]:
+    def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[Rationale | None]:
         return [self.choose(prompt, split, start + i) for i, prompt in enumerate(prompts)]
 
-    def choose(self, prompt: Rendered, split: str, index: int) -> str | None:
+    def choose(self, prompt: Rendered, split: str, index: int) -> Rationale | None:
         words = content_words(prompt)  # one "token" per word: the spans themselves as offsets
         units = unit_spans(prompt, words, "word", self.drop_stopwords, self.drop_punctuation)
         chosen = random.Random(f"{self.seed}-{split}-{index}").sample(units, min(self.k, len(units)))
-        return " ".join(u.text for u in sorted(chosen, key=lambda u: u.start)) or None
+        return words_rationale([(u.start, u.end, u.text) for u in chosen])
+
+
+class HumanRationales:
+    """The reference: the words people highlighted in the example (CQA's CoS-E extractive explanation,
+    any row's `highlights`), located in the teacher prompt's content and joined in input order.
+    Examples without a highlight found in their content train on the label task only."""
+
+    def fingerprint(self, split: str) -> str:
+        return "human-1"
+
+    def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[Rationale | None]:
+        from kdlight.attribution.quality import highlight_of
+
+        found = []
+        for example, prompt in zip(examples, prompts):
+            marked = highlight_of(prompt, Task.highlights(example))
+            found.append(words_rationale([(a, b, prompt.text[a:b]) for a, b in sorted(marked["words"])]) if marked else None)
+        if examples and not any(found):
+            raise RuntimeError(
+                f"no example of the {split} split (rows {start}-{start + len(examples)}) has human highlights in its content: "
+                "method=human needs a dataset whose rows carry them (CQA's extractive_explanation, or a 'highlights' list)"
+            )
+        return found

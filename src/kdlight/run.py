@@ -62,7 +62,8 @@ def _run(cfg: DictConfig) -> float | None:
     from kdlight.text import separator_token
 
     model, tokenizer, family = build_model(
-        instantiate(cfg.student.model, _partial_=True), instantiate(cfg.student.tokenizer, _partial_=True), data.corpus
+        instantiate(cfg.student.model, _partial_=True), instantiate(cfg.student.tokenizer, _partial_=True), data.corpus,
+        data.task.label_set,
     )
     datamodule = instantiate(
         cfg.dataset, examples=data.examples, tokenizer=tokenizer, family=family, rationales=source,
@@ -91,6 +92,7 @@ def _run(cfg: DictConfig) -> float | None:
         "split_sizes": data_summary["split_sizes"],
         "max_rows": data_summary["max_rows"],
         "train_stand_in": data_summary["train_stand_in"],
+        "train_subsample": data_summary["train_subsample"],
         "val_acc_best": _metric(metrics, "val/acc_best"),
         "test_acc": _metric(metrics, "test/acc"),
         "steps": trainer.global_step,

@@ -1,7 +1,9 @@
 """Tiny models with RANDOM weights and tokenizers trained locally: CPU runs, tests, benchmarks.
 
 Models of every supported shape (`architecture`): t5, bart, bert2bert (an EncoderDecoderModel of two
-BERTs), gpt2, llama. Tokenizers of every supported kind (`kind`): sentencepiece (T5-style unigram),
+BERTs), gpt2, llama, and BERT encoders with a classifier head: bert_classifier (sequence
+classification, one class per label of `label_set`) and bert_multiple_choice; `bert` is the one of the
+two the dataset needs (a classifier when it has a closed label set, else multiple choice). Tokenizers of every supported kind (`kind`): sentencepiece (T5-style unigram),
 wordpiece (BERT-style, uncased), bpe (byte-level, GPT-2/Llama-3-style). Tokenizers train on a bounded
 sample of the corpus (`max_texts`) and are cached under cache_dir/tokenizers by what they were
 trained on. A tiny model is announced once per process and shape as random-initialised.
@@ -23,7 +25,7 @@ from kdlight.runtime import announce_once
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURES = ("t5", "bart", "bert2bert", "gpt2", "llama")
+ARCHITECTURES = ("t5", "bart", "bert2bert", "gpt2", "llama", "bert_classifier", "bert_multiple_choice", "bert")
 TOKENIZER_KINDS = ("sentencepiece", "wordpiece", "bpe")
 
 
@@ -44,9 +46,15 @@ def tiny_model(
     d_kv: int | None = None,
     max_positions: int = 1024,
     seed: int = 0,
+    label_set=None,
 ):
-    """A model of `architecture` with random weights (any size: tiny for tests, small-model shapes for benchmarks)."""
+    """A model of `architecture` with random weights (any size: tiny for tests, small-model shapes for
+    benchmarks); `label_set` names a sequence classifier's classes (other shapes ignore it)."""
     _choice("architecture", architecture, ARCHITECTURES)
+    if architecture == "bert":
+        from kdlight.models import encoder_head
+
+        architecture = {"sequence_classification": "bert_classifier", "multiple_choice": "bert_multiple_choice"}[encoder_head(label_set)]
     if vocab_size is None:
         if tokenizer is None:
             raise ValueError("tiny_model needs a tokenizer or a vocab_size")
@@ -54,6 +62,10 @@ def tiny_model(
     elif tokenizer is not None and len(tokenizer) > vocab_size:
         raise ValueError(f"vocab_size={vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens")
     ids = _special_ids(tokenizer)
+    if architecture == "bert_classifier":
+        if not label_set:
+            raise ValueError("architecture=bert_classifier needs label_set: the dataset's closed labels (a question with choices: bert_multiple_choice)")
+        ids["labels"] = [str(label) for label in label_set]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = _BUILDERS[architecture](vocab_size, d_model, d_ff, num_layers, num_heads, d_kv or d_model // num_heads, max_positions, ids)
@@ -132,7 +144,24 @@ def _llama(vocab, d_model, d_ff, layers, heads, d_kv, positions, ids):
     ))
 
 
-_BUILDERS = {"t5": _t5, "bart": _bart, "bert2bert": _bert2bert, "gpt2": _gpt2, "llama": _llama}
+def _bert_encoder(head: str):
+    def build(vocab, d_model, d_ff, layers, heads, d_kv, positions, ids):
+        import transformers
+
+        labels = ids.get("labels")
+        config = transformers.BertConfig(
+            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=d_ff,
+            max_position_embeddings=positions, pad_token_id=ids["pad"], **({"id2label": dict(enumerate(labels))} if labels else {}),
+        )
+        return getattr(transformers, f"Bert{head}")(config)
+
+    return build
+
+
+_BUILDERS = {
+    "t5": _t5, "bart": _bart, "bert2bert": _bert2bert, "gpt2": _gpt2, "llama": _llama,
+    "bert_classifier": _bert_encoder("ForSequenceClassification"), "bert_multiple_choice": _bert_encoder("ForMultipleChoice"),
+}
 
 
 # ---------------------------------------------------------------- tokenizers

@@ -24,7 +24,8 @@ def test_deleting_and_keeping_words_leave_the_template_alone():
     fish = {words[2]}
     assert without_words(prompt, fish).text == "Q: where do live?\nA:"
     assert only_words(prompt, fish).text == "Q: fish\nA:" and only_words(prompt, fish).spans == ((3, 7),)
-    assert without_words(prompt, set(words)).text == "Q: \nA:" and without_words(prompt, set(words)).spans == ()
+    # an emptied content span stays (empty): a multiple-choice prompt keeps every choice row
+    assert without_words(prompt, set(words)).text == "Q: \nA:" and without_words(prompt, set(words)).spans == ((3, 3),)
     assert without_words(prompt, {words[3]}).text == "Q: where do fish\nA:"
 
 
@@ -90,7 +91,9 @@ def test_a_teacher_that_ignores_its_input_scores_zero_comprehensiveness_for_ever
     examples = [task.example_from_row(r, i) for i, r in enumerate(__import__("tests.conftest", fromlist=["CQA_ROWS"]).CQA_ROWS)]
     prompts = [task.render_teacher(ex) for ex in examples]
     scorer = PromptScorer(model, tokenizer, family, 128, 16)
-    batch = make_batch(tokenizer, [(p.text, ex.label) for p, ex in zip(prompts, examples)])
+    batch = make_batch(("t5", model, tokenizer, family), examples=[
+        (Rendered(p.text, ((0, len(p.text)),)), ex.label) for p, ex in zip(prompts, examples)
+    ])
     for name in ("grad_x_input", "integrated_gradients", "gradient", "occlusion"):
         scores = get_method(name)(TargetScorer(family, model, tokenizer.pad_token_id), AttributionBatch(
             batch.input_ids, batch.attention_mask, batch.labels, batch.units)).token_scores
@@ -114,7 +117,9 @@ def test_prompt_scorer_matches_the_family_score(tokenizer):
     family = family_of(model)
     family.prepare(model, tokenizer)
     prompts = [Rendered("Where do fish live?", ((0, 19),)), Rendered("What cuts paper?", ((0, 16),))]
-    batched = PromptScorer(model, tokenizer, family, 64, 16, batch_size=2).log_probs(prompts, ["water", "scissors"])
-    alone = [PromptScorer(model, tokenizer, family, 64, 16).log_probs([p], [g])[0] for p, g in zip(prompts, ["water", "scissors"])]
+    scorer = PromptScorer(model, tokenizer, family, 64, 16, batch_size=2)
+    targets = scorer.targets(prompts, ["water", "scissors"])
+    batched = scorer.log_probs(prompts, targets)
+    alone = [PromptScorer(model, tokenizer, family, 64, 16).log_probs([p], [t])[0] for p, t in zip(prompts, targets)]
     assert batched == pytest.approx(alone, abs=1e-4)
     assert all(isinstance(v, float) and v < 0 for v in batched)

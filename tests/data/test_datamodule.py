@@ -165,7 +165,9 @@ class FirstWords:
         return "first-words"
 
     def __call__(self, split, start, examples, prompts):
-        return [None if start + i == 0 else ex.fields["question"].split()[0] for i, ex in enumerate(examples)]
+        from kdlight.data.tasks import Rationale
+
+        return [None if start + i == 0 else Rationale(ex.fields["question"].split()[0]) for i, ex in enumerate(examples)]
 
 
 def test_setup_tokenises_both_tasks_in_chunks_and_caches(release_root, tokenizer, tmp_path, monkeypatch):
@@ -252,3 +254,44 @@ print("train features:", len(datamodule.features["train"]))
                          env=clean_env(tmp_path, TOKENIZERS_PARALLELISM="true"))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == f"train features: {len(CQADataModule(root=str(release_root)).examples['train'])}"
+
+
+def test_a_train_subsample_is_seeded_nests_and_leaves_valid_and_test_alone(release_root, tmp_path):
+    from kdlight.data import CQADataModule
+
+    def splits(**subsample):
+        dm = CQADataModule(root=str(release_root), cache_dir=str(tmp_path / "cache"), **subsample)
+        return {name: [ex.id + str(i) for i, ex in enumerate(rows)] for name, rows in dm.load_examples().items()}, dm
+
+    full, _ = splits()
+    quarter, dm = splits(train_fraction=0.25, subsample_seed=3)
+    half, _ = splits(train_fraction=0.5, subsample_seed=3)
+    other, _ = splits(train_fraction=0.5, subsample_seed=4)
+    assert len(quarter["train"]) == round(0.25 * len(full["train"])) and len(half["train"]) == round(0.5 * len(full["train"]))
+    assert quarter["valid"] == half["valid"] == full["valid"] and quarter["test"] == full["test"]  # only train changes
+    assert set(dm.examples["train"].indices) <= set(CQADataModule(
+        root=str(release_root), cache_dir=str(tmp_path / "cache"), train_fraction=0.5, subsample_seed=3).examples["train"].indices
+    )  # the 25% rows of a seed lie inside its 50% rows
+    assert half != other  # another seed, other rows
+    assert dm.summary()["train_subsample"] == {"fraction": 0.25, "size": None, "seed": 3}
+    sized = CQADataModule(root=str(release_root), cache_dir=str(tmp_path / "cache"), train_size=5, subsample_seed=3).examples["train"]
+    assert len(sized) == 5
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"train_fraction": 1.5}, r"dataset.train_fraction=1.5 is not accepted; use a number with 0 < fraction <= 1"),
+    ({"train_size": 0}, r"dataset.train_size=0 is not accepted; use a positive integer"),
+    ({"train_size": 3, "train_fraction": 0.5}, r"are both set; use one of them"),
+])
+def test_a_bad_subsample_is_named(release_root, settings, message):
+    from kdlight.data import CQADataModule
+
+    with pytest.raises(ValueError, match=message):
+        CQADataModule(root=str(release_root), **settings)
+
+
+def test_a_subsample_larger_than_the_split_is_named(release_root, tmp_path):
+    from kdlight.data import CQADataModule
+
+    with pytest.raises(ValueError, match=r"dataset.train_size=1000 is larger than the 18 train rows; use at most 18"):
+        _ = CQADataModule(root=str(release_root), cache_dir=str(tmp_path), train_size=1000).examples

@@ -63,8 +63,9 @@ def test_report_writes_tables_charts_and_names_the_problem_runs(sweep, tmp_path)
     summary = build_report([sweep], tmp_path / "report")
     assert summary["finished"] == 4 and len(summary["failed"]) == 1 and len(summary["unfinished"]) == 1
     table = (tmp_path / "report" / "table.md").read_text()
-    assert "| cqa | saliency | grad_x_input | 5 | 0.50 | 0.6500 +- 0.0707 | 2 | 0.6400 |" in table
-    assert "| cqa | finetune | - | - | 0.00 | 0.4000 | 1 | 0.4100 |" in table
+    # t interval of 0.6 and 0.7: 0.65 +- t(0.975, 1) * 0.0707 / sqrt(2) = 0.65 +- 0.635
+    assert "| cqa | - | saliency | grad_x_input | 5 | 0.50 | 0.6500 +- 0.0707 | [0.015, 1.285] | 2 | 0.6400 | - |" in table
+    assert "| cqa | - | finetune | - | - | 0.00 | 0.4000 | - | 1 | 0.4100 | - |" in table
     assert f"failed: `{(sweep / '4').resolve()}`: RuntimeError: out of memory" in table
     assert f"unfinished (no results.json yet): `{(sweep / '5').resolve()}`" in table
     with open(tmp_path / "report" / "table.csv") as handle:
@@ -152,3 +153,37 @@ def test_charts_pin_the_axis_keep_equal_points_apart_and_say_what_the_bars_are(m
     (bars,) = figures["methods.png"].axes
     assert bars.get_ylim() == (0.0, 1.0) and any("k=" in t.get_text() for t in bars.get_xticklabels())
     assert "0.000" in [t.get_text() for t in bars.texts]  # the value written on a bar of height 0
+
+
+def with_predictions(folder: Path, correct: list[bool], **fields) -> None:
+    finished(folder, test_acc=sum(correct) / len(correct), split_sizes={"train": fields.pop("train", 100)}, **fields)
+    (folder / "predictions-test.jsonl").write_text("".join(
+        json.dumps({"index": i, "gold": "a", "prediction": "a" if c else "b", "correct": c}) + "\n" for i, c in enumerate(correct)
+    ))
+
+
+def test_methods_are_compared_with_finetune_over_the_same_seeds_and_rows(tmp_path):
+    """A planted difference: saliency gets 20 more of 200 test rows right than fine-tuning, with every seed."""
+    import random
+
+    root = tmp_path / "sweep"
+    rng = random.Random(0)
+    for seed in range(3):
+        base = [rng.random() < 0.5 for _ in range(200)]
+        fixed = [c or (i % 10 == 0 and not c) for i, c in enumerate(base)]  # wrong rows at i % 10 == 0 become right
+        with_predictions(root / f"f{seed}", base, method="finetune", attribution=None, k=None, alpha=0.0, seed=seed)
+        with_predictions(root / f"s{seed}", fixed, seed=seed)
+        with_predictions(root / f"r{seed}", base, method="random", attribution=None, seed=seed)  # identical to finetune
+        with_predictions(root / f"small{seed}", base[:200], method="finetune", attribution=None, k=None, alpha=0.0, seed=seed, train=50)
+    summary = build_report([root], tmp_path / "report")
+    rows = {(r["method"], r["train_rows"]): r for r in summary["rows"]}
+    planted = rows[("saliency", 100)]["vs_reference"]
+    assert planted["reference"] == "finetune" and planted["seeds"] == ["0", "1", "2"] and planted["rows"] == 200
+    assert planted["difference"] > 0.03 and planted["low"] > 0 and planted["p_value"] < 0.01
+    same = rows[("random", 100)]["vs_reference"]
+    assert same["difference"] == 0 and same["p_value"] == 1.0
+    assert rows[("finetune", 50)]["vs_reference"] is None  # the reference itself
+    table = (tmp_path / "report" / "table.md").read_text()
+    assert f"{planted['difference']:+.4f} [" in table and "(3 seeds x 200 rows)" in table
+    assert all(r["test_acc_bootstrap95"][0] < r["test_acc"] < r["test_acc_bootstrap95"][1] for r in summary["runs"])
+    assert (tmp_path / "report" / "data_size.png").stat().st_size > 1000  # two train sizes: a data-size chart

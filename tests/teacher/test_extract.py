@@ -80,7 +80,8 @@ def test_a_k_sweep_reads_the_same_cache_and_slices_it(tiny_cfg):
     prompts = [dm.task.render_teacher(ex) for ex in examples]
     r5 = SaliencyRationales(5, caches=caches)("train", 0, examples, prompts)
     r2 = SaliencyRationales(2, caches=caches)("train", 0, examples, prompts)
-    assert all(len(a.split()) == 2 and set(a.split()) <= set(b.split()) for a, b in zip(r2, r5))
+    assert all(len(a.text.split()) == 2 and set(a.text.split()) <= set(b.text.split()) for a, b in zip(r2, r5))
+    assert all(len(a.spans) == 2 and set(a.spans) <= set(b.spans) for a, b in zip(r2, r5))  # the words' places in the prompt
     assert SaliencyRationales(2, caches=caches)("train", 6, examples[6:9], prompts[6:9]) == r2[6:9]  # any chunk of rows
 
 
@@ -242,7 +243,7 @@ def test_a_decoder_only_teacher_with_a_chat_template_attributes_only_the_prompts
     assert family.name == "causal" and tokenizer.pad_token == tokenizer.eos_token  # no pad token: eos pads
     template = "{% for m in messages %}<|user|>\n{{ m['content'] }}\n{% endfor %}<|assistant|>\n"
     tokenizer.chat_template = template
-    stage.build_model = lambda corpus: (model, tokenizer, family)  # the teacher with its chat template
+    stage.build_model = lambda corpus, label_set=None: (model, tokenizer, family)  # the teacher with its chat template
     caches, info = stage.rationale_caches(dm)
     rows = caches["train"].read()
     templated = stage.prompt_renderer(dm, tokenizer)(dm.examples["train"][0])

@@ -6,7 +6,7 @@ import torch
 from kdlight.families.base import IGNORE_INDEX, first_end_masked
 from kdlight.teacher.module import fuse_activations
 from kdlight.tiny import tiny_model
-from tests.attribution.test_methods import PAIRS, make_batch
+from tests.attribution.test_methods import make_batch
 
 
 def test_generated_answers_become_targets_masked_after_the_end():
@@ -19,7 +19,7 @@ def test_the_teachers_greedy_answer_is_scored_as_its_own_target(family_model):
     from kdlight.attribution import TargetScorer
 
     _, model, tokenizer, family = family_model
-    batch = make_batch(tokenizer, PAIRS)
+    batch = make_batch(family_model)
     tokens = family.generate(model, batch.input_ids, batch.attention_mask, 6)
     labels = first_end_masked(tokens, model.generation_config.eos_token_id, tokenizer.pad_token_id)
     assert labels.shape[0] == 3 and labels.shape[1] <= 6
@@ -42,7 +42,7 @@ def test_fused_activations_give_the_same_scores(tokenizer):
     plain = tiny_model(tokenizer, "t5", d_model=32, d_ff=64, num_layers=2, num_heads=4, seed=5).eval().requires_grad_(False)
     family = family_of(plain)
     family.prepare(plain, tokenizer)
-    batch = make_batch(tokenizer, PAIRS)
+    batch = make_batch(("t5", plain, tokenizer, family))
     scorer = TargetScorer(family, plain, tokenizer.pad_token_id)
     before = get_method("grad_x_input")(scorer, batch).token_scores
     assert fuse_activations(plain) == 4  # one per feed-forward block: 2 encoder + 2 decoder layers

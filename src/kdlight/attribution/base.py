@@ -91,8 +91,10 @@ def gradient_attributions(scorer: TargetScorer, batch: AttributionBatch, combine
 
 
 def trimmed_width(attention_mask: torch.Tensor) -> int:
-    """The longest real row of a chunk: rows of one example (or of similar length) need no more columns."""
-    return int(attention_mask.sum(dim=1).max())
+    """Up to the last attended position of a chunk: rows of one example (or of similar length) need no
+    more columns (an encoder's stored rows have unattended gaps inside, so not the count of positions)."""
+    positions = torch.arange(1, attention_mask.shape[1] + 1, device=attention_mask.device)
+    return int((attention_mask.ne(0) * positions).max())
 
 
 def check_choice(name: str, value: Any, accepted: Sequence) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from kdlight.data.tasks import Example, Rendered, Task, content_words
-from kdlight.families.base import IGNORE_INDEX, lengths_mask, pad_right
+from kdlight.families.base import IGNORE_INDEX, pad_right
 
 DEFAULT_KS = (1, 2, 3, 5, 10, 20)
 
@@ -46,8 +46,7 @@ def _rebuild(prompt: Rendered, keep: Callable[[tuple[int, int]], bool], join_kep
             content = "".join(pieces)
             if not prompt.text[start:end][-1:].isspace():
                 content = content.rstrip()
-        if content:
-            spans.append((len(text), len(text) + len(content)))
+        spans.append((len(text), len(text) + len(content)))  # kept when emptied: a choice stays a choice
         text += content
         cursor = end
     text += prompt.text[cursor:]
@@ -87,33 +86,29 @@ class PromptScorer:
 
     def _batches(self, prompts: Sequence[Rendered]):
         """(first row, prompt ids, attention mask) per batch of prompts, on the model's device."""
-        from kdlight.text import encode_inputs
-
         for start in range(0, len(prompts), self.batch_size):
-            chunk = prompts[start : start + self.batch_size]
-            ids = encode_inputs(self.tokenizer, [p.text for p in chunk], self.max_input_length,
-                                templated=any(p.templated for p in chunk))
-            input_ids = pad_right(ids, self.tokenizer.pad_token_id).to(self.model.device)
-            yield start, input_ids, lengths_mask(torch.tensor([len(x) for x in ids]), input_ids.shape[1]).to(self.model.device)
+            ids = self.family.encode_prompts(self.tokenizer, prompts[start : start + self.batch_size], self.max_input_length)
+            input_ids, mask = self.family.pad_prompts(ids, self.tokenizer.pad_token_id)
+            yield start, input_ids.to(self.model.device), mask.to(self.model.device)
+
+    def targets(self, prompts: Sequence[Rendered], golds: Sequence[str]) -> list[list[int]]:
+        """The gold targets, from the unaltered prompts (a multiple-choice target is the gold choice's position)."""
+        return self.family.encode_targets(self.tokenizer, golds, prompts, self.max_target_length)
 
     @torch.no_grad()
-    def log_probs(self, prompts: Sequence[Rendered], golds: Sequence[str]) -> list[float]:
-        from kdlight.text import encode_targets
-
+    def log_probs(self, prompts: Sequence[Rendered], targets: Sequence[Sequence[int]]) -> list[float]:
         out: list[float] = []
         for start, input_ids, mask in self._batches(prompts):
-            labels = encode_targets(self.tokenizer, golds[start : start + len(input_ids)], self.max_target_length)
+            labels = pad_right(targets[start : start + len(input_ids)], IGNORE_INDEX).to(self.model.device)
             embeds = self.family.prompt_embeddings(self.model, input_ids)
-            out += self.family.target_log_probs(self.model, embeds, mask, pad_right(labels, IGNORE_INDEX).to(self.model.device)).tolist()
+            out += self.family.target_log_probs(self.model, embeds, mask, labels).tolist()
         return out
 
     @torch.no_grad()
     def answers(self, prompts: Sequence[Rendered]) -> list[str]:
-        from kdlight.text import decode_answers
-
         out: list[str] = []
         for _, input_ids, mask in self._batches(prompts):
-            out += decode_answers(self.tokenizer, self.family.generate(self.model, input_ids, mask, self.max_target_length).cpu())
+            out += self.family.answers(self.model, self.tokenizer, input_ids, mask, self.max_target_length)
         return out
 
 
@@ -123,7 +118,8 @@ def faithfulness(
 ) -> dict:
     """Comprehensiveness and sufficiency per k and their AOPC, for the cached top-k words ("teacher")
     and for as many random eligible words ("random"); accuracy variants when `checker` is given."""
-    full = scorer.log_probs(prompts, golds)
+    targets = scorer.targets(prompts, golds)
+    full = scorer.log_probs(prompts, targets)
     correct_full = None
     if checker is not None:
         correct_full = [checker(a, g) for a, g in zip(scorer.answers(prompts), golds)]
@@ -134,8 +130,8 @@ def faithfulness(
             chosen = [top_choice(r, k) if source == "teacher" else random_choice(r, k, f"{seed}-{r['id']}-{k}") for r in rows]
             removed = [without_words(p, c) for p, c in zip(prompts, chosen)]
             kept = [only_words(p, c) for p, c in zip(prompts, chosen)]
-            f_removed = scorer.log_probs(removed, golds)
-            f_kept = scorer.log_probs(kept, golds)
+            f_removed = scorer.log_probs(removed, targets)
+            f_kept = scorer.log_probs(kept, targets)
             entry = {
                 "comprehensiveness": _mean([a - b for a, b in zip(full, f_removed)]),
                 "sufficiency": _mean([a - b for a, b in zip(full, f_kept)]),
@@ -269,4 +265,5 @@ def quality_by_k(quality: dict) -> dict:
             k: {**values, "plausibility_f1": (plaus.get(k) or {}).get("f1"), "auprc": plaus.get("auprc")}
             for k, values in quality["sources"][source].items()
         }
-    return {"sources": out, "aopc": quality["aopc"], "examples": quality["examples"]}
+    return {"sources": out, "aopc": quality["aopc"], "examples": quality["examples"],
+            "plausibility": {"teacher": quality["plausibility"], "random": quality["plausibility_random"]}}

@@ -8,6 +8,7 @@ special tokens, padding and the NLI separator are never inside one.
 
 from __future__ import annotations
 
+import bisect
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -112,22 +113,24 @@ def unit_spans(
     drop_stopwords: bool = False,
     drop_punctuation: bool = True,
 ) -> list[UnitSpan]:
-    """Every unit that may be chosen, in input order, with the token positions that make it.
+    """Every unit that may be chosen, in input order, with the token positions that make it (a word
+    that occurs as several copies of the same characters, as a question in every choice row does,
+    holds the tokens of every copy).
 
     offsets: the tokenizer's (start, end) per token (special tokens and padding have start == end).
     """
     if unit not in UNITS:
         raise ValueError(f"attribution.unit={unit!r} is not accepted; use one of {list(UNITS)}")
     words = content_words(rendered)
+    word_ends = [end for _, end in words]
     pieces: dict[int, list[int]] = {}  # word index -> its token positions
     token_units: list[UnitSpan] = []
-    w = 0
     for position, (raw_start, raw_end) in enumerate(offsets):
         start, end = _trimmed(rendered.text, raw_start, raw_end)
         if end <= start:
             continue  # special token, padding or whitespace
-        while w < len(words) and words[w][1] <= start:
-            w += 1
+        # the word a token starts in; offsets may revisit text (an encoder's choice rows repeat the question)
+        w = bisect.bisect_right(word_ends, start)
         if w == len(words) or not (words[w][0] <= start and end <= words[w][1]):
             continue  # not (wholly) inside one content word: template text
         if unit == "word":

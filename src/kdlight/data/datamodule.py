@@ -62,6 +62,9 @@ class KDDataModule(pl.LightningDataModule):
         max_rows: int | None = None,
         on_bad_row: str = "error",
         train_stand_in: str | None = None,
+        train_fraction: float | None = None,
+        train_size: int | None = None,
+        subsample_seed: int = 0,
         svamp_json: str | None = None,
         hub_timeout: float = 5.0,
         batch_size: int = 64,
@@ -92,6 +95,14 @@ class KDDataModule(pl.LightningDataModule):
         for name, value in (("max_rows", max_rows), ("chunk_rows", chunk_rows), ("corpus_rows", corpus_rows)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"dataset.{name}={value!r} is not accepted; use a positive integer" + (" or null" if name == "max_rows" else ""))
+        if train_fraction is not None and train_size is not None:
+            raise ValueError(f"dataset.train_fraction={train_fraction!r} and dataset.train_size={train_size!r} are both set; use one of them")
+        if train_fraction is not None and (isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float))
+                                           or not 0 < train_fraction <= 1):
+            raise ValueError(f"dataset.train_fraction={train_fraction!r} is not accepted; use a number with 0 < fraction <= 1, or null")
+        if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 1):
+            raise ValueError(f"dataset.train_size={train_size!r} is not accepted; use a positive integer, or null")
+        self.train_fraction, self.train_size, self.subsample_seed = train_fraction, train_size, subsample_seed
         if source == "dsbs" and not root:
             raise ValueError("dataset.root is required with dataset.source=dsbs (the step-by-step release folder)")
         self.root = Path(root).resolve() if root else None
@@ -203,9 +214,21 @@ class KDDataModule(pl.LightningDataModule):
         if self.max_rows is not None:
             log.warning("dataset.max_rows=%d: keeping only the first %d rows of every split", self.max_rows, self.max_rows)
             splits = {name: rows.head(self.max_rows) for name, rows in splits.items()}
+        splits["train"] = self._subsample(splits["train"])
         for name, rows in splits.items():
             rows.name = name
         return ExampleSet(self.task, splits, {split: report for split, (_, report) in raw.items()}, stand_in)
+
+    def _subsample(self, train: SplitExamples) -> SplitExamples:
+        """dataset.train_fraction / train_size: a seeded subsample of the train split only (valid and test
+        untouched); subsamples of one seed nest, so a data-size curve adds rows rather than redrawing them."""
+        if self.train_fraction is None and self.train_size is None:
+            return train
+        size = self.train_size if self.train_size is not None else max(1, round(self.train_fraction * len(train)))
+        if size > len(train):
+            raise ValueError(f"dataset.train_size={size} is larger than the {len(train)} train rows; use at most {len(train)}")
+        log.info("training on %d of %d train rows (seeded subsample, subsample_seed=%s)", size, len(train), self.subsample_seed)
+        return train.select(sources.subsample_positions(len(train), size, self.subsample_seed), f"subsample-{self.subsample_seed}-{size}")
 
     def load_examples(self) -> dict[str, SplitExamples]:
         return self.examples.splits
@@ -243,6 +266,9 @@ class KDDataModule(pl.LightningDataModule):
             "root": str(self.root) if self.root else None,
             "max_rows": self.max_rows,
             "train_stand_in": examples.stand_in,
+            "train_subsample": None if self.train_fraction is None and self.train_size is None else {
+                "fraction": self.train_fraction, "size": self.train_size, "seed": self.subsample_seed,
+            },
             "split_sizes": {split: len(rows) for split, rows in examples.splits.items()},
             "label_distribution": labels,
             "rejected": {
@@ -295,21 +321,20 @@ class KDDataModule(pl.LightningDataModule):
             "lengths": [self.max_input_length, self.max_target_length], "tokenizer": tokenizer_fingerprint(self.tokenizer),
             "rendered_first": self.model_input(probe[0]).text if probe else None,  # catches rendering changes
             "rationales": self.rationales.fingerprint(split) if with_rationales else None,
+            "family": self.family.identity(),
         }
 
     def _feature_chunk(self, split: str, start: int, with_rationales: bool) -> pa.RecordBatch:
-        """The feature columns of rows [start, start + chunk_rows) of a split."""
-        from kdlight.text import encode_inputs, encode_targets
-
+        """The feature columns of rows [start, start + chunk_rows) of a split (encoded by the model's family)."""
         examples = self.examples[split].chunk(start, start + self.chunk_rows)
         rendered = [self.model_input(ex) for ex in examples]
-        templated = any(r.templated for r in rendered)
-        texts = [r.text for r in rendered]
+        labels = [ex.label for ex in examples]
+        inputs = [self.task_words.render("label", r) for r in rendered]
         columns = {
             "index": list(range(start, start + len(examples))),
-            "label_text": [ex.label for ex in examples],
-            "input_ids": encode_inputs(self.tokenizer, [self.task_words.apply("label", t) for t in texts], self.max_input_length, templated=templated),
-            "labels": encode_targets(self.tokenizer, [ex.label for ex in examples], self.max_target_length),
+            "label_text": labels,
+            "input_ids": self.family.encode_prompts(self.tokenizer, inputs, self.max_input_length),
+            "labels": self.family.encode_targets(self.tokenizer, labels, rendered, self.max_target_length),
             "rationale_input_ids": [None] * len(examples),
             "rationale_labels": [None] * len(examples),
             "rationale_text": [None] * len(examples),
@@ -318,13 +343,15 @@ class KDDataModule(pl.LightningDataModule):
             prompts = [self.task.render_teacher(ex) for ex in examples]
             rationales = self.rationales(split, start, examples, prompts)
             present = [i for i, r in enumerate(rationales) if r]
-            inputs = encode_inputs(
-                self.tokenizer, [self.task_words.apply("rationale", texts[i]) for i in present], self.max_input_length, templated=templated
+            task_inputs = [self.task_words.render("rationale", rendered[i]) for i in present]
+            ids = self.family.encode_prompts(self.tokenizer, task_inputs, self.max_input_length)
+            targets = self.family.rationale_targets(
+                self.tokenizer, [rationales[i] for i in present], [prompts[i] for i in present], task_inputs,
+                self.max_input_length, self.max_target_length,
             )
-            targets = encode_targets(self.tokenizer, [rationales[i] for i in present], self.max_target_length)
-            for i, ids, target in zip(present, inputs, targets):
-                columns["rationale_input_ids"][i], columns["rationale_labels"][i] = ids, target
-                columns["rationale_text"][i] = rationales[i]
+            for i, input_ids, target in zip(present, ids, targets):
+                columns["rationale_input_ids"][i], columns["rationale_labels"][i] = input_ids, target
+                columns["rationale_text"][i] = rationales[i].text
         return feature_batch(columns)
 
     def _feature_batches(self, split: str, with_rationales: bool) -> Iterator[pa.RecordBatch]:

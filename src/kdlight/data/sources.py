@@ -220,6 +220,13 @@ def carve_valid(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(parts["train"]["i"], dtype=np.int64), np.asarray(parts["test"]["i"], dtype=np.int64)
 
 
+def subsample_positions(n: int, size: int, seed: int) -> np.ndarray:
+    """`size` of `n` rows drawn by a seeded permutation, in their original order. The first rows of one
+    permutation: a smaller subsample of the same seed is always inside a larger one (data-size curves nest)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[:size]).astype(np.int64)
+
+
 LOCAL_HINT = (
     "point at a local copy in the step-by-step release layout with dataset.source=dsbs dataset.root=DIR, "
     "or set HF_DATASETS_OFFLINE=1 to read the local datasets cache."

@@ -39,6 +39,34 @@ class Rendered:
     templated: bool = False  # wrapped in a chat template, which carries its own special tokens
 
 
+@dataclass(frozen=True)
+class Rationale:
+    """What the student's second task learns: a text, and where its words are in the prompt it was
+    chosen from (character spans; None for free text such as PaLM's chain of thought). A student that
+    tags its input tokens (an encoder) needs the spans; one that writes the rationale, the text."""
+
+    text: str
+    spans: tuple[tuple[int, int], ...] | None = None
+
+
+def move_spans(spans, source: Rendered, target: Rendered) -> list[tuple[int, int]]:
+    """Character spans inside `source`'s content moved to the same content in `target` (e.g. the
+    teacher's prompt -> the student's input): both renderings hold the same content spans in order."""
+    if len(source.spans) != len(target.spans) or any(
+        source.text[a:b] != target.text[c:d] for (a, b), (c, d) in zip(source.spans, target.spans)
+    ):
+        raise ValueError("the two renderings do not hold the same content, so rationale spans cannot be moved between them")
+    moved = []
+    for start, end in spans:
+        for (a, b), (c, _) in zip(source.spans, target.spans):
+            if a <= start and end <= b:
+                moved.append((start - a + c, end - a + c))
+                break
+        else:
+            raise ValueError(f"span {start}-{end} is not inside the content of {source.text[:60]!r}")
+    return moved
+
+
 TASK_WORD_POSITIONS = ("before", "after")
 
 
@@ -60,6 +88,11 @@ class TaskWords:
         """The input of `task` ("label" or "rationale") for a rendered text."""
         word = self.label if task == "label" else self.rationale
         return word + text if self.position == "before" else f"{text}\n{word.strip()}"
+
+    def render(self, task: str, rendered: Rendered) -> Rendered:
+        """`apply` on a rendering: the task's input with its content spans moved."""
+        shift = self.input_start(task)
+        return Rendered(self.apply(task, rendered.text), tuple((a + shift, b + shift) for a, b in rendered.spans), rendered.templated)
 
     def input_start(self, task: str) -> int:
         """Where the rendered text starts in the task's input (content spans move by this much)."""
@@ -164,9 +197,10 @@ class Task:
         """The words known to decide the label (a generated task plants them); None where unknown."""
         return None
 
-    def highlights(self, example: Example) -> list[str]:
-        """Text spans of the content that people marked as the reason for the label (plausibility);
-        any row may carry them as a list under "highlights"."""
+    @staticmethod
+    def highlights(example: Example) -> list[str]:
+        """Text spans of the content that people marked as the reason for the label (plausibility,
+        method=human); any row may carry them as a list under "highlights"."""
         return list(example.fields.get("highlights") or [])
 
 

@@ -1,25 +1,29 @@
-"""Model families: one adapter per family, chosen from the model's own config (`is_encoder_decoder`).
+"""Model families: one adapter per family, chosen from the model's own config by explicit architecture.
 
-Adding a family is one file with a ModelFamily subclass, registered here with `register_family`,
-plus configs in conf/teacher/ and conf/student/.
+Adding a family is one file with a ModelFamily subclass, registered with `register_family`, plus
+configs in conf/teacher/ and conf/student/. Exactly one family must claim a model: none is an error
+naming its architectures, two is an error naming both families (never the order of a list).
 """
 
 from __future__ import annotations
 
 from kdlight.families.base import IGNORE_INDEX, ModelFamily
 from kdlight.families.causal import CausalFamily
+from kdlight.families.encoder import MultipleChoiceFamily, SequenceClassificationFamily
 from kdlight.families.seq2seq import Seq2SeqFamily
 
 FAMILIES: dict[str, ModelFamily] = {}
 
 
 def register_family(family: ModelFamily) -> ModelFamily:
+    if family.name in FAMILIES and type(FAMILIES[family.name]) is not type(family):
+        raise ValueError(f"model family {family.name!r} is already registered by {type(FAMILIES[family.name]).__name__}")
     FAMILIES[family.name] = family
     return family
 
 
-register_family(Seq2SeqFamily())
-register_family(CausalFamily())
+for _family in (Seq2SeqFamily(), CausalFamily(), SequenceClassificationFamily(), MultipleChoiceFamily()):
+    register_family(_family)
 
 
 def get_family(name: str) -> ModelFamily:
@@ -28,13 +32,28 @@ def get_family(name: str) -> ModelFamily:
     return FAMILIES[name]
 
 
+def architectures_of(model_or_config) -> list[str]:
+    """A built model's class, else the config's `architectures` (what a saved folder declares)."""
+    if hasattr(model_or_config, "config") and hasattr(model_or_config, "forward"):
+        return [type(model_or_config).__name__]
+    return list(getattr(model_or_config, "architectures", None) or [])
+
+
 def family_of(model_or_config) -> ModelFamily:
-    """The family a model (or its config) belongs to; seq2seq families are tried first."""
+    """The one family whose adapter claims this model (or config), by its architectures."""
     config = getattr(model_or_config, "config", model_or_config)
-    for family in FAMILIES.values():
-        if family.matches(config):
-            return family
-    raise ValueError(f"no model family matches {type(config).__name__}; known: {sorted(FAMILIES)}")
+    architectures = architectures_of(model_or_config)
+    claimed = [family for family in FAMILIES.values() if family.matches(config, architectures)]
+    if len(claimed) == 1:
+        return claimed[0]
+    what = f"{type(config).__name__} (model_type {getattr(config, 'model_type', None)!r}, architectures {architectures})"
+    if claimed:
+        raise ValueError(f"{what} is claimed by several model families {[f.name for f in claimed]}; set family=<one of them>")
+    hint = ""
+    if any(a.endswith("Model") for a in architectures):
+        hint = (" A bare encoder has no task head: choose one with family=sequence_classification (one text or a pair: NLI) "
+                "or family=multiple_choice (CQA), e.g. teacher.model.family=multiple_choice.")
+    raise ValueError(f"no model family handles {what}; known families: {sorted(FAMILIES)}.{hint}")
 
 
-__all__ = ["FAMILIES", "IGNORE_INDEX", "ModelFamily", "family_of", "get_family", "register_family"]
+__all__ = ["FAMILIES", "IGNORE_INDEX", "ModelFamily", "architectures_of", "family_of", "get_family", "register_family"]

@@ -11,10 +11,13 @@ what the model trains on, `prompt_ids`/`prompt_mask` the prompt alone (right-pad
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
+
+if TYPE_CHECKING:
+    from kdlight.data.tasks import Rationale, Rendered
 
 IGNORE_INDEX = -100  # target positions the loss and the score skip
 
@@ -59,19 +62,113 @@ def first_end_masked(tokens: torch.Tensor, end_id: int | None, pad_id: int | Non
 
 
 class ModelFamily:
-    """Base of the adapters in kdlight.families (seq2seq, causal)."""
+    """Base of the adapters in kdlight.families (seq2seq, causal, encoder classifiers).
+
+    The text-to-text families (seq2seq, causal) share the defaults below: a prompt is its rendered
+    text, a target is the label's token ids, an answer is generated. A classifier family overrides
+    the `encode_*`, `answers` and `predicted_targets` hooks (kdlight.families.encoder)."""
 
     name: ClassVar[str]
     auto_class: ClassVar[str]  # the transformers Auto class that loads this family
     generation_padding_side: ClassVar[str] = "right"  # how a tokenizer pads a batch of prompts to generate from
+    needs_label_set: ClassVar[bool] = False  # a classifier head sized by the dataset's labels
+    writes_rationales: ClassVar[bool] = True  # the student writes its rationale (a classifier tags input words instead)
+    pipeline_tag: ClassVar[str] = "text2text-generation"  # the export's transformers pipeline task
 
     # ------------------------------------------------------------ loading
-    def matches(self, config) -> bool:
+    def matches(self, config, architectures: Sequence[str]) -> bool:
+        """Whether a model of these architectures (the folder's `architectures`, or a built model's
+        class) belongs to this family: by explicit architecture, never by elimination."""
         raise NotImplementedError
+
+    def bind(self, model, tokenizer) -> ModelFamily:
+        """The adapter for this model and tokenizer: stateless families are shared; a classifier's
+        adapter knows its labels and the tokenizer's special ids."""
+        return self
+
+    def identity(self) -> list:
+        """What decides how this adapter encodes examples (tokenised features are keyed by it)."""
+        return [self.name]
 
     def prepare(self, model, tokenizer) -> None:
         """Complete what a model folder may lack (special ids, a pad token) from the tokenizer."""
         raise NotImplementedError
+
+    def prepare_student(self, model) -> None:
+        """Add what the student's rationale task needs beyond the model (a classifier: a tagging head)."""
+
+    def export_state_dict(self, model) -> dict | None:
+        """The weights an export saves (None: all of them)."""
+        return None
+
+    def save_export(self, model, tokenizer, folder, max_new_tokens: int) -> None:
+        """Weights, tokenizer, greedy generation settings and the text2text pipeline that serves the
+        generative families (transformers 5 serves that task only to a folder declaring its own)."""
+        from transformers import GenerationConfig
+
+        from kdlight.hf_pipeline import Text2TextGenerationPipeline, register_pipeline
+
+        register_pipeline(self.auto_class)
+        generation = GenerationConfig.from_model_config(model.config)
+        generation.update(
+            max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=model.generation_config.eos_token_id,
+        )
+        start = model.generation_config.decoder_start_token_id  # encoder-decoders have one (prepare completes it)
+        if start is not None:
+            generation.decoder_start_token_id = start
+        model.generation_config = generation
+        Text2TextGenerationPipeline(model=model, tokenizer=tokenizer).save_pretrained(str(folder))
+
+    def card_usage(self, fmt: dict, words, example_input: str) -> list[str]:
+        """The model card's input format and usage lines."""
+        import json
+
+        return [
+            f"Inputs are rendered as in training: the `{fmt.get('rendering')}` rendering of a {fmt.get('dataset')} example, "
+            f"as `{json.dumps(words.apply('label', '<input>'))[1:-1]}` for the answer (and "
+            f"`{json.dumps(words.apply('rationale', '<input>'))[1:-1]}` for a rationale)."
+            + (f" NLI inputs join premise and hypothesis with `{fmt.get('separator')}`." if fmt.get("separator") else ""),
+            f"Inputs longer than {fmt.get('max_input_length')} tokens are cut; answers are at most {fmt.get('max_new_tokens')} tokens "
+            "(greedy decoding, in generation_config.json).",
+            "",
+            "## Usage",
+            "",
+            "```python",
+            "from transformers import pipeline",
+            "student = pipeline(\"text2text-generation\", model=\"PATH/TO/student\", trust_remote_code=True)",
+            f"student({json.dumps(words.apply('label', example_input))})",
+            "```",
+        ]
+
+    # ------------------------------------------------------------ text
+    def encode_prompts(self, tokenizer, prompts: Sequence[Rendered], max_length: int, offsets: bool = False):
+        """Token ids of rendered prompts (and each token's character span in its prompt when asked)."""
+        from kdlight.text import encode_inputs
+
+        return encode_inputs(tokenizer, [p.text for p in prompts], max_length, offsets=offsets,
+                             templated=any(p.templated for p in prompts))
+
+    def encode_targets(self, tokenizer, labels: Sequence[str], prompts: Sequence[Rendered], max_length: int) -> list[list[int]]:
+        """What the label task learns and attribution explains: the label's tokens, ended once."""
+        from kdlight.text import encode_targets
+
+        return encode_targets(tokenizer, labels, max_length)
+
+    def pad_prompts(self, ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoded prompts as one right-padded batch: (input ids, attention mask)."""
+        input_ids = pad_right(ids, pad_id)
+        return input_ids, lengths_mask(torch.tensor([len(x) for x in ids]), input_ids.shape[1])
+
+    def rationale_targets(
+        self, tokenizer, rationales: Sequence[Rationale], sources: Sequence[Rendered], inputs: Sequence[Rendered],
+        max_input_length: int, max_target_length: int,
+    ) -> list[list[int]]:
+        """The rationale task's targets for its inputs: here the rationale's text as tokens (`sources`,
+        the prompts the rationale's spans refer to, are for families that tag their input's tokens)."""
+        from kdlight.text import encode_targets
+
+        return encode_targets(tokenizer, [r.text for r in rationales], max_target_length)
 
     # ------------------------------------------------------------ batches and training
     def task_batch(self, inputs: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], pad_id: int) -> dict:
@@ -89,6 +186,26 @@ class ModelFamily:
     def generate(self, model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
         """Greedy continuation ids [batch, new tokens] of right-padded prompts (no prompt, no start token)."""
         raise NotImplementedError
+
+    def answers(self, model, tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int) -> list[str]:
+        """The model's answers as text (greedy decoding here)."""
+        from kdlight.text import decode_answers
+
+        return decode_answers(tokenizer, self.generate(model, prompt_ids, prompt_mask, max_new_tokens))
+
+    def predicted_targets(self, model, tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_length: int) -> torch.Tensor:
+        """The model's own answer as targets (IGNORE_INDEX after the end), without gradients."""
+        from kdlight.text import end_token_id
+
+        with torch.no_grad():
+            tokens = self.generate(model, prompt_ids, prompt_mask, max_length)
+        return first_end_masked(tokens, end_token_id(tokenizer), tokenizer.pad_token_id)
+
+    def target_answers(self, tokenizer, targets: torch.Tensor, prompt_ids: torch.Tensor) -> list[str]:
+        """Targets (e.g. predicted_targets) as answer texts."""
+        from kdlight.text import decode_answers
+
+        return decode_answers(tokenizer, targets.clamp(min=0).cpu())
 
     # ------------------------------------------------------------ attribution
     def prompt_embeddings(self, model, input_ids: torch.Tensor) -> torch.Tensor:

@@ -29,8 +29,10 @@ class CausalFamily(ModelFamily):
     auto_class = "AutoModelForCausalLM"
     generation_padding_side = "left"  # every row continues from its last token
 
-    def matches(self, config) -> bool:
-        return not getattr(config, "is_encoder_decoder", False)
+    def matches(self, config, architectures) -> bool:
+        return not getattr(config, "is_encoder_decoder", False) and any(
+            a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures
+        )
 
     def prepare(self, model, tokenizer) -> None:
         """A missing pad token falls back to eos (with one warning); generation stops at the end token."""

@@ -30,7 +30,7 @@ class Seq2SeqFamily(ModelFamily):
     name = "seq2seq"
     auto_class = "AutoModelForSeq2SeqLM"
 
-    def matches(self, config) -> bool:
+    def matches(self, config, architectures) -> bool:
         return bool(getattr(config, "is_encoder_decoder", False))
 
     def prepare(self, model, tokenizer) -> None:

@@ -57,7 +57,7 @@ def student_rows(student_dir: str | Path, datamodule, split: str, attribution: d
     scored with the teacher's machinery, with its greedy answers."""
     import torch
 
-    from kdlight.data.tasks import Rendered, TaskWords
+    from kdlight.data.tasks import TaskWords
     from kdlight.export import read_input_format
     from kdlight.models import from_folder
     from kdlight.teacher.extract import TeacherBatches
@@ -67,16 +67,14 @@ def student_rows(student_dir: str | Path, datamodule, split: str, attribution: d
     fmt = read_input_format(student_dir)
     datamodule.separator = fmt.get("separator")  # the student's NLI separator, as in training
     words = TaskWords.from_format(fmt)
-    shift = words.input_start("label")
 
     def render(example):
-        rendered = datamodule.model_input(example)
-        return Rendered(words.apply("label", rendered.text), tuple((a + shift, b + shift) for a, b in rendered.spans))
+        return words.render("label", datamodule.model_input(example))
 
     settings = {**attribution, "score_teacher": True, "method": "grad_x_input", "chunk_rows": limit, "num_workers": 0,
                 "flush_batches": 1, "shard_rows": limit}
     scorer = TeacherModule(model, tokenizer, family, settings, name="student", precision="fp32", answer_kind=datamodule.task.answer_kind)
-    batches = TeacherBatches(datamodule.examples[split].head(limit), render, tokenizer, settings, set())
+    batches = TeacherBatches(datamodule.examples[split].head(limit), render, tokenizer, family, settings, set())
     rows: list[dict] = []
     with torch.enable_grad():
         for batch in batches:

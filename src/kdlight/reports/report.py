@@ -4,9 +4,13 @@
     kdlight-report outputs/train multirun --out reports/all  # any mix of run and sweep folders
 
 Writes into --out (default: <first PATH>/report): table.md and table.csv (dataset x method x
-attribution x k x alpha: test accuracy mean +- sample std over seeds, runs, best validation
-accuracy), k_curve.png, methods.png, quality.png (rationale quality against k per attribution
-method beside the students' accuracy, when the runs measured it) and report.json. A run folder
+attribution x k x alpha x train rows: test accuracy mean +- sample std over seeds with a 95% t
+interval, runs, best validation accuracy; each method against `finetune` with the same seeds and
+test rows: the paired difference, its bootstrap interval and a permutation p-value), k_curve.png,
+methods.png (the paired differences marked), data_size.png (accuracy against train rows, when the
+runs have several sizes), quality.png (rationale quality against k per attribution method beside the
+students' accuracy, when the runs measured it) and report.json (also each run's accuracy with a
+bootstrap interval over its test rows). A run folder
 without a finished results.json is listed by path as failed or unfinished, never dropped.
 """
 
@@ -23,19 +27,25 @@ from pathlib import Path
 from kdlight.io import atomic_path, write_json, write_text
 from kdlight.reports.markdown import markdown_table
 from kdlight.reports.runs import collect_runs, format_mean_std, mean_std
+from kdlight.reports.statistics import bootstrap_interval, paired_comparison, t_interval
 
-KEY = ("dataset", "method", "attribution", "k", "alpha")
+KEY = ("dataset", "method", "attribution", "k", "alpha", "train_rows")
+REFERENCE = "finetune"  # what every method is compared with, pairwise
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 QUALITY_PANELS = (("comprehensiveness", "comprehensiveness (drop of log p(gold))"),
                   ("sufficiency", "sufficiency (drop with only the top-k)"),
                   ("plausibility_f1", "plausibility F1 vs human highlights"))
 
 
+def train_rows(run: dict) -> int | None:
+    return (run.get("split_sizes") or {}).get("train")
+
+
 def table_rows(finished: list[dict]) -> list[dict]:
-    """One row per (dataset, method, attribution, k, alpha), aggregated over seeds."""
+    """One row per (dataset, method, attribution, k, alpha, train rows), aggregated over seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in finished:
-        groups[tuple(r.get(key) for key in KEY)].append(r)
+        groups[tuple(train_rows(r) if key == "train_rows" else r.get(key) for key in KEY)].append(r)
     rows = []
     for key, members in groups.items():
         test = [r["test_acc"] for r in members if r.get("test_acc") is not None]
@@ -43,28 +53,88 @@ def table_rows(finished: list[dict]) -> list[dict]:
         test_mean, test_std = mean_std(test)
         rows.append({
             **dict(zip(KEY, key)),
-            "test_acc_mean": test_mean, "test_acc_std": test_std, "runs": len(members),
+            "test_acc_mean": test_mean, "test_acc_std": test_std, "test_acc_t95": t_interval(test), "runs": len(members),
             "seeds": sorted({r.get("seed") for r in members}, key=str), "val_acc_best_mean": mean_std(val)[0],
             "chance_acc": next((r.get("chance_acc") for r in members if r.get("chance_acc") is not None), None),
         })
-    return sorted(rows, key=lambda r: (str(r["dataset"]), str(r["method"]), str(r["attribution"]), r["k"] or 0, r["alpha"] or 0))
+    return sorted(rows, key=lambda r: (str(r["dataset"]), r["train_rows"] or 0, str(r["method"]), str(r["attribution"]),
+                                       r["k"] or 0, r["alpha"] or 0))
+
+
+def test_results(run: dict) -> list[float] | None:
+    """A run's per-test-row results (1 correct, 0 wrong) in test order, from predictions-test.jsonl."""
+    path = Path(run["path"]) / "predictions-test.jsonl"
+    if not path.is_file():
+        return None
+    import json
+
+    rows = sorted((json.loads(line) for line in path.read_text().splitlines() if line.strip()), key=lambda p: p["index"])
+    return [float(bool(p["correct"])) for p in rows]
+
+
+def run_intervals(finished: list[dict]) -> list[dict]:
+    """Each run's test accuracy with a 95% bootstrap interval over its test rows."""
+    out = []
+    for r in finished:
+        results = test_results(r)
+        out.append({"path": r["path"], "method": r.get("method"), "seed": r.get("seed"), "test_acc": r.get("test_acc"),
+                    "test_acc_bootstrap95": bootstrap_interval(results) if results else None})
+    return out
+
+
+def add_paired_comparisons(rows: list[dict], finished: list[dict], reference: str = REFERENCE) -> None:
+    """Each row against the reference method's row of the same dataset and train rows: paired over the
+    seeds both ran and the test rows they share (row["vs_reference"]; None where there is no pair)."""
+    by_key: dict[tuple, list[dict]] = defaultdict(list)
+    for r in finished:
+        by_key[tuple(train_rows(r) if key == "train_rows" else r.get(key) for key in KEY)].append(r)
+    for row in rows:
+        row["vs_reference"] = None
+        if row["method"] == reference:
+            continue
+        partner = next((o for o in rows if o["method"] == reference and o["dataset"] == row["dataset"]
+                        and o["train_rows"] == row["train_rows"]), None)
+        if partner is None:
+            continue
+        results = [{r.get("seed"): test_results(r) for r in by_key[tuple(x[key] for key in KEY)]} for x in (row, partner)]
+        if any(v is None for side in results for v in side.values()):
+            continue
+        compared = paired_comparison(*results)
+        if compared is not None:
+            row["vs_reference"] = {"reference": reference, **compared}
 
 
 def _fmt(value, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _interval(interval, digits: int = 3) -> str:
+    return "-" if not interval else f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+
+
+def paired_text(paired: dict | None) -> str:
+    if not paired:
+        return "-"
+    return (f"{paired['difference']:+.4f} [{paired['low']:+.3f}, {paired['high']:+.3f}], p={paired['p_value']:.3g}"
+            f" ({len(paired['seeds'])} seeds x {paired['rows']} rows)")
+
+
 def results_table(rows: list[dict]) -> str:
     lines = markdown_table(
-        ["dataset", "method", "attribution", "k", "alpha", "test acc (mean +- std)", "runs", "best val acc (mean)"],
-        ([r["dataset"], r["method"], r["attribution"] or "-", _fmt(r["k"]) or "-", _fmt(r["alpha"], 2),
-          format_mean_std(r["test_acc_mean"], r["test_acc_std"]), r["runs"], _fmt(r["val_acc_best_mean"])] for r in rows),
+        ["dataset", "train rows", "method", "attribution", "k", "alpha", "test acc (mean +- std)", "95% t interval (seeds)", "runs",
+         "best val acc (mean)", f"vs {REFERENCE}: difference [95% CI], p"],
+        ([r["dataset"], r["train_rows"] if r["train_rows"] is not None else "-", r["method"], r["attribution"] or "-",
+          _fmt(r["k"]) or "-", _fmt(r["alpha"], 2), format_mean_std(r["test_acc_mean"], r["test_acc_std"]),
+          _interval(r.get("test_acc_t95")), r["runs"], _fmt(r["val_acc_best_mean"]), paired_text(r.get("vs_reference"))]
+         for r in rows),
     )
     return "\n".join(lines) + "\n"
 
 
 def csv_table(rows: list[dict]) -> str:
-    columns = [*KEY, "test_acc_mean", "test_acc_std", "runs", "val_acc_best_mean"]
+    columns = [*KEY, "test_acc_mean", "test_acc_std", "runs", "val_acc_best_mean", "difference_vs_reference", "p_value_vs_reference"]
+    rows = [{**r, "difference_vs_reference": (r.get("vs_reference") or {}).get("difference"),
+             "p_value_vs_reference": (r.get("vs_reference") or {}).get("p_value")} for r in rows]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -176,6 +246,10 @@ def plot_methods(rows: list[dict], path: Path) -> None:
             ax.bar(i, r["test_acc_mean"], 0.7, yerr=r["test_acc_std"] or 0.0, capsize=4, color=f"C{i}")
             top = r["test_acc_mean"] + (r["test_acc_std"] or 0.0)
             ax.text(i, min(top + 0.02, 0.97), f"{r['test_acc_mean']:.3f}", ha="center", fontsize=8)  # a bar of 0 still reads
+            paired = r.get("vs_reference")
+            if paired:  # the paired difference against fine-tuning, starred where p < 0.05
+                ax.text(i, min(top + 0.06, 0.93), f"{paired['difference']:+.3f}{'*' if paired['p_value'] < 0.05 else ''}\np={paired['p_value']:.2g}",
+                        ha="center", fontsize=6.5, color="0.3")
             setting = ", ".join(s for s in (f"k={r['k']}" if r["k"] is not None else "", f"a={r['alpha']:g}") if s)
             labels.append(f"{r['method']}" + (f"\n[{r['attribution']}]" if r["attribution"] else "") + f"\n{setting}")
         chance = next((r["chance_acc"] for r in mine if r.get("chance_acc") is not None), None)
@@ -187,8 +261,43 @@ def plot_methods(rows: list[dict], path: Path) -> None:
         ax.set_title(dataset)
         ax.set_ylabel("student test accuracy (best validation setting)")
         ax.grid(axis="y", alpha=0.3)
-    _caption(fig, _seeds_caption(chosen, levels=False))  # fine-tuning has its own bar here
+    caption = _seeds_caption(chosen, levels=False)  # fine-tuning has its own bar here
+    if any(r.get("vs_reference") for r in chosen):
+        caption += f"; grey: paired difference from {REFERENCE} (same seeds and test rows), * p < 0.05"
+    _caption(fig, caption)
     _save(fig, path)
+
+
+def plot_data_size(rows: list[dict], path: Path) -> bool:
+    """Test accuracy against the number of train rows, one line per method setting, per dataset with
+    at least two sizes (dataset.train_fraction / train_size sweeps); False when there is nothing to draw."""
+    datasets = sorted({r["dataset"] for r in rows if len({o["train_rows"] for o in rows if o["dataset"] == r["dataset"]}) > 1})
+    if not datasets:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.6), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        mine = [r for r in rows if r["dataset"] == dataset and r["test_acc_mean"] is not None and r["train_rows"]]
+        series: dict[str, list[dict]] = defaultdict(list)
+        for r in mine:
+            series[_series_label(r) + (f" k={r['k']}" if r["k"] is not None else "")].append(r)
+        for i, (label, points) in enumerate(sorted(series.items())):
+            points.sort(key=lambda r: r["train_rows"])
+            ax.errorbar([r["train_rows"] for r in points], [r["test_acc_mean"] for r in points],
+                        yerr=[r["test_acc_std"] or 0.0 for r in points], marker=MARKERS[i % len(MARKERS)], capsize=3, label=label)
+        chance = next((r["chance_acc"] for r in mine if r.get("chance_acc") is not None), None)
+        if chance is not None:
+            ax.axhline(chance, linestyle=":", color="0.55", linewidth=1.2, label=f"chance ({chance:.3f})")
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xlabel("train rows (seeded subsample)")
+        ax.set_ylabel("student test accuracy")
+        ax.set_title(dataset)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    _caption(fig, _seeds_caption(rows, levels=False))
+    _save(fig, path)
+    return True
 
 
 def quality_rows(finished: list[dict]) -> list[dict]:
@@ -265,6 +374,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = table_rows(runs.finished)
+    add_paired_comparisons(rows, runs.finished)
     quality = quality_rows(runs.finished)
     problems = [f"- failed: `{f['path']}`: {f['error']}" for f in runs.failed]
     problems += [f"- unfinished (no results.json yet): `{p}`" for p in runs.unfinished]
@@ -283,11 +393,13 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> dict:
     if rows:
         plot_k_curve(rows, out / "k_curve.png")
         plot_methods(rows, out / "methods.png")
+        plot_data_size(rows, out / "data_size.png")
     if quality:
         plot_quality(quality, out / "quality.png")
     summary = {
         "paths": [str(p) for p in paths], "finished": len(runs.finished), "failed": runs.failed,
         "unfinished": runs.unfinished, "teacher_runs": runs.teacher_runs, "rows": rows, "quality": quality,
+        "runs": run_intervals(runs.finished),
     }
     write_json(out / "report.json", summary)
     return summary

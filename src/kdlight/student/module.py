@@ -21,6 +21,7 @@ class StudentModule(LabelTaskModule):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha={alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
         self.alpha = float(alpha)
+        self.family.prepare_student(self.model)  # e.g. an encoder's tagging head, trained and checkpointed with the model
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         rationale = batch.get("rationale") if self.alpha > 0 else None

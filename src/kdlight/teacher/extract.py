@@ -21,17 +21,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import BasePredictionWriter, Callback
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from kdlight.attribution.selection import PackedUnitSpans, unit_spans
 from kdlight.data.store import SplitExamples
 from kdlight.data.tasks import Example, Rendered
-from kdlight.families.base import IGNORE_INDEX, lengths_mask, pad_right
+from kdlight.families.base import IGNORE_INDEX, pad_right
 from kdlight.runtime import tokenizing_worker_init
 from kdlight.teacher.cache import RationaleCache
-from kdlight.text import encode_inputs, encode_targets
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +54,10 @@ class TeacherBatches(IterableDataset):
     """Planned, padded batches of a split for this process and worker, skipping those already done."""
 
     def __init__(
-        self, examples: SplitExamples, render: Callable[[Example], Rendered], tokenizer, settings: dict, done: set[int],
+        self, examples: SplitExamples, render: Callable[[Example], Rendered], tokenizer, family, settings: dict, done: set[int],
         rank: int = 0, world_size: int = 1,
     ) -> None:
-        self.examples, self.render, self.tokenizer, self.settings = examples, render, tokenizer, settings
+        self.examples, self.render, self.tokenizer, self.family, self.settings = examples, render, tokenizer, family, settings
         self.done, self.rank, self.world_size = done, rank, world_size
 
     def __iter__(self):
@@ -81,22 +79,18 @@ class TeacherBatches(IterableDataset):
     def _chunk_batches(self, first_id: int, start: int, examples: list[Example], wanted: set[int]):
         s = self.settings
         prompts = [self.render(ex) for ex in examples]
-        ids, offsets = encode_inputs(
-            self.tokenizer, [p.text for p in prompts], s["max_input_length"], offsets=True,
-            templated=any(p.templated for p in prompts),
-        )
-        targets = encode_targets(self.tokenizer, [ex.label for ex in examples], s["max_target_length"])
+        ids, offsets = self.family.encode_prompts(self.tokenizer, prompts, s["max_input_length"], offsets=True)
+        targets = self.family.encode_targets(self.tokenizer, [ex.label for ex in examples], prompts, s["max_target_length"])
         # From a worker, arrays travel inside the pickle; tensors would each pass a shared-memory file
         # descriptor, which cost the model's process more than the batch's bytes.
         out = (lambda t: t.numpy()) if get_worker_info() is not None else (lambda t: t)
         for j, positions in enumerate(plan_batches([len(x) for x in ids], s["batch_size"])):
             if j not in wanted:
                 continue
-            inputs = [ids[i] for i in positions]
-            input_ids = pad_right(inputs, self.tokenizer.pad_token_id)
+            input_ids, attention_mask = self.family.pad_prompts([ids[i] for i in positions], self.tokenizer.pad_token_id)
             yield {
                 "input_ids": out(input_ids),
-                "attention_mask": out(lengths_mask(torch.tensor([len(x) for x in inputs]), input_ids.shape[1])),
+                "attention_mask": out(attention_mask),
                 "labels": out(pad_right([targets[i] for i in positions], IGNORE_INDEX)),
                 "batch_id": first_id + j,
                 "rows": [start + i for i in positions],
@@ -224,7 +218,7 @@ def extract_split(
     ])
     if todo:
         data = TeacherData(
-            lambda rank, world: TeacherBatches(examples, render, teacher.tokenizer, settings, done, rank, world),
+            lambda rank, world: TeacherBatches(examples, render, teacher.tokenizer, teacher.family, settings, done, rank, world),
             settings["num_workers"],
         )
         trainer.predict(teacher, datamodule=data, return_predictions=False)

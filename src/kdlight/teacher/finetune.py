@@ -59,7 +59,7 @@ def finetuned_teacher(stage, datamodule) -> dict:
             if lock is not None:
                 lock.release()
     summary = json.loads((folder / "summary.json").read_text())
-    log.info("fine-tuned teacher: %s (val accuracy %s)", folder, summary.get("val_acc"))
+    log.info("fine-tuned teacher: %s (val accuracy %s, test accuracy %s)", folder, summary.get("val_acc"), summary.get("test_acc"))
     return {**summary, "path": str(folder)}
 
 
@@ -70,7 +70,7 @@ def _train(stage, data, folder: Path) -> None:
 
     settings = stage.finetune
     pl.seed_everything(settings["seed"], workers=True)
-    model, tokenizer, family = stage.build_model(data.corpus)
+    model, tokenizer, family = stage.build_model(data.corpus, data.task.label_set)
     datamodule = instantiate(
         OmegaConf.merge(stage.dataset_config, settings["dataset"]), examples=data.examples, tokenizer=tokenizer,
         family=family, rendering="teacher", label_prefix="", batch_size=settings["batch_size"],
@@ -91,6 +91,7 @@ def _train(stage, data, folder: Path) -> None:
     log.warning("fine-tuning the teacher %s on %s labels for %d steps", stage.name, data.task.name, trainer.max_steps)
     trainer.fit(module, datamodule=datamodule)
     val = trainer.validate(module, datamodule=datamodule, verbose=False)
+    test = trainer.test(module, datamodule=datamodule, verbose=False)  # the teacher's own test accuracy, once
     if loggers:
         from kdlight.tracking import finish_wandb
 
@@ -103,7 +104,7 @@ def _train(stage, data, folder: Path) -> None:
             write_json(
                 tmp / "summary.json",
                 {"steps": trainer.global_step, "train_examples": len(data.examples["train"]),
-                 "val_acc": round(float(val[0]["val/acc"]), 4)},
+                 "val_acc": round(float(val[0]["val/acc"]), 4), "test_acc": round(float(test[0]["test/acc"]), 4)},
             )
     trainer.strategy.barrier()
 

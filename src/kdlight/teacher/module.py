@@ -19,8 +19,7 @@ from kdlight.answers import AnswerChecker
 from kdlight.attribution import AttributionBatch, TargetScorer, method_from_settings
 from kdlight.attribution.selection import rank_units, score_units
 from kdlight.attribution.settings import check_shared
-from kdlight.families.base import first_end_masked
-from kdlight.text import decode_answers, end_token_id, round_trip
+from kdlight.text import round_trip
 
 
 def fuse_activations(model: torch.nn.Module) -> int:
@@ -76,10 +75,8 @@ class TeacherModule(pl.LightningModule):
         return {k: torch.as_tensor(v).to(device) if torch.is_tensor(v) or isinstance(v, np.ndarray) else v for k, v in batch.items()}
 
     def greedy(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The model's own greedy answer as target labels (IGNORE_INDEX after the end), without gradients."""
-        with torch.no_grad():
-            tokens = self.family.generate(self.model, input_ids, attention_mask, self.attribution["max_target_length"])
-        return first_end_masked(tokens, end_token_id(self.tokenizer), self.tokenizer.pad_token_id)
+        """The model's own answer as targets (IGNORE_INDEX after the end), without gradients."""
+        return self.family.predicted_targets(self.model, self.tokenizer, input_ids, attention_mask, self.attribution["max_target_length"])
 
     def predict_step(self, batch: dict, batch_idx: int = 0) -> dict:
         att = self.attribution
@@ -92,7 +89,7 @@ class TeacherModule(pl.LightningModule):
         result = self.method(self.scorer, AttributionBatch(input_ids, attention_mask, labels, units))
         answers = correct = None
         if predicted is not None and att["score_teacher"]:
-            answers = decode_answers(self.tokenizer, predicted.clamp(min=0).cpu())
+            answers = self.family.target_answers(self.tokenizer, predicted, input_ids)
             correct = [self.checker(answer, gold) for answer, gold in zip(answers, batch["golds"])]
         return {
             "batch_id": batch["batch_id"], "token_scores": result.token_scores.float().cpu(), "stats": result.stats,

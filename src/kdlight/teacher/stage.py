@@ -79,13 +79,13 @@ class TeacherStage:
             "chat_template": self.chat_template, "finetune": self.finetune,
         }
 
-    def build_model(self, corpus) -> tuple[Any, Any, Any]:
+    def build_model(self, corpus, label_set=None) -> tuple[Any, Any, Any]:
         from hydra.utils import instantiate
 
         from kdlight.models import build_model
 
         return build_model(
-            instantiate(self.model_config, _partial_=True), instantiate(self.tokenizer_config, _partial_=True), corpus
+            instantiate(self.model_config, _partial_=True), instantiate(self.tokenizer_config, _partial_=True), corpus, label_set
         )
 
     def module(self, model, tokenizer, family, answer_kind: str):
@@ -194,7 +194,14 @@ class TeacherStage:
             from kdlight.models import from_folder
 
             return from_folder(finetuned["path"])
-        return self.build_model(datamodule.corpus)
+        model, tokenizer, family = self.build_model(datamodule.corpus, datamodule.task.label_set)
+        if getattr(model, "kdlight_head_untrained", False):
+            raise ValueError(
+                f"teacher {self.name} ({self.model_config.get('name_or_path')}) has no trained {family.name} head: its folder is "
+                f"a {model.config.architectures} checkpoint, so the head was initialised here at random and its rationales "
+                "would explain noise. Fine-tune it first: teacher.finetune=true"
+            )
+        return model, tokenizer, family
 
     def rationale_quality(self, cache: RationaleCache, datamodule, finetuned: dict | None = None, teacher=None) -> dict:
         """Faithfulness and plausibility of the train cache's words (attribution.quality), measured once
@@ -243,7 +250,8 @@ def cache_teacher(cache: RationaleCache, datamodule):
     if folder and is_local(folder):
         return from_folder(folder)
     config = cache.about["teacher_config"]
-    return build_model(instantiate(config["model"], _partial_=True), instantiate(config["tokenizer"], _partial_=True), datamodule.corpus)
+    return build_model(instantiate(config["model"], _partial_=True), instantiate(config["tokenizer"], _partial_=True), datamodule.corpus,
+                       datamodule.task.label_set)
 
 
 def measure_quality(cache: RationaleCache, datamodule, teacher, ks, examples: int, seed: int = 0) -> dict:

@@ -17,7 +17,7 @@ import torch
 from torchmetrics import MaxMetric
 
 from kdlight.answers import AnswerChecker
-from kdlight.text import decode_answers, round_trip
+from kdlight.text import round_trip
 from kdlight.training.metrics import AnswerAccuracy
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,11 @@ class LabelTaskModule(pl.LightningModule):
         label_loss = self.family.loss(self.model, batch["label"])
         return {"loss": label_loss, "loss_label": label_loss}
 
+    def on_fit_start(self) -> None:
+        # from_pretrained returns a model in eval mode and Lightning keeps each module's mode (validation
+        # restores it): train with the model's dropout, as it was pretrained
+        self.model.train()
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         losses = self.losses(batch)
         size = batch["label"]["input_ids"].shape[0]
@@ -68,8 +73,7 @@ class LabelTaskModule(pl.LightningModule):
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
     def generate_labels(self, label_batch: dict) -> list[str]:
-        tokens = self.family.generate(self.model, label_batch["prompt_ids"], label_batch["prompt_mask"], self.max_new_tokens)
-        return decode_answers(self.tokenizer, tokens)
+        return self.family.answers(self.model, self.tokenizer, label_batch["prompt_ids"], label_batch["prompt_mask"], self.max_new_tokens)
 
     def _evaluate(self, batch: dict, metric: AnswerAccuracy, stage: str) -> list[str]:
         predictions = self.generate_labels(batch["label"])

@@ -1,0 +1,130 @@
+"""An experiment's attribution study and its closing summary (experiment=minilm_cqa).
+
+`AttributionStudy` is a Hydra callback of a multirun:
+- before the first job, each attribution method explains the teacher on the first `study_rows` rows of
+  a seeded train subsample (nested in the students' subsample) with `kdlight-attribute`, in a process
+  of its own, measuring the rationale quality (faithfulness, CoS-E plausibility) of its words; the
+  teacher is fine-tuned once there (cached) and every job after it reuses it;
+- after the last job, it writes <sweep>/study.md and study.json: the teacher's accuracy, the quality
+  of each method's words against random words, and the students' table (kdlight-report's, with each
+  method's paired difference from fine-tuning), and prints them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from kdlight.io import write_json, write_text
+from kdlight.reports.markdown import markdown_table
+from kdlight.reports.report import build_report, paired_text, results_table
+
+log = logging.getLogger(__name__)
+
+METHODS = ("grad_x_input", "integrated_gradients", "gradient", "occlusion")
+
+
+def _round(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def study_overrides(config: DictConfig) -> list[str]:
+    """The command line of the sweep without the swept keys (each study run picks its own attribution)."""
+    swept = set((config.hydra.sweeper.get("params") or {}).keys())
+    kept = [o for o in config.hydra.overrides.task if o.split("=", 1)[0].lstrip("+~") not in swept]
+    experiment = config.hydra.runtime.choices.get("experiment")
+    return ([f"experiment={experiment}"] if experiment and not any(o.startswith("experiment=") for o in kept) else []) + kept
+
+
+def quality_table(study: dict, k: int) -> str:
+    """One row per attribution method (and random words): faithfulness at k and AOPC, plausibility."""
+    rows = []
+    for method, result in study["methods"].items():
+        quality = result.get("quality") or {}
+        by_k = (quality.get("sources") or {}).get("teacher", {}).get(str(k), {})
+        aopc = (quality.get("aopc") or {}).get("teacher", {})
+        rows.append([method, _round(by_k.get("comprehensiveness")), _round(by_k.get("sufficiency")),
+                     f"{_round(aopc.get('comprehensiveness'))} / {_round(aopc.get('sufficiency'))}",
+                     _round(by_k.get("plausibility_f1")), _round(by_k.get("auprc")), *_whole(quality, "teacher", k),
+                     f"{result.get('seconds', 0):.0f} s"])
+    first = (next(iter(study["methods"].values()), {}).get("quality")) or {}
+    random = (first.get("sources") or {}).get("random", {}).get(str(k), {})
+    random_aopc = (first.get("aopc") or {}).get("random", {})
+    rows.append([f"{k} random words", _round(random.get("comprehensiveness")), _round(random.get("sufficiency")),
+                 f"{_round(random_aopc.get('comprehensiveness'))} / {_round(random_aopc.get('sufficiency'))}",
+                 _round(random.get("plausibility_f1")), _round(random.get("auprc")), *_whole(first, "random", k), "-"])
+    partial = ((first.get("plausibility") or {}).get("teacher") or {}).get("partial", {}).get("examples")
+    whole = ((first.get("plausibility") or {}).get("teacher") or {}).get("whole", {}).get("examples")
+    header = ["method", f"comprehensiveness, k={k}", f"sufficiency, k={k}", "AOPC compr. / suff.",
+              f"CoS-E F1, k={k} ({partial} rows)", "AUPRC", f"whole-question rows ({whole}): F1, k={k} / AUPRC", "extraction + quality"]
+    return "\n".join(markdown_table(header, rows)) + "\n"
+
+
+def _whole(quality: dict, source: str, k: int) -> list[str]:
+    whole = ((quality.get("plausibility") or {}).get(source) or {}).get("whole", {})
+    return [f"{_round((whole.get(str(k)) or {}).get('f1'))} / {_round(whole.get('auprc'))}"]
+
+
+class AttributionStudy(Callback):
+    def __init__(self, study_rows: int = 128, methods: list[str] | tuple[str, ...] = METHODS) -> None:
+        self.study_rows, self.methods = int(study_rows), list(methods)
+        self.started = 0.0
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.monotonic()
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        base = study_overrides(config)
+        study: dict[str, Any] = {"rows": self.study_rows, "overrides": base, "methods": {}}
+        for method in self.methods:
+            command = [sys.executable, "-m", "kdlight.attribute", *base, f"attribution={method}",
+                       f"dataset.train_size={self.study_rows}"]
+            print(f"[study] {method}: extraction and rationale quality on {self.study_rows} train rows", flush=True)
+            started = time.monotonic()
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+                raise RuntimeError(f"the attribution study's {method} run failed ({' '.join(command)}):\n{tail}")
+            summary = json.loads(done.stdout)
+            study["methods"][method] = {"seconds": round(time.monotonic() - started, 1), "quality": summary.get("quality"),
+                                        "splits": summary.get("splits"), "finetune": summary.get("finetune")}
+        write_json(sweep_dir / "attribution_study.json", study)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        study = json.loads((sweep_dir / "attribution_study.json").read_text())
+        report = build_report([sweep_dir], sweep_dir / "report")
+        finetune = next((m["finetune"] for m in study["methods"].values() if m.get("finetune")), None) or {}
+        k = int(config.get("k", 5))
+        lines = [
+            f"# {config.get('task_name', 'study')}: the method on real weights\n",
+            f"Teacher ({config.teacher.name}, fine-tuned {finetune.get('steps')} steps on {finetune.get('train_examples')} "
+            f"train labels): accuracy valid {_round(finetune.get('val_acc'))}, test {_round(finetune.get('test_acc'))}.\n",
+            f"## Which attribution method picks the best words? (the first {quality_rows(study)} of {study['rows']} train rows; "
+            "faithfulness in nats of log p(gold); plausibility on the rows whose CoS-E highlight is a part of the question, "
+            "the whole-question rows apart)\n",
+            quality_table(study, k),
+            "## Students\n",
+            results_table(report["rows"]),
+            "\n".join(f"- {r['method']}{' [' + r['attribution'] + ']' if r.get('attribution') else ''}: {paired_text(r.get('vs_reference'))}"
+                      for r in report["rows"] if r.get("vs_reference")) + "\n",
+            f"Wall time of the whole command: {(time.monotonic() - self.started) / 60:.1f} min.\n",
+        ]
+        text = "\n".join(lines)
+        write_text(sweep_dir / "study.md", text)
+        write_json(sweep_dir / "study.json", {"study": study, "students": report["rows"],
+                                              "minutes": round((time.monotonic() - self.started) / 60, 1)})
+        print(f"\n{text}\nresults: {sweep_dir} (study.md, report/, one folder per run)\n", flush=True)
+
+
+def quality_rows(study: dict) -> int | None:
+    first = next(iter(study["methods"].values()), {})
+    return (first.get("quality") or {}).get("examples")
