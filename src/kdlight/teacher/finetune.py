@@ -90,7 +90,10 @@ def _train(stage, data, folder: Path) -> None:
     )
     log.warning("fine-tuning the teacher %s on %s labels for %d steps", stage.name, data.task.name, trainer.max_steps)
     trainer.fit(module, datamodule=datamodule)
-    val = trainer.validate(module, datamodule=datamodule, verbose=False)
+    if module.last_validation_step == trainer.global_step:  # fit's last step validated already: not twice
+        val_acc = float(trainer.callback_metrics["val/acc"])
+    else:
+        val_acc = float(trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/acc"])
     test = trainer.test(module, datamodule=datamodule, verbose=False)  # the teacher's own test accuracy, once
     if loggers:
         from kdlight.tracking import finish_wandb
@@ -104,7 +107,7 @@ def _train(stage, data, folder: Path) -> None:
             write_json(
                 tmp / "summary.json",
                 {"steps": trainer.global_step, "train_examples": len(data.examples["train"]),
-                 "val_acc": round(float(val[0]["val/acc"]), 4), "test_acc": round(float(test[0]["test/acc"]), 4)},
+                 "val_acc": round(val_acc, 4), "test_acc": round(float(test[0]["test/acc"]), 4)},
             )
     trainer.strategy.barrier()
 

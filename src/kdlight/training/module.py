@@ -50,6 +50,7 @@ class LabelTaskModule(pl.LightningModule):
         self.test_acc = AnswerAccuracy(self.checker)
         self.val_acc_best = MaxMetric()
         self.checkpoint_info: dict = {}  # what eval.py needs to rebuild this model from a checkpoint
+        self.last_validation_step: int | None = None  # the step the latest (non-sanity) validation ran at
         self._samples: list[list[str]] = []
         self.predictions: list[dict] = []
 
@@ -93,6 +94,8 @@ class LabelTaskModule(pl.LightningModule):
             self._samples += [list(row) for row in zip(inputs, batch["label_text"], predictions)]
 
     def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.last_validation_step = self.global_step
         self.val_acc_best(self.val_acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
         if self.trainer.is_global_zero and self._samples and not self.trainer.sanity_checking:
