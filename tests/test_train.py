@@ -24,7 +24,9 @@ from tests.helpers import HANG_GUARD, TINY, clean_env, command, results_of, trai
      ("k=2.5", "k=2.5 is not accepted"), ("attribution.unit=line", "attribution.unit='line' is not accepted"),
      ("threads=0", "threads=0 is not accepted"), ("seed=x", "seed='x' is not accepted"),
      ("attribution=integrated_gradients attribution.n_steps=0", "attribution.n_steps=0 is not accepted"),
-     ("dataset.task_word=middle", "dataset.task_word='middle' is not accepted; use one of ['before', 'after']")],
+     ("dataset.task_word=middle", "dataset.task_word='middle' is not accepted; use one of ['before', 'after']"),
+     ("student.alpha_schedule=step", "student.alpha_schedule='step' is not accepted; use one of ['constant', 'linear', 'cosine']"),
+     ("student.alpha_end=2", "student.alpha_end=2 is not accepted; use a number with 0 <= alpha <= 1, or null (alpha)")],
 )
 def test_a_bad_value_fails_before_any_run_folder_without_a_traceback(tmp_path, override, message):
     out = train(tmp_path, *override.split(), "dataset=cqa", "debug=tiny")
@@ -166,6 +168,14 @@ def test_rerunning_a_finished_command_retrains_nothing_and_leaves_its_folder_alo
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_early_stopping_ends_a_run_that_stops_improving(tmp_path, release_root):
+    out = train(tmp_path, "dataset=cqa", f"paths.data_dir={release_root}", *TINY, "callbacks=early_stopping",
+                "callbacks.early_stopping.patience=1", "trainer.max_steps=60", "trainer.val_check_interval=2", "student.optimizer.lr=1e-9")
+    assert out.returncode == 0, out.stderr[-3000:]
+    (results,) = results_of(tmp_path)
+    assert results["status"] == "finished" and results["steps"] == 4  # validations at 2 and 4; no improvement at 4 (lr ~ 0)
+
+
 @pytest.mark.dsbs
 @pytest.mark.parametrize("method", ["finetune", "step_by_step", "random"])
 def test_other_methods_run(tmp_path, dsbs_root, method):
@@ -277,3 +287,16 @@ def test_finetuned_teacher_stage_runs_once_and_run_returns_the_metric(compose, r
     run(again)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["rationale_cache"] == "hit" and results["teacher_stage"]["finetune"]["path"] == finetune["path"]
+
+
+@pytest.mark.parametrize("steps, interval, validated_at", [(3, 2, [2, 3]), (1, 2, [1]), (4, 2, [2, 4])])
+def test_the_last_step_is_always_validated(tmp_path, release_root, steps, interval, validated_at):
+    """Before: a run shorter than val_check_interval never validated (no best checkpoint, null val_acc_best)."""
+    out = train(tmp_path, "dataset=cqa", f"paths.data_dir={release_root}", *TINY, f"trainer.max_steps={steps}",
+                f"trainer.val_check_interval={interval}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    (results,) = results_of(tmp_path)
+    assert results["steps"] == steps and results["val_acc_best"] is not None and results["best_checkpoint"]
+    with open(Path(results["output_dir"]) / "csv" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted({int(r["step"]) + 1 for r in rows if r.get("val/acc")}) == validated_at

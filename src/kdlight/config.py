@@ -169,6 +169,16 @@ def validate_config(cfg: DictConfig, methods: bool = True) -> None:
     method_alpha = cfg.method.alpha
     if not _number(method_alpha) or not 0.0 <= float(method_alpha) <= 1.0:
         raise ConfigError(f"method.alpha={method_alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
+    student = cfg.get("student") or {}
+    schedule = student.get("alpha_schedule", "constant")
+    from kdlight.training.losses import ALPHA_SCHEDULES
+
+    if schedule not in ALPHA_SCHEDULES:
+        raise ConfigError(f"student.alpha_schedule={schedule!r} is not accepted; use one of {list(ALPHA_SCHEDULES)}")
+    for key in ("alpha_start", "alpha_end"):
+        value = student.get(key)
+        if value is not None and (not _number(value) or not 0.0 <= float(value) <= 1.0):
+            raise ConfigError(f"student.{key}={value!r} is not accepted; use a number with 0 <= alpha <= 1, or null (alpha)")
     if "k" in cfg.method:
         k = cfg.method.k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:

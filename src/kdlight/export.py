@@ -34,11 +34,18 @@ def save_student(model, tokenizer, family, path: str | Path, input_format: dict,
 
 
 def student_pipeline(path: str | Path, device=None):
-    """The exported student at `path` as a text2text pipeline, without running the code saved in it."""
+    """The exported student at `path` as a pipeline, without running the code saved in it: text2text for
+    the generative families, text-classification for a sequence classifier."""
     from kdlight.hf_pipeline import Text2TextGenerationPipeline
     from kdlight.models import from_folder
 
     model, tokenizer, family = from_folder(path)
+    if not family.writes_rationales:  # a classifier: transformers' own pipeline of its task, where there is one
+        if family.pipeline_tag != "text-classification":
+            raise ValueError(f"a {family.name} student has no transformers pipeline; use kdlight-predict, or its Auto class as its model card shows")
+        from transformers import pipeline
+
+        return pipeline(family.pipeline_tag, model=model, tokenizer=tokenizer, device=device)
     tokenizer.padding_side = family.generation_padding_side  # for batched calls
     return Text2TextGenerationPipeline(model=model, tokenizer=tokenizer, device=device)
 

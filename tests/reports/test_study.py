@@ -26,8 +26,8 @@ def quality(compr: float, auprc: float) -> dict:
 
 
 def test_the_quality_table_has_a_row_per_method_and_the_random_reference():
-    study = {"rows": 128, "methods": {"grad_x_input": {"seconds": 17.3, "quality": quality(0.044, 0.4675)},
-                                      "occlusion": {"seconds": 250.0, "quality": quality(0.12, 0.41)}}}
+    study = {"rows": 128, "methods": {"grad_x_input": {"splits": {"train": {"seconds": 17.3}}, "quality": quality(0.044, 0.4675)},
+                                      "occlusion": {"splits": {"train": {"seconds": 250.0}}, "quality": quality(0.12, 0.41)}}}
     table = quality_table(study, 5).splitlines()
     assert table[0].startswith("| method | comprehensiveness, k=5 |") and "CoS-E F1, k=5 (44 rows)" in table[0]
     assert table[2] == "| grad_x_input | 0.044 | 0.300 | 0.044 / 0.200 | 0.400 | 0.468 | 0.500 / 0.800 | 17 s |"

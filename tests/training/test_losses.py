@@ -6,7 +6,7 @@ import torch
 from kdlight.data.collate import TaskCollator
 from kdlight.student.module import StudentModule
 from kdlight.text import encode_inputs, encode_targets
-from kdlight.training.losses import dual_task_loss
+from kdlight.training.losses import dual_task_loss, scheduled_alpha
 
 
 def test_golden_values():
@@ -17,6 +17,33 @@ def test_golden_values():
     assert dual_task_loss(label, None, 0.5).item() == pytest.approx(1.0)  # no rationale rows in this batch
     with pytest.raises(ValueError, match=r"alpha=1.5 is not accepted; use a number with 0 <= alpha <= 1"):
         dual_task_loss(label, rationale, 1.5)
+
+
+def test_alpha_schedules_at_given_steps():
+    assert [scheduled_alpha(s, 100, "constant", 0.5, 0.1) for s in (0, 50, 100)] == [0.5, 0.5, 0.5]
+    assert [scheduled_alpha(s, 100, "linear", 0.8, 0.2) for s in (0, 25, 50, 100, 150)] == pytest.approx([0.8, 0.65, 0.5, 0.2, 0.2])
+    # half a cosine: start, the midpoint halfway, end; slower than linear at both ends
+    assert [scheduled_alpha(s, 100, "cosine", 0.8, 0.2) for s in (0, 50, 100)] == pytest.approx([0.8, 0.5, 0.2])
+    assert scheduled_alpha(25, 100, "cosine", 0.8, 0.2) == pytest.approx(0.2 + 0.6 * 0.5 * (1 + 0.5 ** 0.5))
+    with pytest.raises(ValueError, match=r"student.alpha_schedule='step' is not accepted; use one of \['constant', 'linear', 'cosine'\]"):
+        scheduled_alpha(0, 10, "step", 0.5, 0.5)
+
+
+def test_the_student_follows_its_schedule_and_logs_alpha(family_model, monkeypatch):
+    from types import SimpleNamespace
+
+    _, model, tokenizer, family = family_model
+    module = StudentModule(model, tokenizer, family, alpha=0.5, alpha_schedule="linear", alpha_start=1.0, alpha_end=0.0,
+                           optimizer=lambda params: torch.optim.AdamW(params))
+    trainer = SimpleNamespace(max_steps=10, global_step=5)  # the trainer the schedule reads: halfway
+    monkeypatch.setattr(module, "_trainer", trainer)
+    monkeypatch.setattr(StudentModule, "global_step", property(lambda self: self._trainer.global_step))
+    batch = make_batch(tokenizer, family)
+    losses = module.losses(batch)
+    assert losses["alpha"].item() == pytest.approx(0.5)
+    assert losses["loss"].item() == pytest.approx(0.5 * losses["loss_label"].item() + 0.5 * losses["loss_rationale"].item(), rel=1e-5)
+    trainer.global_step = 10  # the end: alpha 0, so no rationale pass
+    assert "loss_rationale" not in module.losses(batch) and module.current_alpha() == 0.0
 
 
 FORMATS = {"prefix": ("predict: {}", "explain: {}"), "suffix": ("{}\nAnswer:", "{}\nExplain why:")}

@@ -4,29 +4,48 @@ from __future__ import annotations
 
 import torch
 
-from kdlight.training.losses import dual_task_loss
+from kdlight.training.losses import dual_task_loss, scheduled_alpha
 from kdlight.training.module import LabelTaskModule
 
 
 class StudentModule(LabelTaskModule):
     """Training: (1 - alpha) * L_label + alpha * L_rationale, both in the same step; with alpha = 0 the
-    rationale forward pass is skipped. Evaluation: greedy decoding of the label only.
+    rationale forward pass is skipped. alpha may follow a schedule over the training steps (constant,
+    linear or cosine from alpha_start to alpha_end; logged as train/alpha). Evaluation: the label only.
 
     A new kind of student (another objective, e.g. matching the teacher's logits) is one subclass in
     its own file plus a conf/student/ entry pointing `_target_` at it.
     """
 
-    def __init__(self, *args, alpha: float, **kwargs) -> None:
+    def __init__(
+        self, *args, alpha: float, alpha_schedule: str = "constant", alpha_start: float | None = None, alpha_end: float | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha={alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
         self.alpha = float(alpha)
+        self.alpha_schedule = alpha_schedule
+        self.alpha_start = self.alpha if alpha_start is None else float(alpha_start)
+        self.alpha_end = self.alpha if alpha_end is None else float(alpha_end)
+        for name, value in (("alpha", self.alpha), ("student.alpha_start", self.alpha_start), ("student.alpha_end", self.alpha_end)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}={value!r} is not accepted; use a number with 0 <= alpha <= 1")
+        scheduled_alpha(0, 1, alpha_schedule, self.alpha_start, self.alpha_end)  # names a bad schedule now, not at step 1
         self.family.prepare_student(self.model)  # e.g. an encoder's tagging head, trained and checkpointed with the model
 
+    def current_alpha(self) -> float:
+        """alpha at this training step (student.alpha_schedule over trainer.max_steps; constant: alpha)."""
+        if self.alpha_schedule == "constant":
+            return self.alpha
+        total = self.trainer.max_steps if self._trainer is not None else 0
+        return scheduled_alpha(self.global_step, total, self.alpha_schedule, self.alpha_start, self.alpha_end)
+
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        rationale = batch.get("rationale") if self.alpha > 0 else None
+        alpha = self.current_alpha()
+        rationale = batch.get("rationale") if alpha > 0 else None
         label_loss, rationale_loss = self.family.task_losses(self.model, batch["label"], rationale)
-        losses = {"loss": dual_task_loss(label_loss, rationale_loss, self.alpha), "loss_label": label_loss}
+        losses = {"loss": dual_task_loss(label_loss, rationale_loss, alpha), "loss_label": label_loss}
         if rationale_loss is not None:
             losses["loss_rationale"] = rationale_loss
+        if self.alpha_schedule != "constant":
+            losses["alpha"] = torch.tensor(alpha)
         return losses

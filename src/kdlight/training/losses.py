@@ -1,8 +1,27 @@
-"""The dual-task objective: L = (1 - alpha) * L_label + alpha * L_rationale."""
+"""The dual-task objective: L = (1 - alpha) * L_label + alpha * L_rationale, and alpha's schedule."""
 
 from __future__ import annotations
 
-import torch
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the arithmetic needs no torch import: config validation uses this module before torch loads
+    import torch
+
+ALPHA_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def scheduled_alpha(step: int, total_steps: int, schedule: str, start: float, end: float) -> float:
+    """alpha at `step` of `total_steps`: constant (start), or from start to end linearly or along half a
+    cosine (TextBrewer's weight schedules); past the last step it stays at end."""
+    if schedule not in ALPHA_SCHEDULES:
+        raise ValueError(f"student.alpha_schedule={schedule!r} is not accepted; use one of {list(ALPHA_SCHEDULES)}")
+    if schedule == "constant" or total_steps <= 0:
+        return start
+    progress = min(1.0, max(0.0, step / total_steps))
+    if schedule == "linear":
+        return start + (end - start) * progress
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def dual_task_loss(label_loss: torch.Tensor, rationale_loss: torch.Tensor | None, alpha: float) -> torch.Tensor:

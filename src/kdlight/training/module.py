@@ -71,6 +71,14 @@ class LabelTaskModule(pl.LightningModule):
             self.log(f"train/{name}", value, on_step=True, prog_bar=name == "loss", batch_size=size)
         return losses["loss"]
 
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # A step budget that is not a multiple of the validation interval (or shorter than it) validates
+        # its last weights too, so the best checkpoint and val/acc_best always exist: asking the fit loop to
+        # stop makes it validate at the end of this batch (once; Lightning's early-stopping path).
+        budget = self.trainer.max_steps
+        if budget and budget > 0 and self.global_step >= budget and self.last_validation_step != self.global_step:
+            self.trainer.should_stop = True
+
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
     def generate_labels(self, label_batch: dict) -> list[str]:
