@@ -92,7 +92,7 @@ class AttributionStudy(Callback):
         study: dict[str, Any] = {"rows": self.study_rows, "overrides": base, "methods": {}}
         for method in self.methods:
             command = [sys.executable, "-m", "kdlight.attribute", *base, f"attribution={method}",
-                       f"dataset.train_size={self.study_rows}"]
+                       f"dataset.train_size={self.study_rows}", "attribution.quality.enabled=true"]
             print(f"[study] {method}: extraction and rationale quality on {self.study_rows} train rows", flush=True)
             started = time.monotonic()
             done = subprocess.run(command, capture_output=True, text=True)
