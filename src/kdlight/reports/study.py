@@ -114,7 +114,7 @@ class AttributionStudy(Callback):
             f"# {config.get('task_name', 'study')}: the method on real weights\n",
             f"Teacher ({config.teacher.name}, fine-tuned {finetune.get('steps')} steps on {finetune.get('train_examples')} "
             f"train labels): accuracy valid {_round(finetune.get('val_acc'))}, test {_round(finetune.get('test_acc'))}.\n",
-            f"## Which attribution method picks the best words? (the first {quality_rows(study)} of {study['rows']} train rows; "
+            f"## Which attribution method picks the best words? (the first {quality_examples(study)} of {study['rows']} train rows; "
             "faithfulness in nats of log p(gold); plausibility on the rows whose CoS-E highlight is a part of the question, "
             "the whole-question rows apart)\n",
             quality_table(study, k),
@@ -131,6 +131,6 @@ class AttributionStudy(Callback):
         print(f"\n{text}\nresults: {sweep_dir} (study.md, report/, one folder per run)\n", flush=True)
 
 
-def quality_rows(study: dict) -> int | None:
+def quality_examples(study: dict) -> int | None:
     first = next(iter(study["methods"].values()), {})
     return (first.get("quality") or {}).get("examples")
