@@ -71,3 +71,23 @@ def test_a_sequence_classifier_needs_a_closed_label_set(tmp_path):
     with pytest.raises(ValueError, match="bert_classifier needs label_set"):
         build_model(lambda tokenizer: tiny_model(tokenizer, "bert_classifier", d_model=16, d_ff=32, num_layers=1, num_heads=2),
                     lambda corpus: tiny_tokenizer(corpus, 300, str(tmp_path), "wordpiece"), corpus_texts())
+
+
+@pytest.mark.parametrize("architecture, encoder_decoder, family", [
+    ("T5ForConditionalGeneration", True, "seq2seq"), ("T5WithLMHeadModel", True, "seq2seq"), ("EncoderDecoderModel", True, "seq2seq"),
+    ("GPT2LMHeadModel", False, "causal"), ("LlamaForCausalLM", False, "causal"), ("BartForCausalLM", False, "causal"),
+    ("RobertaForSequenceClassification", False, "sequence_classification"), ("DebertaV2ForMultipleChoice", False, "multiple_choice"),
+])
+def test_a_declared_architecture_picks_its_family(architecture, encoder_decoder, family):
+    from types import SimpleNamespace
+
+    assert family_of(SimpleNamespace(architectures=[architecture], is_encoder_decoder=encoder_decoder)).name == family
+
+
+@pytest.mark.parametrize("architecture, encoder_decoder", [("LlavaForConditionalGeneration", False), ("T5EncoderModel", True)])
+def test_no_family_is_chosen_by_elimination(architecture, encoder_decoder):
+    """A decoder-only multimodal model or a bare T5 encoder is claimed by no family: the error names it."""
+    from types import SimpleNamespace
+
+    with pytest.raises(ValueError, match=rf"no model family handles .*\['{architecture}'\]"):
+        family_of(SimpleNamespace(architectures=[architecture], is_encoder_decoder=encoder_decoder, model_type="x"))

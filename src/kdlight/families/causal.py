@@ -30,9 +30,7 @@ class CausalFamily(ModelFamily):
     generation_padding_side = "left"  # every row continues from its last token
 
     def matches(self, config, architectures) -> bool:
-        return not getattr(config, "is_encoder_decoder", False) and any(
-            a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures
-        )
+        return any(a.endswith(("ForCausalLM", "LMHeadModel")) and not a.endswith("WithLMHeadModel") for a in architectures)
 
     def prepare(self, model, tokenizer) -> None:
         """A missing pad token falls back to eos (with one warning); generation stops at the end token."""

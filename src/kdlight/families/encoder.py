@@ -84,7 +84,7 @@ class EncoderFamily(ModelFamily):
         self.labels, self.pad_id, self.segments = tuple(labels), pad_id, segments
 
     def matches(self, config, architectures) -> bool:
-        return not getattr(config, "is_encoder_decoder", False) and any(a.endswith(self.head) for a in architectures)
+        return any(a.endswith(self.head) for a in architectures)
 
     def bind(self, model, tokenizer) -> EncoderFamily:
         if tokenizer.pad_token_id is None:

@@ -31,7 +31,11 @@ class Seq2SeqFamily(ModelFamily):
     auto_class = "AutoModelForSeq2SeqLM"
 
     def matches(self, config, architectures) -> bool:
-        return bool(getattr(config, "is_encoder_decoder", False))
+        # a generating encoder-decoder head (T5WithLMHeadModel: early T5 folders); the flag tells T5/BART
+        # apart from multimodal decoder-only models that share the ForConditionalGeneration suffix
+        return bool(getattr(config, "is_encoder_decoder", False)) and any(
+            a.endswith(("ForConditionalGeneration", "WithLMHeadModel")) or a == "EncoderDecoderModel" for a in architectures
+        )
 
     def prepare(self, model, tokenizer) -> None:
         """decoder start from bos (else cls), eos from the tokenizer's end token (eos, else sep), pad
