@@ -14,7 +14,7 @@ import logging
 import random
 from collections.abc import Mapping
 
-from kdlight.attribution.selection import ORDERS, unit_spans
+from kdlight.attribution.selection import unit_spans, words_rationale
 from kdlight.data.tasks import Example, Rationale, Rendered, Task, content_words
 from kdlight.teacher.cache import RationaleCache
 
@@ -41,17 +41,6 @@ class SaliencyRationales:
         if [r["id"] for r in rows] != [ex.id for ex in examples]:
             raise RuntimeError(f"rationale cache {cache.path} does not match the {split} examples (rows {start}-{start + len(examples)})")
         return [words_rationale(list(zip(r["starts"], r["ends"], r["texts"]))[: self.k], self.order) for r in rows]
-
-
-def words_rationale(words: list[tuple[int, int, str]], order: str = "input") -> Rationale | None:
-    """(start, end, text) words ranked best first -> their rationale, joined in input (or that) order."""
-    if order not in ORDERS:
-        raise ValueError(f"attribution.order={order!r} is not accepted; use one of {list(ORDERS)}")
-    if order == "input":
-        words = sorted(words)
-    if not words:
-        return None
-    return Rationale(" ".join(text for _, _, text in words), tuple((a, b) for a, b, _ in words))
 
 
 class PalmRationales:

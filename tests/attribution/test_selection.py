@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from kdlight.attribution.selection import eligible_units, is_punctuation, rank_units, rationale_text, unit_spans
+from kdlight.attribution.selection import eligible_units, is_punctuation, rank_units, unit_spans, words_rationale
 from kdlight.data.tasks import TASKS, Example, content_words
 from tests.conftest import CQA_ROWS, NLI_ROWS
 
@@ -69,11 +69,12 @@ def test_rank_and_rationale_text_orders():
     units = eligible_units(rendered, words, scores, drop_punctuation=False)
     ranked = rank_units(units, max_k=4)
     assert [u.score for u in ranked] == sorted((u.score for u in units), reverse=True)[:4]
-    starts, texts = [u.start for u in ranked], [u.text for u in ranked]
-    by_input = rationale_text(starts, texts, 3, "input").split()
-    assert by_input == [u.text for u in sorted(ranked[:3], key=lambda u: u.start)]
-    assert rationale_text(starts, texts, 3, "score").split() == texts[:3]
-    assert rationale_text(starts, texts, 50, "input").split() == [u.text for u in sorted(ranked, key=lambda u: u.start)]
+    words, texts = [(u.start, u.end, u.text) for u in ranked], [u.text for u in ranked]
+    by_input = words_rationale(words[:3], "input")
+    assert by_input.text.split() == [u.text for u in sorted(ranked[:3], key=lambda u: u.start)]
+    assert by_input.spans == tuple(sorted((u.start, u.end) for u in ranked[:3]))
+    assert words_rationale(words[:3], "score").text.split() == texts[:3]
+    assert words_rationale(words[:50], "input").text.split() == [u.text for u in sorted(ranked, key=lambda u: u.start)]
 
 
 @pytest.mark.parametrize("key, value", [("unit", "sentence"), ("word_score", "median")])
@@ -85,7 +86,7 @@ def test_bad_selection_settings_are_named(key, value):
     with pytest.raises(ValueError, match=f"attribution.{key}='{value}' is not accepted"):
         eligible_units(rendered, words, [1.0] * len(words), **kwargs)
     with pytest.raises(ValueError, match="attribution.order='random' is not accepted"):
-        rationale_text([0], ["a"], 1, "random")
+        words_rationale([(0, 1, "a")], "random")
 
 
 def test_byte_level_pieces_with_their_leading_space_count_as_inside_the_word():

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kdlight.attribution.settings import ORDERS, UNITS, WORD_SCORES
-from kdlight.data.tasks import Rendered, content_words
+from kdlight.data.tasks import Rationale, Rendered, content_words
 
 # A small English stop-word list (no extra dependency); used only with drop_stopwords=true.
 STOPWORDS = frozenset(
@@ -184,11 +184,13 @@ def rank_units(units: list[Unit], max_k: int) -> list[Unit]:
     return [units[i] for i in order[:max_k]]
 
 
-def rationale_text(starts: list[int], texts: list[str], k: int, order: str = "input") -> str:
-    """The rationale for k from units ranked best first: the first k, joined in input order or score order."""
+def words_rationale(words: list[tuple[int, int, str]], order: str = "input") -> Rationale | None:
+    """Chosen units as (start, end, text), ranked best first -> their rationale: the texts joined in input
+    order (or score order), with their spans; None when there are none."""
     if order not in ORDERS:
         raise ValueError(f"attribution.order={order!r} is not accepted; use one of {list(ORDERS)}")
-    chosen = list(zip(starts[:k], texts[:k]))
     if order == "input":
-        chosen.sort()
-    return " ".join(text for _, text in chosen)
+        words = sorted(words)
+    if not words:
+        return None
+    return Rationale(" ".join(text for _, _, text in words), tuple((a, b) for a, b, _ in words))
