@@ -18,11 +18,16 @@ os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 
-@pytest.fixture
-def dsbs_root() -> Path:
-    if not (DSBS_ROOT / "cqa" / "cqa_train.json").is_file():
+def needs_dsbs(file: str = "cqa/cqa_train.json") -> Path:
+    """The release folder (KDLIGHT_DATA_DIR, else ../shared/data/dsbs); skips the test when `file` is not in it."""
+    if not (DSBS_ROOT / file).is_file():
         pytest.skip(f"the step-by-step data release is not at {DSBS_ROOT} (set KDLIGHT_DATA_DIR)")
     return DSBS_ROOT
+
+
+@pytest.fixture
+def dsbs_root() -> Path:
+    return needs_dsbs()
 
 
 @pytest.fixture(autouse=True)

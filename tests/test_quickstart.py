@@ -15,6 +15,8 @@ from kdlight.reports.measures import salient_recall
 from tests.conftest import REPO_ROOT
 from tests.helpers import HANG_GUARD
 
+SWEEP = "multirun/2026-01-01/12-00-00"  # the quickstart's sweep folder under its root
+
 
 def test_generation_is_seeded_deterministic_and_extends_with_size():
     spec = CueWordsSpec()
@@ -68,11 +70,12 @@ def test_datamodule_renders_cues_as_eligible_content_and_knows_them(compose):
 
 @pytest.fixture(scope="module")
 def reduced_quickstart(tmp_path_factory):
-    """`python train.py experiment=quickstart` with one seed, 48 student rows and 20 steps per student."""
+    """`python train.py experiment=quickstart` with one seed, 48 student rows and 20 steps per student,
+    its sweep folder where the repository's would be (<root>/multirun/<date>/<time>)."""
     tmp_path = tmp_path_factory.mktemp("quickstart")
     env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "WANDB_MODE": "disabled"}
     command = [
-        sys.executable, "train.py", "experiment=quickstart", f"hydra.sweep.dir={tmp_path / 'quickstart'}",
+        sys.executable, "train.py", "experiment=quickstart", f"hydra.sweep.dir={tmp_path / SWEEP}",
         f"paths.cache_dir={tmp_path / 'cache'}", "hydra.sweeper.params.seed=0", "k=3",
         "dataset.train_size=48", "dataset.valid_size=40", "dataset.test_size=100",
         "trainer.max_steps=20", "trainer.val_check_interval=10", "threads=1",
@@ -91,7 +94,7 @@ def test_reduced_quickstart_teacher_finds_the_planted_words(reduced_quickstart):
     assert [line.split("]")[0] for line in jobs] == ["[job 1/3", "[job 2/3", "[job 3/3"] and all("finished in" in j for j in jobs)
     assert "Tip:" not in out.stdout + out.stderr and "LeafSpec" not in out.stdout + out.stderr
     assert "Epoch" not in out.stdout + out.stderr
-    summary = json.loads((tmp_path / "quickstart" / "quickstart.json").read_text())
+    summary = json.loads((tmp_path / SWEEP / "quickstart.json").read_text())
     assert summary["teacher"]["test_acc"] >= 0.7  # 4 classes: chance is 0.25
     methods = summary["methods"]
     assert set(methods) == {"finetune", "saliency", "random"}
@@ -100,8 +103,8 @@ def test_reduced_quickstart_teacher_finds_the_planted_words(reduced_quickstart):
     assert abs(methods["random"]["planted_recall"] - chance) < 0.1 and chance < 0.2
     assert methods["finetune"]["planted_recall"] is None
     assert all(m["test_acc_mean"] is not None for m in methods.values())
-    assert (tmp_path / "quickstart" / "report" / "table.md").is_file()
-    assert (tmp_path / "quickstart" / "quickstart.md").read_text().count("| saliency |") == 1
+    assert (tmp_path / SWEEP / "report" / "table.md").is_file()
+    assert (tmp_path / SWEEP / "quickstart.md").read_text().count("| saliency |") == 1
 
 
 def test_on_planted_cues_the_teachers_words_are_far_more_faithful_than_random_words(reduced_quickstart):
@@ -110,8 +113,8 @@ def test_on_planted_cues_the_teachers_words_are_far_more_faithful_than_random_wo
     from kdlight.reports.analysis import main
 
     tmp_path, _ = reduced_quickstart
-    assert main([str(tmp_path / "quickstart"), "--k", "1", "2", "--examples", "48", "--views", "4", "--threads", "1"]) == 0
-    analysis = json.loads((tmp_path / "quickstart" / "analysis" / "analysis.json").read_text())
+    assert main([str(tmp_path / SWEEP), "--k", "1", "2", "--examples", "48", "--views", "4", "--threads", "1"]) == 0
+    analysis = json.loads((tmp_path / SWEEP / "analysis" / "analysis.json").read_text())
     (cache,) = [c for c in analysis["caches"] if c["split"] == "train"]
     teacher, random = cache["quality"]["sources"]["teacher"]["2"], cache["quality"]["sources"]["random"]["2"]
     assert teacher["comprehensiveness"] > 5 * max(random["comprehensiveness"], 0.05)
@@ -134,3 +137,22 @@ def test_quickstart_table_has_one_row_per_setting():
     three = methods["saliency k=3 alpha=0.5"]
     assert three["seeds"] == [0, 1] and three["planted_recall"] == pytest.approx(0.8) and three["test_acc_mean"] == pytest.approx(0.5)
     assert "| saliency k=1 alpha=0.5 | 1 | 0.5 | 1 | 0.600 | 0.100 | 0.500 |" in quickstart_table(quickstart_summary(finished))
+
+
+def test_notebook_runs_as_shipped_after_the_quickstart(reduced_quickstart, tmp_path):
+    """The notebook copied to <root>/notebooks finds the quickstart's report by itself (no environment
+    variables) and draws the report's chart, executed with nbconvert as `jupyter nbconvert --execute` does."""
+    nbformat = pytest.importorskip("nbformat")
+    nbconvert = pytest.importorskip("nbconvert.preprocessors")
+    root, _ = reduced_quickstart
+    (root / "notebooks").mkdir(exist_ok=True)
+    notebook = nbformat.read(REPO_ROOT / "notebooks" / "analysis.ipynb", as_version=4)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if name.startswith("KDLIGHT_")]:
+            patch.delenv(name)
+        nbconvert.ExecutePreprocessor(timeout=HANG_GUARD, kernel_name="python3").preprocess(
+            notebook, {"metadata": {"path": str(root / "notebooks")}})
+    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert f"report: {(root / SWEEP / 'report').resolve()}" in printed and "3 finished runs, 0 failed" in printed
+    kinds = {key for c in notebook.cells if c.cell_type == "code" for o in c.outputs for key in o.get("data", {})}
+    assert {"image/png", "text/markdown"} <= kinds

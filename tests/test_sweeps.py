@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DSBS_ROOT, REPO_ROOT
+from tests.conftest import DSBS_ROOT, REPO_ROOT, needs_dsbs
 from tests.helpers import HANG_GUARD
 
 TINY_SWEEP = ["debug=tiny", "dataset=cqa", "k=1,3", "alpha=0.1,0.5", "attribution.score_teacher=true", "threads=1"]
@@ -26,11 +26,6 @@ def run_train(args: list[str], sweep_dir: Path, cache_dir: Path, timeout: int = 
         f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={sweep_dir}",
     ]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def needs_dsbs() -> None:
-    if not (DSBS_ROOT / "cqa" / "cqa_train.json").is_file():
-        pytest.skip(f"the step-by-step data release is not at {DSBS_ROOT} (set KDLIGHT_DATA_DIR)")
 
 
 def results_below(folder: Path) -> list[dict]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DSBS_ROOT, REPO_ROOT
+from tests.conftest import DSBS_ROOT, REPO_ROOT, needs_dsbs
 from tests.helpers import HANG_GUARD, TINY, clean_env, command, results_of, train
 
 
@@ -40,9 +40,15 @@ def test_a_bad_value_in_a_sweep_fails_before_any_job(tmp_path):
     assert out.returncode == 2 and "k='abc' is not accepted" in out.stderr and not (tmp_path / "sweep").exists()
 
 
-def test_an_unknown_option_lists_the_choices(tmp_path):
-    out = train(tmp_path, "dataset=foo", "--cfg", "job")
-    assert out.returncode != 0 and "Could not find 'dataset/foo'" in out.stderr and "cqa" in out.stderr
+@pytest.mark.parametrize("flags", [[], ["--cfg", "job"]])
+def test_a_config_group_typo_suggests_the_closest_public_option(tmp_path, flags):
+    out = train(tmp_path, "dataset=anl1", *flags)
+    assert out.returncode == 2 and out.stderr.splitlines() == [
+        "error: dataset=anl1 is not an option of dataset; did you mean anli? options: anli, cqa, cue_words, esnli, svamp"]
+    out = train(tmp_path, "teacher=xyzzy", "debug=tinyy")
+    assert out.returncode == 2 and "error: teacher=xyzzy is not an option of teacher; options: flan_t5_base," in out.stderr
+    assert "error: debug=tinyy is not an option of debug; did you mean tiny? options: fast, tiny" in out.stderr
+    assert " _pretrained" not in out.stderr and " _base" not in out.stderr and not (tmp_path / "outputs").exists()
 
 
 def test_help_says_what_kdlight_is_and_its_commands(tmp_path):
@@ -89,9 +95,7 @@ def tiny_run(tmp_path_factory, dsbs_root_module):
 
 @pytest.fixture(scope="module")
 def dsbs_root_module():
-    if not (DSBS_ROOT / "svamp" / "svamp_train.json").is_file():
-        pytest.skip(f"the step-by-step data release is not at {DSBS_ROOT} (set KDLIGHT_DATA_DIR)")
-    return DSBS_ROOT
+    return needs_dsbs("svamp/svamp_train.json")
 
 
 @pytest.mark.dsbs

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from itertools import islice
 
-from kdlight.config import ConfigError, check_attribution, check_sources, config_dir, validate_config
+from kdlight.config import ConfigError, check_attribution, check_paths, check_sources, config_dir, unknown_group_options, validate_config
 
 HYDRA_FLAGS_WE_CHECK = ("-m", "--multirun")
 
@@ -57,6 +57,10 @@ VALIDATORS = {"train": validate_config, "eval": validate_eval_config}
 
 def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
     """None: go on; 0: nothing to do (a finished run); 2: the config cannot work (the message was printed)."""
+    typos = unknown_group_options([a for a in argv if not a.startswith("-")])
+    if typos:  # before Hydra's own error, which lists the private bases and guesses nothing
+        print("error: " + "\nerror: ".join(typos), file=sys.stderr)
+        return 2
     if any(a.startswith("-") and a not in HYDRA_FLAGS_WE_CHECK for a in argv):
         return None  # --help, --cfg, --info ...: Hydra's own business
     from hydra.errors import HydraException
@@ -94,6 +98,7 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
                 print(already_finished_message(run_dir), file=sys.stderr)
                 return 0
         if config_name == "train":
+            check_paths(composed)  # every wrong folder at once, before a run folder or a hub connection
             check_sources(base)  # an unreachable hub fails here, before torch is imported
             for cfg in composed:  # the attribution registry imports torch
                 if cfg.method.get("needs_teacher"):

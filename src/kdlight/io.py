@@ -73,3 +73,19 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+LOCKS_DIR = ".locks"
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, timeout: float = -1) -> Iterator[None]:
+    """An inter-process lock for building `folder`: its file lives in `.locks/` beside it, where a glob
+    over the sibling folders (`cache/rationales/cqa-train-*`) does not catch it."""
+    from filelock import FileLock
+
+    folder = Path(folder)
+    locks = folder.parent / LOCKS_DIR
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(locks / f"{folder.name}.lock"), timeout=timeout):
+        yield

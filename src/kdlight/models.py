@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -30,6 +31,38 @@ def hub_hint(kind: str) -> str:
 
 def is_local(name_or_path: str) -> bool:
     return Path(str(name_or_path)).expanduser().is_dir()
+
+
+HUB_ID = re.compile(r"^[A-Za-z0-9_][\w.-]*(/[A-Za-z0-9_][\w.-]*)?$")  # what the hub accepts as a repo id
+SAVED_FOLDER = "a save_pretrained folder: config.json and the weights, model.safetensors or pytorch_model.bin"
+
+
+def source_problem(key: str, name_or_path: str, what: str = "model") -> str | None:
+    """Why `name_or_path` (the value of config key `key`) cannot be loaded, found without loading it:
+    a path that is no folder, a folder without a config, an id the hub cannot accept, or (offline) an
+    id not in the local Hugging Face cache. None when it may load."""
+    path = Path(str(name_or_path)).expanduser()
+    expected = SAVED_FOLDER if what == "model" else "a save_pretrained folder: tokenizer_config.json and the vocabulary"
+    if path.is_dir():
+        marker = "config.json" if what == "model" else "tokenizer_config.json"
+        if not (path / marker).is_file():
+            return f"{key}={name_or_path}: the folder has no {marker} (expected {expected})"
+        return None
+    if path.exists():
+        return f"{key}={name_or_path} is a file, not a folder (expected {expected})"
+    if path.is_absolute() or str(name_or_path).startswith((".", "~")) or not HUB_ID.match(str(name_or_path)):
+        return f"{key}={name_or_path}: no such folder (expected {expected})"
+    if hub_offline_mode() and not in_hub_cache(str(name_or_path)):
+        return (f"{key}={name_or_path} is neither a local folder nor in the Hugging Face cache, and HF_HUB_OFFLINE is set; "
+                f"set it to a folder ({expected})")
+    return None
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str) or isinstance(
+        try_to_load_from_cache(repo_id, "tokenizer_config.json"), str)
 
 
 def pretrained_source(name_or_path: str, kind: str, timeout: float = 5.0) -> dict:

@@ -14,7 +14,7 @@ import logging
 import random
 from collections.abc import Mapping
 
-from kdlight.attribution.selection import unit_spans, words_rationale
+from kdlight.attribution.selection import unit_spans, unit_text, words_rationale
 from kdlight.data.tasks import Example, Rationale, Rendered, Task, content_words
 from kdlight.teacher.cache import RationaleCache
 
@@ -95,7 +95,7 @@ class HumanRationales:
         found = []
         for example, prompt in zip(examples, prompts):
             marked = highlight_of(prompt, Task.highlights(example))
-            found.append(words_rationale([(a, b, prompt.text[a:b]) for a, b in sorted(marked["words"])]) if marked else None)
+            found.append(words_rationale([(a, b, unit_text(prompt.text, a, b)) for a, b in sorted(marked["words"])]) if marked else None)
         if examples and not any(found):
             raise RuntimeError(
                 f"no example of the {split} split (rows {start}-{start + len(examples)}) has human highlights in its content: "

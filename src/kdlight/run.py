@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from kdlight import tracking
 from kdlight.config import validate_config
 from kdlight.io import atomic_path, write_json, write_text
 from kdlight.results import RESULTS, already_finished_message, finished_results
-from kdlight.runtime import apply_threads, numeric_settings, quiet_libraries
+from kdlight.runtime import apply_threads, ctrl_c_recorded, numeric_settings, quiet_libraries
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,16 @@ def run(cfg: DictConfig) -> float | None:
     if finished is not None and cfg.get("resume", True):
         log.warning(already_finished_message(output_dir))
         return _metric(finished, cfg.get("optimized_metric"))
+    progress: dict[str, Any] = {"stage": "setup"}  # where the run is, for the Ctrl-C line
     try:
-        with numeric_settings(bool(cfg.get("flush_denormal", True))):
-            return _run(cfg)
+        with numeric_settings(bool(cfg.get("flush_denormal", True))), ctrl_c_recorded() as pressed:
+            return _run(cfg, progress)
+    except (KeyboardInterrupt, SystemExit) as err:
+        if isinstance(err, SystemExit) and not pressed.is_set():
+            raise
+        line_open = progress["stage"] == "training"  # a progress bar may hold the terminal's last line
+        print(("\n" if line_open else "") + interrupted_message(output_dir, progress), file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as err:
         record_failure(cfg, err)
         raise
@@ -44,7 +52,33 @@ def run(cfg: DictConfig) -> float | None:
         tracking.finish_wandb()
 
 
-def _run(cfg: DictConfig) -> float | None:
+EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by SIGINT
+
+
+def interrupted_message(output_dir: Path, progress: dict) -> str:
+    """One line: where a Ctrl-C stopped the run and that the same command resumes it."""
+    trainer = progress.get("trainer")
+    if progress["stage"] == "training" and trainer is not None:
+        where = f"at training step {trainer.global_step} of {trainer.max_steps}"
+        step = checkpoint_step(output_dir / "checkpoints" / "last.ckpt")
+        again = (f"resumes from checkpoints/last.ckpt (step {step})" if step is not None
+                 else "starts training again (no checkpoint was saved yet; the rationales and data are cached)")
+    else:
+        where = {"setup": "while loading data", "teacher": "in the teacher stage", "test": "while testing"}[progress["stage"]]
+        again = "resumes (finished rationale chunks and cached data are kept)" if progress["stage"] != "test" else (
+            "resumes from the last checkpoint and tests again")
+    return f"interrupted (Ctrl-C) {where} in {output_dir}; re-running the same command {again}"
+
+
+def checkpoint_step(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+
+
+def _run(cfg: DictConfig, progress: dict) -> float | None:
     started = time.monotonic()
     output_dir = Path(cfg.paths.output_dir)
     apply_threads(cfg.get("threads", "auto"))
@@ -55,6 +89,7 @@ def _run(cfg: DictConfig) -> float | None:
     data = instantiate(cfg.dataset)
     data_summary = data.summary()
     log.info("data: %s", data_summary["split_sizes"])
+    progress["stage"] = "teacher"
     source, caches, teacher_info = rationale_source(cfg, data)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the same student whether the teacher ran here or was cached
 
@@ -79,7 +114,9 @@ def _run(cfg: DictConfig) -> float | None:
     log_run_info(trainer, cfg, student, data_summary)
     tracking.use_caches(trainer, caches)
 
+    progress.update(stage="training", trainer=trainer)
     trainer.fit(student, datamodule=datamodule, ckpt_path=checkpoint)
+    progress["stage"] = "test"
     metrics = dict(trainer.callback_metrics)  # the test below replaces the trainer's metrics
     best = best_checkpoint(trainer)
     trainer.test(student, datamodule=datamodule, ckpt_path=best, verbose=False)
@@ -157,11 +194,9 @@ def resume_checkpoint(output_dir: Path, enabled: bool) -> str | None:
     last = output_dir / "checkpoints" / "last.ckpt"
     if not (enabled and last.is_file()):
         return None
-    import torch
-
     from kdlight.loggers import trim_metrics
 
-    step = torch.load(last, map_location="cpu", weights_only=False, mmap=True)["global_step"]
+    step = checkpoint_step(last)
     dropped = trim_metrics(output_dir / "csv" / "metrics.csv", step)
     log.warning("resuming from %s (step %d; %d logged rows after it are redone)", last, step, dropped)
     return str(last)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -144,3 +145,25 @@ def announce_once(key: object, message: str, *args: object, logger: logging.Logg
 
 
 _ANNOUNCED: set = set()
+
+
+@contextmanager
+def ctrl_c_recorded() -> Iterator[threading.Event]:
+    """SIGINT raises KeyboardInterrupt as usual and also sets the yielded event: Lightning turns a
+    KeyboardInterrupt during fit into `sys.exit(1)`, and the event tells that exit from any other."""
+    import signal
+
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield pressed
+        return
+
+    def interrupt(signum, frame):
+        pressed.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)

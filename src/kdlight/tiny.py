@@ -47,9 +47,15 @@ def tiny_model(
     max_positions: int = 1024,
     seed: int = 0,
     label_set=None,
+    name_or_path: str | None = None,
 ):
     """A model of `architecture` with random weights (any size: tiny for tests, small-model shapes for
-    benchmarks); `label_set` names a sequence classifier's classes (other shapes ignore it)."""
+    benchmarks); `label_set` names a sequence classifier's classes (other shapes ignore it).
+    `name_or_path` loads that pretrained model instead, so `debug=tiny` takes a user's model folder."""
+    if name_or_path is not None:
+        from kdlight.models import load_model
+
+        return load_model(name_or_path, tokenizer=tokenizer, label_set=label_set)
     _choice("architecture", architecture, ARCHITECTURES)
     if architecture == "bert":
         from kdlight.models import encoder_head
@@ -180,12 +186,18 @@ def tiny_tokenizer(
     add_bos: bool = False,
     pad: bool = True,
     max_texts: int = 20000,
+    name_or_path: str | None = None,
 ):
     """A tokenizer of `kind` trained on the first `max_texts` texts of `corpus`, saved and reloaded with
     AutoTokenizer.from_pretrained (in transformers 5, T5Tokenizer(vocab_file=...) ignores the file).
 
     bpe only: `add_bos` puts a begin token before every input (Llama-style); `pad=false` leaves the
-    tokenizer without a pad token (GPT-2-style; the causal family then pads with eos)."""
+    tokenizer without a pad token (GPT-2-style; the causal family then pads with eos).
+    `name_or_path` loads that pretrained tokenizer instead (the model's, with debug=tiny)."""
+    if name_or_path is not None:
+        from kdlight.models import load_tokenizer
+
+        return load_tokenizer(name_or_path)
     from transformers import AutoTokenizer
 
     _choice("kind", kind, TOKENIZER_KINDS)

@@ -1,11 +1,12 @@
 """Eligibility, word merging, filters, ranking and the rationale text."""
 
 import random
+import re
 
 import pytest
 
-from kdlight.attribution.selection import eligible_units, is_punctuation, rank_units, unit_spans, words_rationale
-from kdlight.data.tasks import TASKS, Example, content_words
+from kdlight.attribution.selection import eligible_units, is_punctuation, rank_units, unit_spans, unit_text, words_rationale
+from kdlight.data.tasks import TASKS, Example, Rendered, content_words
 from tests.conftest import CQA_ROWS, NLI_ROWS
 
 
@@ -41,12 +42,13 @@ def test_word_merging_joins_the_pieces_of_a_word(tokenizer):
     pieces = tokenizer.convert_ids_to_tokens(encoded["input_ids"])
     scores = [float(i) for i in range(len(offsets))]
     words = eligible_units(rendered, offsets, scores, unit="word", word_score="sum", drop_punctuation=False)
-    assert [u.text for u in words] == [rendered.text[s:e] for s, e in content_words(rendered)]
+    assert [(u.start, u.end) for u in words] == content_words(rendered)
+    assert [u.text for u in words] == [unit_text(rendered.text, s, e) for s, e in content_words(rendered)]
     # A word split into several pieces gets the sum of its pieces' scores.
     split_word = next(u for u in words if sum(1 for s, e in offsets if u.start <= s and e <= u.end and e > s) > 1)
     inside = [i for i, (s, e) in enumerate(offsets) if split_word.start <= s and e <= split_word.end and e > s]
     assert split_word.score == pytest.approx(sum(scores[i] for i in inside))
-    assert "".join(pieces[i] for i in inside).replace("▁", "") == split_word.text
+    assert "".join(pieces[i] for i in inside).replace("▁", "") == rendered.text[split_word.start:split_word.end]
     maxed = eligible_units(rendered, offsets, scores, unit="word", word_score="max", drop_punctuation=False)
     assert {u.start: u.score for u in maxed}[split_word.start] == max(scores[i] for i in inside)
 
@@ -124,3 +126,13 @@ def test_packed_unit_spans_give_back_every_span_and_pickle_small():
 
     Recorder(io.BytesIO(pickle.dumps(PackedUnitSpans(rows, [p.text for p in prompts])))).load()
     assert "PackedUnitSpans" in classes and "UnitSpan" not in classes  # arrays, not one object a span
+
+
+def test_unit_texts_drop_surrounding_punctuation_and_keep_their_spans():
+    text = 'Where is the kitchen, "what?" (a) U.S. costs $5.'
+    rendered = Rendered(text, ((0, len(text)),))
+    offsets = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    units = unit_spans(rendered, offsets)
+    assert [u.text for u in units] == ["Where", "is", "the", "kitchen", "what", "a", "U.S", "costs", "$5"]
+    kitchen = units[3]
+    assert text[kitchen.start:kitchen.end] == "kitchen," and unit_text("...", 0, 3) == "..."

@@ -54,7 +54,7 @@ def test_train_stand_in_carves_valid_and_warns(release_root, caplog):
 
 
 def test_missing_root_names_path_and_layout(tmp_path):
-    with pytest.raises(DataSourceError, match=r"does not exist.*<root>/<name>/<name>_<split>\.json"):
+    with pytest.raises(DataSourceError, match=r"does not exist \(kdlight looks there for svamp/svamp_train\.json.*KDLIGHT_DATA_DIR.*paths\.data_dir"):
         SVAMPDataModule(root=str(tmp_path / "nowhere")).load_examples()
 
 

@@ -69,7 +69,7 @@ class PackedUnitSpans:
         a, b = self.unit_offsets[j], self.unit_offsets[j + 1]
         text = self.texts[j]
         return [
-            UnitSpan(start, end, text[start:end], tokens)
+            UnitSpan(start, end, unit_text(text, start, end), tokens)
             for start, end, tokens in zip(self.starts[a:b].tolist(), self.ends[a:b].tolist(), self._unit_tokens(j))
         ]
 
@@ -87,6 +87,15 @@ class Unit:
     end: int
     text: str
     score: float
+
+
+def unit_text(text: str, start: int, end: int) -> str:
+    """A unit's text: its characters without surrounding punctuation (`kitchen,` -> `kitchen`,
+    `"what?"` -> `what`); the unit's span still covers every character that was scored. A unit of
+    punctuation only keeps its characters."""
+    word = text[start:end]
+    core = word.strip("".join({ch for ch in word if unicodedata.category(ch).startswith("P")}))
+    return core or word
 
 
 def is_punctuation(text: str) -> bool:
@@ -136,10 +145,10 @@ def unit_spans(
         if unit == "word":
             pieces.setdefault(w, []).append(position)
         else:
-            token_units.append(UnitSpan(start, end, rendered.text[start:end], (position,)))
+            token_units.append(UnitSpan(start, end, unit_text(rendered.text, start, end), (position,)))
     if unit == "word":
         units = [
-            UnitSpan(words[i][0], words[i][1], rendered.text[words[i][0] : words[i][1]], tuple(tokens))
+            UnitSpan(words[i][0], words[i][1], unit_text(rendered.text, *words[i]), tuple(tokens))
             for i, tokens in sorted(pieces.items())
         ]
     else:

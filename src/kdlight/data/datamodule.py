@@ -169,22 +169,13 @@ class KDDataModule(pl.LightningDataModule):
         try:
             if self.source == "hub":
                 return self._hub_splits(memo)
-            if not self.root.is_dir():
-                raise sources.DataSourceError(
-                    f"dataset.root={self.root} does not exist. Expected the step-by-step release layout: {sources.RELEASE_LAYOUT}."
-                )
+            problem = sources.missing_release(self.root, self.task, self.train_stand_in)
+            if problem is not None:
+                raise sources.DataSourceError(problem)
             raw = {}
             for split in self.task.release_splits:
-                path = sources.release_file(self.root, self.task, split)
-                if split == "train" and not path.is_file():
-                    if self.train_stand_in is None:
-                        raise sources.DataSourceError(
-                            f"missing file {path}: the {self.task.name} train split is not in {self.root}. "
-                            f"Supply it as JSON Lines in the release layout ({sources.RELEASE_LAYOUT}), for example from "
-                            f"the step-by-step datasets.zip, or load it from the hub with dataset.source=hub; "
-                            f"or train on the valid split as a stand-in with dataset.train_stand_in=valid."
-                        )
-                    continue
+                if split == "train" and not sources.release_file(self.root, self.task, split).is_file():
+                    continue  # the stand-in (checked above)
                 raw[split] = self._release_split(split, memo)
             return raw
         finally:

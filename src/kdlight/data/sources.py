@@ -117,6 +117,29 @@ def release_file(root: Path, task: Task, split: str) -> Path:
     return root / task.release_dir / f"{task.release_dir}_{split}.json"
 
 
+DATA_DIR_HINT = "point kdlight at the release with KDLIGHT_DATA_DIR=/path/to/dsbs or paths.data_dir=/path/to/dsbs"
+
+
+def missing_release(root: Path, task: Task, train_stand_in: str | None) -> str | None:
+    """Why the release under `root` cannot give `task`'s splits (one line), or None. Checked before a
+    run folder exists and again where the files are read."""
+    if not root.is_dir():
+        first = release_file(root, task, task.release_splits[0]).relative_to(root)
+        return (f"no data for {task.name}: dataset.root={root} does not exist (kdlight looks there for {first} and the "
+                f"other files of the step-by-step release); {DATA_DIR_HINT}")
+    for split in task.release_splits:
+        path = release_file(root, task, split)
+        if path.is_file() or (split == "train" and train_stand_in is not None):
+            continue
+        if split == "train":
+            return (f"missing file {path}: the {task.name} train split is not in {root}. "
+                    f"Supply it as JSON Lines in the release layout ({RELEASE_LAYOUT}), for example from "
+                    f"the step-by-step datasets.zip, or load it from the hub with dataset.source=hub; "
+                    f"or train on the valid split as a stand-in with dataset.train_stand_in=valid.")
+        return f"missing file {path}: the {task.name} {split} split is not in {root} ({RELEASE_LAYOUT}); {DATA_DIR_HINT}"
+    return None
+
+
 def palm_files(root: Path, task: Task, split: str) -> list[Path]:
     found = list((root / task.release_dir / "llm").glob(f"{split}_CoT_*.json"))
     return sorted(found, key=lambda p: int(p.stem.rsplit("_", 1)[1]))

@@ -180,13 +180,24 @@ def _levels(ax, rows: list[dict], x_span: tuple[float, float] | None = None) -> 
         if r["k"] is None and r["test_acc_mean"] is not None:
             ax.axhline(r["test_acc_mean"], linestyle=styles.get(r["method"], (0, (3, 1, 1, 1))), color="0.35", linewidth=1.2,
                        label=f"{r['method']} level ({r['test_acc_mean']:.3f})")
+    chance_line(ax, rows)
+
+
+def chance_line(ax, rows: list[dict]) -> bool:
+    """Chance accuracy as a dotted, labelled line (where the rows know it)."""
     chance = next((r["chance_acc"] for r in rows if r.get("chance_acc") is not None), None)
     if chance is not None:
         ax.axhline(chance, linestyle=":", color="0.55", linewidth=1.2, label=f"chance ({chance:.3f})")
+    return chance is not None
 
 
 def plot_k_curve(rows: list[dict], path: Path) -> None:
-    """Test accuracy against k per dataset; distinct markers and small x offsets keep equal points apart."""
+    _save(draw_k_curve(rows), path)
+
+
+def draw_k_curve(rows: list[dict]):
+    """Test accuracy against k per dataset (a matplotlib figure; the notebook shows the same one):
+    y from 0 to 1, the swept k as ticks, distinct markers and small x offsets keep equal points apart."""
     plt = _pyplot()
     datasets = sorted({r["dataset"] for r in rows})
     fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(5.5 * max(1, len(datasets)), 4.6), squeeze=False)
@@ -218,7 +229,7 @@ def plot_k_curve(rows: list[dict], path: Path) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best", framealpha=0.85)
     _caption(fig, _seeds_caption(rows, levels=any(r["k"] is None and r["test_acc_mean"] is not None for r in rows)))
-    _save(fig, path)
+    return fig
 
 
 def best_setting_per_method(rows: list[dict]) -> list[dict]:
@@ -252,9 +263,7 @@ def plot_methods(rows: list[dict], path: Path) -> None:
                         ha="center", fontsize=6.5, color="0.3")
             setting = ", ".join(s for s in (f"k={r['k']}" if r["k"] is not None else "", f"a={r['alpha']:g}") if s)
             labels.append(f"{r['method']}" + (f"\n[{r['attribution']}]" if r["attribution"] else "") + f"\n{setting}")
-        chance = next((r["chance_acc"] for r in mine if r.get("chance_acc") is not None), None)
-        if chance is not None:
-            ax.axhline(chance, linestyle=":", color="0.55", linewidth=1.2, label=f"chance ({chance:.3f})")
+        if chance_line(ax, mine):
             ax.legend(fontsize=7, loc="upper right")
         ax.set_xticks(range(len(mine)), labels, fontsize=7.5)
         ax.set_ylim(0.0, 1.0)
@@ -285,9 +294,7 @@ def plot_data_size(rows: list[dict], path: Path) -> bool:
             points.sort(key=lambda r: r["train_rows"])
             ax.errorbar([r["train_rows"] for r in points], [r["test_acc_mean"] for r in points],
                         yerr=[r["test_acc_std"] or 0.0 for r in points], marker=MARKERS[i % len(MARKERS)], capsize=3, label=label)
-        chance = next((r["chance_acc"] for r in mine if r.get("chance_acc") is not None), None)
-        if chance is not None:
-            ax.axhline(chance, linestyle=":", color="0.55", linewidth=1.2, label=f"chance ({chance:.3f})")
+        chance_line(ax, mine)
         ax.set_xscale("log", base=2)
         ax.set_ylim(0.0, 1.0)
         ax.set_xlabel("train rows (seeded subsample)")

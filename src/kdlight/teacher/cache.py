@@ -33,13 +33,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from filelock import FileLock
 
-from kdlight.io import atomic_path, write_json
+from kdlight.io import atomic_path, folder_lock, write_json
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: unit texts without surrounding punctuation
 IDS = pa.list_(pa.int32())
 SCHEMA = pa.schema([
     ("row", pa.int64()),  # index of the example in its split
@@ -124,8 +123,7 @@ class RationaleCache:
     @contextmanager
     def lock(self, timeout: float = -1) -> Iterator[None]:
         """Held by the one job that computes; others wait here, then find the manifest."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.path) + ".lock", timeout=timeout):
+        with folder_lock(self.path, timeout):
             yield
 
     # ------------------------------------------------------------ writing

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -41,23 +42,15 @@ def finetuned_dir(stage, data) -> Path:
 def finetuned_teacher(stage, datamodule) -> dict:
     """The fine-tuned teacher's summary (its folder under "path"), trained now if the folder is not there
     yet; the weights are loaded only when extraction needs them (a k-sweep's cache hits never do)."""
-    from filelock import FileLock
-
+    from kdlight.io import folder_lock
     from kdlight.teacher.stage import is_launching_process
 
     data = finetune_datamodule(stage, datamodule)
     folder = finetuned_dir(stage, data)
     if not (folder / "summary.json").is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(folder) + ".lock") if is_launching_process() else None
-        if lock is not None:
-            lock.acquire()
-        try:
+        with folder_lock(folder) if is_launching_process() else nullcontext():
             if not (folder / "summary.json").is_file():
                 _train(stage, data, folder)
-        finally:
-            if lock is not None:
-                lock.release()
     summary = json.loads((folder / "summary.json").read_text())
     log.info("fine-tuned teacher: %s (val accuracy %s, test accuracy %s)", folder, summary.get("val_acc"), summary.get("test_acc"))
     return {**summary, "path": str(folder)}

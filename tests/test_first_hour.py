@@ -1,0 +1,112 @@
+"""What a new user meets in the first hour: wrong paths, missing data, Ctrl-C, typos (each the exact
+line printed, the exit code, and no run folder for a configuration mistake)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kdlight.io import folder_lock
+from tests.conftest import REPO_ROOT
+from tests.helpers import HANG_GUARD, clean_env, results_of, train
+
+EXPECTED_MODEL = "expected a save_pretrained folder: config.json and the weights, model.safetensors or pytorch_model.bin"
+
+
+def errors(out: subprocess.CompletedProcess) -> list[str]:
+    return out.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("extra, offline", [(["debug=tiny"], False), (["teacher=flan_t5_base", "student=flan_t5_small"], True)])
+def test_missing_model_folders_are_reported_together_as_missing(tmp_path, extra, offline):
+    env = clean_env(tmp_path, **({"HF_HUB_OFFLINE": "1"} if offline else {}))
+    out = train(tmp_path, *extra, "dataset=cue_words", "method=saliency", "teacher.model.name_or_path=/models/does-not-exist",
+                "student.model.name_or_path=/models/nor-this", env=env)
+    assert out.returncode == 2 and errors(out) == [
+        "error: 2 paths of this command are wrong:",
+        f"  - student.model.name_or_path=/models/nor-this: no such folder ({EXPECTED_MODEL})",
+        f"  - teacher.model.name_or_path=/models/does-not-exist: no such folder ({EXPECTED_MODEL})",
+    ]
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_folder_without_a_config_and_an_uncached_id_offline_are_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    out = train(tmp_path, "dataset=cue_words", "method=finetune", "student=flan_t5_small",
+                f"student.model.name_or_path={tmp_path / 'empty'}", env=clean_env(tmp_path, HF_HUB_OFFLINE="1"))
+    assert out.returncode == 2 and errors(out) == [
+        f"error: student.model.name_or_path={tmp_path / 'empty'}: the folder has no config.json ({EXPECTED_MODEL})"]
+    out = train(tmp_path, "dataset=cue_words", "method=finetune", "student=flan_t5_small", env=clean_env(tmp_path, HF_HUB_OFFLINE="1"))
+    assert out.returncode == 2 and errors(out)[0].startswith(
+        "error: student.model.name_or_path=google/flan-t5-small is neither a local folder nor in the Hugging Face cache")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_debug_tiny_takes_a_model_folder_like_any_run(tmp_path):
+    from kdlight.tiny import tiny_model, tiny_tokenizer
+
+    folder = tmp_path / "my-t5"
+    tokenizer = tiny_tokenizer(["alpha beta gamma delta", "class one two three four"] * 20, vocab_size=200, cache_dir=str(tmp_path))
+    tokenizer.save_pretrained(str(folder))
+    tiny_model(tokenizer, d_model=32, d_ff=64, num_layers=1, num_heads=2).save_pretrained(str(folder))
+    out = train(tmp_path, "debug=tiny", "dataset=cue_words", "method=finetune", f"student.model.name_or_path={folder}",
+                "trainer.max_steps=2", "threads=1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    (results,) = results_of(tmp_path)
+    assert results["status"] == "finished" and results["student"] == "my-t5"
+
+
+def test_missing_data_is_one_line_naming_the_folder_and_both_settings(tmp_path):
+    nowhere = tmp_path / "nowhere"
+    for how, env in ((["dataset=cqa"], clean_env(tmp_path, KDLIGHT_DATA_DIR=str(nowhere))),
+                     (["dataset=cqa", f"paths.data_dir={nowhere}"], None)):
+        out = train(tmp_path, "debug=tiny", *how, env=env)
+        assert out.returncode == 2 and errors(out) == [
+            f"error: no data for cqa: dataset.root={nowhere} does not exist (kdlight looks there for cqa/cqa_train.json and "
+            "the other files of the step-by-step release); point kdlight at the release with "
+            "KDLIGHT_DATA_DIR=/path/to/dsbs or paths.data_dir=/path/to/dsbs"]
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_release_without_anli_train_says_stand_in_first(tmp_path):
+    release = tmp_path / "dsbs"
+    (release / "anli1").mkdir(parents=True)
+    for split in ("valid", "test"):
+        (release / "anli1" / f"anli1_{split}.json").write_text("")
+    out = train(tmp_path, "debug=tiny", "dataset=anli", f"paths.data_dir={release}")
+    assert out.returncode == 2 and len(errors(out)) == 1
+    line = errors(out)[0]
+    assert line.startswith(f"error: missing file {release / 'anli1' / 'anli1_train.json'}: the anli train split is not in {release}.")
+    assert line.endswith("or train on the valid split as a stand-in with dataset.train_stand_in=valid.")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_ctrl_c_says_where_the_run_stopped_and_exits_130(tmp_path):
+    """A real SIGINT once the first checkpoint exists; the same command then resumes from it."""
+    command = [sys.executable, "train.py", "debug=tiny", "dataset=cue_words", "method=finetune", "trainer.max_steps=100000",
+               "trainer.val_check_interval=2", "threads=1", f"paths.log_dir={tmp_path / 'outputs'}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=clean_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + HANG_GUARD
+    while not list((tmp_path / "outputs").rglob("last.ckpt")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=HANG_GUARD)
+    assert process.returncode == 130, stderr[-3000:]
+    (line,) = [line for line in stderr.splitlines() if "Ctrl-C" in line]
+    (run,) = {p.parent.parent for p in (tmp_path / "outputs").rglob("last.ckpt")}
+    assert line.startswith("interrupted (Ctrl-C) at training step ") and " of 100000 in " in line and str(run) in line
+    assert line.split("; ")[1].startswith("re-running the same command resumes from checkpoints/last.ckpt (step ")
+    assert "Traceback" not in stderr and not (run / "results.json").exists()
+
+
+def test_lock_files_stay_out_of_globs_over_the_cache_folders(tmp_path):
+    folder = tmp_path / "rationales" / "cqa-train-0123"
+    with folder_lock(folder):
+        folder.mkdir()
+        assert sorted(p.name for p in (tmp_path / "rationales").glob("cqa-train-*")) == ["cqa-train-0123"]
+        assert (tmp_path / "rationales" / ".locks" / "cqa-train-0123.lock").exists()
+
