@@ -218,6 +218,18 @@ def validate_config(cfg: DictConfig, methods: bool = True) -> None:
                 f"k={k} is larger than attribution.max_k={max_k} (the ranked units cached per example); "
                 f"raise attribution.max_k or lower k"
             )
+    from kdlight.label_sources import LABEL_SOURCES
+
+    source = cfg.method.get("label_source", "gold")
+    if source not in LABEL_SOURCES:
+        raise ConfigError(f"method.label_source={source!r} is not accepted; use one of {list(LABEL_SOURCES)}")
+    if source == "teacher" and not (cfg.method.get("needs_teacher") and cfg.attribution.get("score_teacher")):
+        raise ConfigError(
+            f"method.label_source=teacher learns the teacher's answers, which the rationale cache holds only when the teacher "
+            f"runs with attribution.score_teacher=true (method={method}: needs_teacher={cfg.method.get('needs_teacher')}, "
+            f"score_teacher={cfg.attribution.get('score_teacher')}); use method=distill, or add method.score_teacher=true "
+            "to a method that runs the teacher (saliency)"
+        )
     if cfg.method.get("needs_teacher"):
         check_attribution(cfg.attribution, method=methods)
     if float(method_alpha) > 0 and cfg.method.get("rationale") is None:

@@ -100,9 +100,11 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
         instantiate(cfg.student.model, _partial_=True), instantiate(cfg.student.tokenizer, _partial_=True), data.corpus,
         data.task.label_set,
     )
+    from kdlight.label_sources import label_source
+
     datamodule = instantiate(
         cfg.dataset, examples=data.examples, tokenizer=tokenizer, family=family, rationales=source,
-        separator=separator_token(tokenizer),
+        label_source=label_source(cfg.method.get("label_source", "gold"), caches), separator=separator_token(tokenizer),
     )
     student = instantiate(cfg.student, model=model, tokenizer=tokenizer, family=family, answer_kind=data.task.answer_kind)
     student.checkpoint_info = {"input_format": input_format(cfg, datamodule, student), "tokenizer_dir": "tokenizer"}
@@ -153,17 +155,17 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
 
 # ---------------------------------------------------------------- stages
 def rationale_source(cfg: DictConfig, data) -> tuple[Any, dict, dict]:
-    """The method's rationale source, the teacher caches it reads, and what the teacher stage did."""
-    if cfg.method.get("rationale") is None:
-        return None, {}, {}
+    """The method's rationale source (None without one), the teacher caches (its rationales, its
+    answers for method.label_source=teacher), and what the teacher stage did."""
+    rationale = cfg.method.get("rationale")
     if not cfg.method.needs_teacher:
-        return instantiate(cfg.method.rationale), {}, {}
+        return (None if rationale is None else instantiate(rationale)), {}, {}
     from kdlight.teacher.stage import TeacherStage
 
     stage = TeacherStage.from_config(cfg, finetune_loggers=lambda: _logger_list(tracking.wandb_logger(cfg, "teacher-finetune")))
     caches, info = stage.rationale_caches(data)
     tracking.log_extraction(cfg, caches, info)
-    return instantiate(cfg.method.rationale, caches=caches), caches, info
+    return (None if rationale is None else instantiate(rationale, caches=caches)), caches, info
 
 
 def _logger_list(logger) -> list:
@@ -259,6 +261,7 @@ def run_identity(cfg: DictConfig) -> dict:
         "method": cfg.method.name,
         "attribution": cfg.attribution.get("method") if cfg.method.needs_teacher else None,
         "k": cfg.method.get("k"),
+        "label_source": cfg.method.get("label_source", "gold"),
         "alpha": float(cfg.method.alpha),
         "seed": cfg.seed,
         "teacher": cfg.teacher.name if cfg.method.needs_teacher else None,

@@ -12,6 +12,7 @@ import time
 import pytest
 from hydra.utils import instantiate
 
+from kdlight.attribution.selection import unit_text
 from kdlight.config import ConfigError, validate_config
 from kdlight.data.tasks import content_words
 from kdlight.rationales import SaliencyRationales
@@ -54,7 +55,7 @@ def test_extraction_fills_cache_and_second_run_is_a_hit(tiny_cfg):
         assert row["id"] == example.id and len(row["texts"]) == min(6, row["n_eligible"])
         assert row["scores"] == sorted(row["scores"], reverse=True)
         words = set(content_words(prompt))
-        assert all((s, e) in words and prompt.text[s:e] == t for s, e, t in zip(row["starts"], row["ends"], row["texts"]))
+        assert all((s, e) in words and unit_text(prompt.text, s, e) == t for s, e, t in zip(row["starts"], row["ends"], row["texts"]))
 
 
 def test_cache_keys_change_with_method_and_its_settings_but_not_with_k_order_or_schedule(tiny_cfg):

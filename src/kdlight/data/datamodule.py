@@ -85,6 +85,7 @@ class KDDataModule(pl.LightningDataModule):
         tokenizer: Any = None,
         family: Any = None,
         rationales: RationaleSource | None = None,
+        label_source: Callable[[str, int, list[Example]], list[str | None]] | None = None,
         separator: str | None = None,
         prompt_wrapper: Callable[[Rendered], Rendered] | None = None,
     ) -> None:
@@ -125,6 +126,7 @@ class KDDataModule(pl.LightningDataModule):
         self.tokenizer = tokenizer
         self.family = family
         self.rationales = rationales
+        self.label_source = label_source  # the train rows' label targets instead of gold (kdlight.label_sources); None: gold
         self.separator = separator
         self.prompt_wrapper = prompt_wrapper
         self.features: dict[str, FeatureRows] = {}
@@ -312,20 +314,31 @@ class KDDataModule(pl.LightningDataModule):
             "lengths": [self.max_input_length, self.max_target_length], "tokenizer": tokenizer_fingerprint(self.tokenizer),
             "rendered_first": self.model_input(probe[0]).text if probe else None,  # catches rendering changes
             "rationales": self.rationales.fingerprint(split) if with_rationales else None,
+            "label_source": self.label_source.fingerprint(split) if self._relabelled(split) else None,
             "family": self.family.identity(),
         }
+
+    def _relabelled(self, split: str) -> bool:
+        return self.label_source is not None and split == "train"  # valid and test always score gold labels
 
     def _feature_chunk(self, split: str, start: int, with_rationales: bool) -> pa.RecordBatch:
         """The feature columns of rows [start, start + chunk_rows) of a split (encoded by the model's family)."""
         examples = self.examples[split].chunk(start, start + self.chunk_rows)
         rendered = [self.model_input(ex) for ex in examples]
         labels = [ex.label for ex in examples]
+        targets = labels
+        if self._relabelled(split):
+            given = self.label_source(split, start, examples)
+            targets = [answer if answer is not None else gold for answer, gold in zip(given, labels)]
+            if any(answer is None for answer in given):
+                log.warning("%s rows %d-%d: %d of %d have no %s label; they keep their gold label", split, start,
+                            start + len(examples), sum(a is None for a in given), len(examples), self.label_source.fingerprint(split))
         inputs = [self.task_words.render("label", r) for r in rendered]
         columns = {
             "index": list(range(start, start + len(examples))),
-            "label_text": labels,
+            "label_text": labels,  # gold: what accuracy is measured against
             "input_ids": self.family.encode_prompts(self.tokenizer, inputs, self.max_input_length),
-            "labels": self.family.encode_targets(self.tokenizer, labels, rendered, self.max_target_length),
+            "labels": self.family.encode_targets(self.tokenizer, targets, rendered, self.max_target_length),
             "rationale_input_ids": [None] * len(examples),
             "rationale_labels": [None] * len(examples),
             "rationale_text": [None] * len(examples),
