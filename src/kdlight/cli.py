@@ -136,7 +136,11 @@ def _train(cfg):
     validate_config(cfg)  # again inside the job: also guards in-process and launcher-started jobs
     from kdlight.run import run
 
-    return run(cfg)
+    try:
+        return run(cfg)
+    except ConfigError as err:  # found once the models are loaded (e.g. a vocabulary logit_kd cannot compare)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _evaluate(cfg):

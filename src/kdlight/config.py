@@ -251,6 +251,12 @@ def check_attribution(attribution, method: bool = True) -> None:
         raise ConfigError(str(err)) from None
 
 
+def uses_teacher(method: DictConfig) -> bool:
+    """Whether a method needs the teacher model: its rationale cache (needs_teacher) or, for logit
+    distillation, the model itself in every training step."""
+    return bool(method.get("needs_teacher")) or method.get("distillation") is not None
+
+
 def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher")) -> list[str]:
     """Every path of the command that cannot work (model and tokenizer folders, the data), one line each,
     found without loading anything. The teacher counts only where the method needs it."""
@@ -259,7 +265,7 @@ def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher
     problems = []
     for role in roles:
         node = cfg.get(role)
-        if node is None or (role == "teacher" and roles != ("teacher",) and not cfg.method.get("needs_teacher")):
+        if node is None or (role == "teacher" and roles != ("teacher",) and not uses_teacher(cfg.method)):
             continue
         model_name = OmegaConf.select(node, "model.name_or_path", default=None)
         for part, what in (("model", "model"), ("tokenizer", "tokenizer")):
@@ -295,7 +301,7 @@ def check_sources(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher
     if "student" in roles and (cfg.get("export") or {}).get("push_to_hub") and not hub_offline_mode():
         require_reachable(hub_endpoint(), "the Hugging Face hub to push the trained student to (export.push_to_hub=true)",
                           "train with export.push_to_hub=false and push <run>/student later from a connected machine.", timeout=5.0)
-    nodes = [(role, cfg.get(role)) for role in roles if role != "teacher" or cfg.method.get("needs_teacher") or roles == ("teacher",)]
+    nodes = [(role, cfg.get(role)) for role in roles if role != "teacher" or uses_teacher(cfg.method) or roles == ("teacher",)]
     for role, node in nodes:
         name = OmegaConf.select(node, "model.name_or_path", default=None) if node is not None else None
         if not isinstance(name, str) or is_local(name) or hub_offline_mode():

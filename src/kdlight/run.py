@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from kdlight import tracking
-from kdlight.config import validate_config
+from kdlight.config import ConfigError, uses_teacher, validate_config
 from kdlight.io import atomic_path, write_json, write_text
 from kdlight.results import RESULTS, already_finished_message, finished_results
 from kdlight.runtime import apply_threads, ctrl_c_recorded, numeric_settings, quiet_libraries
@@ -45,6 +45,8 @@ def run(cfg: DictConfig) -> float | None:
         line_open = progress["stage"] == "training"  # a progress bar may hold the terminal's last line
         print(("\n" if line_open else "") + interrupted_message(output_dir, progress), file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    except ConfigError:
+        raise  # a configuration mistake found only once models are loaded: no failed results.json (the command says it)
     except Exception as err:
         record_failure(cfg, err)
         raise
@@ -102,11 +104,14 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
     )
     from kdlight.label_sources import label_source
 
+    distillation, teacher_inputs = logit_distillation(cfg, data, (model, tokenizer, family))
     datamodule = instantiate(
         cfg.dataset, examples=data.examples, tokenizer=tokenizer, family=family, rationales=source,
-        label_source=label_source(cfg.method.get("label_source", "gold"), caches), separator=separator_token(tokenizer),
+        label_source=label_source(cfg.method.get("label_source", "gold"), caches), teacher_inputs=teacher_inputs,
+        separator=separator_token(tokenizer),
     )
-    student = instantiate(cfg.student, model=model, tokenizer=tokenizer, family=family, answer_kind=data.task.answer_kind)
+    student = instantiate(cfg.student, model=model, tokenizer=tokenizer, family=family, answer_kind=data.task.answer_kind,
+                          distillation=distillation)
     student.checkpoint_info = {"input_format": input_format(cfg, datamodule, student), "tokenizer_dir": "tokenizer"}
 
     trainer = build_trainer(cfg, output_dir)
@@ -166,6 +171,29 @@ def rationale_source(cfg: DictConfig, data) -> tuple[Any, dict, dict]:
     caches, info = stage.rationale_caches(data)
     tracking.log_extraction(cfg, caches, info)
     return (None if rationale is None else instantiate(rationale, caches=caches)), caches, info
+
+
+def logit_distillation(cfg: DictConfig, data, student: tuple) -> tuple[Any, Any]:
+    """method.distillation with its frozen teacher attached, and the teacher's inputs for the
+    datamodule; (None, None) for methods without it. The teacher is the configured one (fine-tuned
+    first when teacher.finetune=true; cached, as for extraction) and must score the student's targets."""
+    node = cfg.method.get("distillation")
+    if node is None:
+        return None, None
+    from kdlight.teacher.stage import TeacherStage
+    from kdlight.training.distillation import TeacherInputs, check_same_targets
+
+    stage = TeacherStage.from_config(cfg, finetune_loggers=lambda: _logger_list(tracking.wandb_logger(cfg, "teacher-finetune")))
+    finetuned = None
+    if stage.finetune is not None:
+        from kdlight.teacher.finetune import finetuned_teacher
+
+        finetuned = finetuned_teacher(stage, data)
+    model, tokenizer, family = stage.load_teacher(data, finetuned)
+    check_same_targets((model, tokenizer, family), student, cfg.teacher.name, cfg.student.name)
+    inputs = TeacherInputs(family, tokenizer, stage.prompt_renderer(data, tokenizer), int(cfg.attribution.max_input_length),
+                           stage.identity())
+    return instantiate(node).attach(model, family), inputs
 
 
 def _logger_list(logger) -> list:
@@ -264,7 +292,7 @@ def run_identity(cfg: DictConfig) -> dict:
         "label_source": cfg.method.get("label_source", "gold"),
         "alpha": float(cfg.method.alpha),
         "seed": cfg.seed,
-        "teacher": cfg.teacher.name if cfg.method.needs_teacher else None,
+        "teacher": cfg.teacher.name if uses_teacher(cfg.method) else None,
         "student": cfg.student.name,
     }
 

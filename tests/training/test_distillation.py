@@ -1,15 +1,28 @@
-"""Distillation baselines: sequence-level (the student learns the teacher's cached answers, or PaLM's)."""
+"""Distillation baselines: sequence-level (the student learns the teacher's cached answers, or PaLM's) and
+logit distillation (KL at a temperature against a frozen teacher in the step)."""
 
 from __future__ import annotations
 
+import copy
+import csv
+import math
+
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from kdlight.config import ConfigError, validate_config
+from kdlight.families.base import IGNORE_INDEX
 from kdlight.label_sources import label_source
 from kdlight.models import build_model
+from kdlight.student.module import StudentModule
 from kdlight.teacher.stage import TeacherStage
-from kdlight.text import decode_answers, round_trip, separator_token
+from kdlight.text import decode_answers, encode_targets, round_trip, separator_token
+from kdlight.training.distillation import LogitDistillation, check_same_targets
+from kdlight.training.losses import distillation_kl
+from tests.families import build_family_model
+from tests.helpers import results_of, train
+from tests.training.test_losses import make_batch, reference_loss
 
 TINY = ["teacher=tiny", "student=tiny", "trainer=cpu", "attribution.batch_size=4", "teacher.model.d_model=32",
         "teacher.model.d_ff=64", "student.model.d_model=32", "student.model.d_ff=64"]
@@ -71,3 +84,80 @@ def test_a_label_source_that_cannot_work_is_named(compose, overrides, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
         validate_config(compose(["dataset=cue_words", *overrides]))
     validate_config(compose(["dataset=cue_words", "method=saliency", "method.label_source=teacher", "method.score_teacher=true"]))
+
+
+# ---------------------------------------------------------------- logit distillation
+def test_distillation_kl_against_a_hand_computation():
+    student_logits = torch.tensor([[[1.0, 0.0, -1.0], [0.5, 0.5, 0.0]]])
+    teacher_logits = torch.tensor([[[0.0, 1.0, 0.0], [2.0, 0.0, 0.0]]])
+    present = torch.tensor([[True, False]])  # the second position is padding
+
+    def softmax(values, t):
+        exps = [math.exp(v / t) for v in values]
+        return [e / sum(exps) for e in exps]
+
+    p, q = softmax([0.0, 1.0, 0.0], 2.0), softmax([1.0, 0.0, -1.0], 2.0)
+    hand = 4.0 * sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q))
+    assert distillation_kl(student_logits, teacher_logits, present, 2.0).item() == pytest.approx(hand, rel=1e-6)
+    assert distillation_kl(teacher_logits, teacher_logits, present, 3.0).item() == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="temperature=0 is not accepted"):
+        distillation_kl(student_logits, teacher_logits, present, 0)
+
+
+def test_target_logits_line_up_target_j_at_index_j_on_every_family(family_model):
+    """The cross-entropy of the aligned logits is the family's own loss, and row b's labels are its target tokens."""
+    _, model, tokenizer, family = family_model
+    batch = make_batch(tokenizer, family)["label"]
+    logits, labels = family.target_logits(model, batch)
+    assert logits.shape[:2] == labels.shape
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+    assert ce.item() == pytest.approx(reference_loss(model, batch).item(), rel=1e-5)
+    expected = encode_targets(tokenizer, ["water", "scissors", "sky"], 8)
+    assert [row[row.ne(IGNORE_INDEX)].tolist() for row in labels] == expected
+    assert all(row[: len(target)].ne(IGNORE_INDEX).all() for row, target in zip(labels, expected))  # left-aligned
+
+
+def test_logit_distillation_mixes_the_soft_term_and_trains_only_the_student(family_model, tmp_path):
+    name, model, tokenizer, family = family_model
+    student_model = copy.deepcopy(model).eval().requires_grad_(True)  # no dropout: equal models give equal logits
+    teacher_model = build_family_model(name, tmp_path, seed=11)[0]  # same shape and tokenizer, other weights
+    batch = make_batch(tokenizer, family)
+    batch["teacher"] = batch["label"]  # the teacher reads the same prompts here
+    same = LogitDistillation(temperature=2.0, weight=0.25).attach(copy.deepcopy(student_model), family)
+    assert same.label_losses(student_model, family, batch)["loss_kd"].item() == pytest.approx(0.0, abs=1e-6)
+    kd = LogitDistillation(temperature=2.0, weight=0.25).attach(teacher_model, family)
+    module = StudentModule(student_model, tokenizer, family, alpha=0.0, optimizer=lambda params: torch.optim.AdamW(params), distillation=kd)
+    losses = module.losses(batch)
+    assert losses["loss_kd"].item() > 0
+    assert losses["loss"].item() == pytest.approx(0.75 * losses["loss_label_ce"].item() + 0.25 * losses["loss_kd"].item(), rel=1e-5)
+    losses["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student_model.parameters())
+    assert all(p.grad is None for p in teacher_model.parameters())
+    assert not any(p is q for p in module.parameters() for q in teacher_model.parameters())  # never trained nor saved
+
+
+def test_a_vocabulary_mismatch_is_named_before_training(tmp_path):
+    teacher = build_family_model("t5", tmp_path)
+    student = build_family_model("gpt2", tmp_path)
+    with pytest.raises(ConfigError, match=r"teacher big \(seq2seq\) has a vocabulary of \d+ outputs .* student small \(causal\)"):
+        check_same_targets(teacher, student, "big", "small")
+    check_same_targets(teacher, build_family_model("t5", tmp_path, seed=9), "big", "small")
+
+
+@pytest.mark.parametrize("pair", [["teacher=tiny", "student=tiny"], ["teacher=tiny_causal", "student=tiny_causal", "student.tokenizer.add_bos=true"],
+                                  ["teacher=tiny_encoder", "student=tiny_encoder"]])
+def test_logit_kd_trains_end_to_end_for_each_student_family(tmp_path, pair):
+    out = train(tmp_path, "debug=tiny", "dataset=cue_words", "method=logit_kd", *pair, "trainer.max_steps=2", "threads=1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    (results,) = results_of(tmp_path)
+    assert results["status"] == "finished" and results["method"] == "logit_kd" and results["teacher"] == pair[0].split("=")[1]
+    (metrics,) = list((tmp_path / "outputs").rglob("metrics.csv"))
+    rows = list(csv.DictReader(metrics.open()))
+    assert any(float(r["train/loss_kd"]) > 0 for r in rows if r.get("train/loss_kd"))
+
+
+def test_logit_kd_refuses_a_student_of_another_vocabulary_without_a_results_file(tmp_path):
+    out = train(tmp_path, "debug=tiny", "dataset=cue_words", "method=logit_kd", "student=tiny_causal", "threads=1")
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith(
+        "error: method=logit_kd compares the teacher's and the student's distributions over the same targets, but teacher tiny (seq2seq)")
+    assert results_of(tmp_path) == []

@@ -10,11 +10,14 @@ import torch
 @dataclass
 class TaskCollator:
     """Yields {"label": family batch, "rationale": family batch (only the rows that have a rationale,
-    `rows` saying which; absent when none has one), "index": tensor, "label_text": [...], "rationale_text": [...]}.
+    `rows` saying which; absent when none has one), "teacher": the teacher family's batch of its prompts
+    and the same targets (logit distillation, train rows), "index": tensor, "label_text": [...], "rationale_text": [...]}.
     A family batch holds the training tensors and the prompt alone for generation (kdlight.families)."""
 
     family: object
     pad_token_id: int
+    teacher_family: object | None = None  # with teacher_input_ids: the teacher's batch (logit distillation)
+    teacher_pad_token_id: int | None = None
 
     def __call__(self, features: list[dict]) -> dict:
         batch = {
@@ -23,6 +26,10 @@ class TaskCollator:
             "label_text": [f["label_text"] for f in features],
             "rationale_text": [f.get("rationale_text") for f in features],
         }
+        if self.teacher_family is not None and all(f.get("teacher_input_ids") for f in features):
+            batch["teacher"] = self.teacher_family.task_batch(
+                [f["teacher_input_ids"] for f in features], [f["labels"] for f in features], self.teacher_pad_token_id,
+            )
         rows = [i for i, f in enumerate(features) if f.get("rationale_labels")]
         if rows:
             batch["rationale"] = self.family.task_batch(

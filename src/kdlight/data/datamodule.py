@@ -86,6 +86,7 @@ class KDDataModule(pl.LightningDataModule):
         family: Any = None,
         rationales: RationaleSource | None = None,
         label_source: Callable[[str, int, list[Example]], list[str | None]] | None = None,
+        teacher_inputs: Callable[[list[Example]], list[list[int]]] | None = None,
         separator: str | None = None,
         prompt_wrapper: Callable[[Rendered], Rendered] | None = None,
     ) -> None:
@@ -127,6 +128,7 @@ class KDDataModule(pl.LightningDataModule):
         self.family = family
         self.rationales = rationales
         self.label_source = label_source  # the train rows' label targets instead of gold (kdlight.label_sources); None: gold
+        self.teacher_inputs = teacher_inputs  # the teacher's prompt ids beside the train rows (logit distillation)
         self.separator = separator
         self.prompt_wrapper = prompt_wrapper
         self.features: dict[str, FeatureRows] = {}
@@ -315,6 +317,7 @@ class KDDataModule(pl.LightningDataModule):
             "rendered_first": self.model_input(probe[0]).text if probe else None,  # catches rendering changes
             "rationales": self.rationales.fingerprint(split) if with_rationales else None,
             "label_source": self.label_source.fingerprint(split) if self._relabelled(split) else None,
+            "teacher_inputs": self.teacher_inputs.identity() if self.teacher_inputs is not None and split == "train" else None,
             "family": self.family.identity(),
         }
 
@@ -342,6 +345,7 @@ class KDDataModule(pl.LightningDataModule):
             "rationale_input_ids": [None] * len(examples),
             "rationale_labels": [None] * len(examples),
             "rationale_text": [None] * len(examples),
+            "teacher_input_ids": self.teacher_inputs(examples) if self.teacher_inputs is not None and split == "train" else [None] * len(examples),
         }
         if with_rationales:
             prompts = [self.task.render_teacher(ex) for ex in examples]
@@ -396,7 +400,8 @@ class KDDataModule(pl.LightningDataModule):
             generator=generator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            collate_fn=TaskCollator(self.family, self.tokenizer.pad_token_id),
+            collate_fn=TaskCollator(self.family, self.tokenizer.pad_token_id, *(
+                (self.teacher_inputs.family, self.teacher_inputs.pad_id) if self.teacher_inputs is not None else ())),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -21,7 +21,7 @@ from kdlight.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: teacher_input_ids
 IDS = pa.list_(pa.int32())
 SCHEMA = pa.schema([
     ("index", pa.int64()),  # row of the example in its split
@@ -31,6 +31,7 @@ SCHEMA = pa.schema([
     ("rationale_input_ids", IDS),  # null where the example has no rationale
     ("rationale_labels", IDS),
     ("rationale_text", pa.string()),
+    ("teacher_input_ids", IDS),  # the teacher's prompt (logit distillation, train split only); else null
 ])
 
 

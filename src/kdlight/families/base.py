@@ -220,5 +220,19 @@ class ModelFamily:
         """F: the target's summed log-probability per example [batch] (what attribution explains)."""
         return self.target_token_log_probs(model, embeds, attention_mask, labels).sum(dim=-1)
 
+    def target_logits(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced logits over the label target, target-aligned: (logits [batch, targets, vocab or
+        classes], labels [batch, targets] with IGNORE_INDEX where a row has no target token). Target j
+        of every family sits at index j, so two models scoring the same targets line up (logit
+        distillation compares them)."""
+        raise NotImplementedError
+
+    def target_identity(self, model, tokenizer) -> tuple[str, object]:
+        """What the target logits range over, as (a description, a comparable value): two models whose
+        values are equal score the same targets (the tokenizer's vocabulary; a classifier's labels)."""
+        vocab = tokenizer.get_vocab()
+        return f"a vocabulary of {self.output_vocab_size(model)} outputs ({len(vocab)} tokens)", (
+            self.output_vocab_size(model), sorted(vocab.items()))
+
     def output_vocab_size(self, model) -> int:
         return int(model.get_output_embeddings().weight.shape[0])

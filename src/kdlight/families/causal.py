@@ -79,6 +79,22 @@ class CausalFamily(ModelFamily):
                                           attention_mask=batch["attention_mask"], position_ids=batch["position_ids"])
         return _next_token_loss(logits, labels[:, start:])
 
+    def target_logits(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Targets are right-aligned (left padding): target j of a row of L targets is at position
+        width - L + j, predicted by the logits one position before; gathered so that j is index j."""
+        labels = batch["labels"]
+        width = labels.shape[1]
+        lengths = labels.ne(IGNORE_INDEX).sum(dim=1)
+        longest = int(lengths.max())
+        logits, start = self._logits_from(model, max(width - longest - 1, 0), input_ids=batch["input_ids"],
+                                          attention_mask=batch["attention_mask"], position_ids=batch["position_ids"])
+        j = torch.arange(longest, device=labels.device)[None, :]
+        present = j < lengths[:, None]
+        positions = (width - lengths[:, None] + j).clamp(max=width - 1)  # target j's position (clamped where absent)
+        aligned = torch.where(present, labels.gather(1, positions), torch.full_like(positions, IGNORE_INDEX))
+        index = (positions - 1 - start).clamp(min=0)[..., None].expand(-1, -1, logits.shape[-1])
+        return logits.gather(1, index), aligned
+
     def task_losses(self, model, label: dict, rationale: dict | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Both tasks with their prompts' common beginning computed once: when the two inputs begin
         alike (dataset.task_word=after: `x` newline `predict:` / `explain:`), the common tokens run once

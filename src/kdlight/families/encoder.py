@@ -97,6 +97,11 @@ class EncoderFamily(ModelFamily):
     def identity(self) -> list:
         return [self.name, list(self.labels), self.segments]
 
+    def target_identity(self, model, tokenizer) -> tuple[str, object]:
+        if self.labels:
+            return f"{self.name} over the classes {list(self.labels)}", (self.name, list(self.labels))
+        return f"{self.name} over each example's choices", (self.name,)
+
     def prepare(self, model, tokenizer) -> None:
         if getattr(model.config, "pad_token_id", None) is None:
             model.config.pad_token_id = tokenizer.pad_token_id
@@ -247,6 +252,10 @@ class EncoderFamily(ModelFamily):
 
     def logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.forward(model, self._embed(model, input_ids), attention_mask)[0].logits
+
+    def target_logits(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The class (or choice) logits as a target of one position."""
+        return self.logits(model, batch["input_ids"], batch["attention_mask"])[:, None, :], batch["labels"][:, :1]
 
     # ------------------------------------------------------------ training
     def loss(self, model, batch: dict) -> torch.Tensor:

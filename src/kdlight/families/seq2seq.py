@@ -102,3 +102,9 @@ class Seq2SeqFamily(ModelFamily):
             use_cache=False,
         ).logits
         return label_log_probs(logits, labels)
+
+    def target_logits(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = batch["labels"]
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       decoder_input_ids=self.decoder_inputs(model, labels), use_cache=False).logits
+        return logits, labels

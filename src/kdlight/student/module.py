@@ -19,9 +19,10 @@ class StudentModule(LabelTaskModule):
 
     def __init__(
         self, *args, alpha: float, alpha_schedule: str = "constant", alpha_start: float | None = None, alpha_end: float | None = None,
-        **kwargs,
+        distillation=None, **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.distillation = distillation  # e.g. LogitDistillation: the label loss also matches the teacher's distribution
         self.alpha = float(alpha)
         self.alpha_schedule = alpha_schedule
         self.alpha_start = self.alpha if alpha_start is None else float(alpha_start)
@@ -39,11 +40,22 @@ class StudentModule(LabelTaskModule):
         total = self.trainer.max_steps if self._trainer is not None else 0
         return scheduled_alpha(self.global_step, total, self.alpha_schedule, self.alpha_start, self.alpha_end)
 
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.distillation is not None:
+            self.distillation.to(self.device)
+
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         alpha = self.current_alpha()
         rationale = batch.get("rationale") if alpha > 0 else None
-        label_loss, rationale_loss = self.family.task_losses(self.model, batch["label"], rationale)
-        losses = {"loss": dual_task_loss(label_loss, rationale_loss, alpha), "loss_label": label_loss}
+        extra: dict[str, torch.Tensor] = {}
+        if self.distillation is None:
+            label_loss, rationale_loss = self.family.task_losses(self.model, batch["label"], rationale)
+        else:  # the label loss from the logits the soft term also reads; the rationale task as usual
+            extra = self.distillation.label_losses(self.model, self.family, batch)
+            label_loss = extra.pop("loss_label")
+            rationale_loss = None if rationale is None else self.family.task_losses(self.model, batch["label"], rationale)[1]
+        losses = {"loss": dual_task_loss(label_loss, rationale_loss, alpha), "loss_label": label_loss, **extra}
         if rationale_loss is not None:
             losses["loss_rationale"] = rationale_loss
         if self.alpha_schedule != "constant":

@@ -31,3 +31,18 @@ def dual_task_loss(label_loss: torch.Tensor, rationale_loss: torch.Tensor | None
         raise ValueError(f"alpha={alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
     total = (1.0 - alpha) * label_loss
     return total if rationale_loss is None else total + alpha * rationale_loss
+
+
+def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, present: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s soft-target loss: temperature^2 * KL(softmax(teacher / T) || softmax(student / T)),
+    summed over the classes (or vocabulary) and averaged over the `present` target positions [batch,
+    targets]; the T^2 keeps its gradients on the scale of the hard-label loss. In fp32."""
+    import torch
+
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature!r} is not accepted; use a number > 0")
+    teacher = torch.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    student = torch.log_softmax(student_logits.float() / temperature, dim=-1)
+    per_position = (teacher.exp() * (teacher - student)).sum(dim=-1)
+    mask = present.to(per_position.dtype)
+    return temperature**2 * (per_position * mask).sum() / mask.sum().clamp(min=1.0)
