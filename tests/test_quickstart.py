@@ -113,13 +113,24 @@ def test_on_planted_cues_the_teachers_words_are_far_more_faithful_than_random_wo
     from kdlight.reports.analysis import main
 
     tmp_path, _ = reduced_quickstart
-    assert main([str(tmp_path / SWEEP), "--k", "1", "2", "--examples", "48", "--views", "4", "--threads", "1"]) == 0
+    assert main([str(tmp_path / SWEEP), "--k", "1", "2", "--examples", "48", "--views", "4", "--threads", "1", "--convention", "eraser"]) == 0
     analysis = json.loads((tmp_path / SWEEP / "analysis" / "analysis.json").read_text())
     (cache,) = [c for c in analysis["caches"] if c["split"] == "train"]
     teacher, random = cache["quality"]["sources"]["teacher"]["2"], cache["quality"]["sources"]["random"]["2"]
     assert teacher["comprehensiveness"] > 5 * max(random["comprehensiveness"], 0.05)
     assert teacher["sufficiency"] < random["sufficiency"] - 0.5
     assert teacher["comprehensiveness_acc"] > random["comprehensiveness_acc"] + 0.3  # the teacher's answers flip
+    # the same in ERASER's convention: probabilities of the teacher's own answer, AOPC over 1-50% of the words,
+    # and ferret's tau against leave-one-out: near 0 here for both, since with two cues deleting one leaves
+    # the answer's probability near 1 (the leave-one-out drops are flat), which is what tau is meant to show
+    eraser = cache["quality"]["eraser"]
+    teacher, random = eraser["sources"]["teacher"]["2"], eraser["sources"]["random"]["2"]
+    assert -1 <= random["comprehensiveness"] < teacher["comprehensiveness"] - 0.2 <= 1
+    assert teacher["sufficiency"] < random["sufficiency"] - 0.2
+    assert eraser["aopc"]["teacher"]["comprehensiveness"] > eraser["aopc"]["random"]["comprehensiveness"]
+    assert len(eraser["aopc"]["teacher"]["comprehensiveness_by_bin"]) == 5 == len(eraser["bins"])
+    assert all(-1 <= eraser["kendall_tau_loo"][source] <= 1 for source in ("teacher", "random"))
+    assert "ERASER's convention on the same rows" in (tmp_path / SWEEP / "analysis" / "analysis.md").read_text()
 
 
 def test_quickstart_table_has_one_row_per_setting():

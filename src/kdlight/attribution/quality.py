@@ -13,10 +13,15 @@ Plausibility, where the data has human highlights (CQA's CoS-E extractive explan
 own "highlights"): token-level precision/recall/F1 of the top-k words against the highlighted
 words, and the average precision (AUPRC) of the whole ranking; rows highlighting a whole content
 span (a third of CQA's test rows highlight the whole question) carry no signal and are reported apart.
+
+`eraser_quality` gives the same questions in ERASER's convention (attribution.quality.convention=eraser;
+kdlight.attribution.eraser): probabilities of the predicted answer, AOPC over token-percentage bins,
+token and IOU F1, AUPRC beside average precision, and Kendall's tau against leave-one-out.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -24,6 +29,8 @@ from typing import Any
 
 import torch
 
+from kdlight.attribution import eraser
+from kdlight.attribution.eraser import AOPC_BINS
 from kdlight.data.tasks import Example, Rendered, Task, content_words
 from kdlight.families.base import IGNORE_INDEX, pad_right
 
@@ -265,5 +272,94 @@ def quality_by_k(quality: dict) -> dict:
             k: {**values, "plausibility_f1": (plaus.get(k) or {}).get("f1"), "auprc": plaus.get("auprc")}
             for k, values in quality["sources"][source].items()
         }
-    return {"sources": out, "aopc": quality["aopc"], "examples": quality["examples"],
-            "plausibility": {"teacher": quality["plausibility"], "random": quality["plausibility_random"]}}
+    summary = {"sources": out, "aopc": quality["aopc"], "examples": quality["examples"],
+               "plausibility": {"teacher": quality["plausibility"], "random": quality["plausibility_random"]}}
+    eraser_part = quality.get("eraser")
+    if eraser_part:  # per k beside kdlight's numbers (prefixed), and the whole-ranking measures under "eraser"
+        for source in out:
+            plaus = eraser_part["plausibility"][source]
+            for k, values in out[source].items():
+                values.update({f"eraser_{m}": v for m, v in eraser_part["sources"][source][k].items()})
+                values.update(plaus.get(k) or {})
+        summary["eraser"] = {
+            source: {**{f"aopc_{m}": eraser_part["aopc"][source][m] for m in ("comprehensiveness", "sufficiency")},
+                     "auprc": eraser_part["plausibility"][source]["auprc"],
+                     "average_precision": eraser_part["plausibility"][source]["average_precision"],
+                     "kendall_tau_loo": (eraser_part.get("kendall_tau_loo") or {}).get(source)}
+            for source in out
+        }
+    return summary
+
+
+# ---------------------------------------------------------------- ERASER's convention
+def eraser_quality(
+    scorer: PromptScorer, prompts: Sequence[Rendered], plain: Sequence[Rendered], rows: Sequence[dict], examples: Sequence[Example],
+    task: Task, ks: Sequence[int] = DEFAULT_KS, seed: int = 0, bins: Sequence[float] = AOPC_BINS, leave_one_out: bool = True,
+) -> dict:
+    """Faithfulness and plausibility as ERASER reports them (kdlight.attribution.eraser says how), for the
+    cached ranking ("teacher") and a seeded random ranking of the same eligible words ("random")."""
+    answers = scorer.answers(prompts)
+    targets = scorer.targets(prompts, answers)  # the teacher's own prediction, as ERASER scores the predicted class
+
+    def probabilities(altered: Sequence[Rendered]) -> list[float]:
+        return [math.exp(v) for v in scorer.log_probs(altered, targets)]
+
+    full = probabilities(prompts)
+
+    def drops(chosen: Sequence[set]) -> tuple[list[float], list[float]]:
+        removed = probabilities([without_words(p, c) for p, c in zip(prompts, chosen)])
+        kept = probabilities([only_words(p, c) for p, c in zip(prompts, chosen)])
+        return [f - r for f, r in zip(full, removed)], [f - k for f, k in zip(full, kept)]
+
+    rankings = {"teacher": list(rows), "random": [random_ranking(r, seed) for r in rows]}
+    result: dict[str, Any] = {"convention": "eraser", "examples": len(prompts), "bins": list(bins), "sources": {}, "aopc": {}}
+    for source, ranked in rankings.items():
+        per_k = {}
+        for k in ks:
+            comprehensiveness, sufficiency = drops([top_choice(r, k) for r in ranked])
+            per_k[str(k)] = {"comprehensiveness": eraser.mean(comprehensiveness), "sufficiency": eraser.mean(sufficiency)}
+        by_bin = [drops([top_choice(r, size) for r, size in zip(ranked, sizes)])
+                  for sizes in zip(*(eraser.bin_sizes(len(r["unit_starts"]), bins) for r in ranked))] if ranked else []
+        result["sources"][source] = per_k
+        result["aopc"][source] = {
+            "comprehensiveness": eraser.mean([d for c, _ in by_bin for d in c]),
+            "sufficiency": eraser.mean([d for _, s in by_bin for d in s]),
+            "comprehensiveness_by_bin": [eraser.mean(c) for c, _ in by_bin],
+            "sufficiency_by_bin": [eraser.mean(s) for _, s in by_bin],
+        }
+    result["plausibility"] = {source: eraser_plausibility(ranked, plain, examples, task, ks) for source, ranked in rankings.items()}
+    if leave_one_out:
+        loo = [
+            [f - p for p in probabilities([without_words(prompt, {unit}) for unit in zip(r["unit_starts"], r["unit_ends"])])]
+            for f, prompt, r in zip(full, prompts, rows)
+        ]
+        result["kendall_tau_loo"] = {
+            source: eraser.mean([eraser.kendall_tau(r["unit_scores"], drops_) for r, drops_ in zip(ranked, loo)], 4)
+            for source, ranked in rankings.items()
+        }
+    return result
+
+
+def eraser_plausibility(rows: Sequence[dict], prompts: Sequence[Rendered], examples: Sequence[Example], task: Task, ks: Sequence[int]) -> dict:
+    """Token F1 and IOU F1 of the top-k words per k, AUPRC and average precision of the whole ranking,
+    against human highlights: the rows whose highlight is a strict part of its content (as in kdlight's
+    convention; rows highlighting a whole content span are left out)."""
+    members = []
+    for row, prompt, example in zip(rows, prompts, examples):
+        marked = highlight_of(prompt, task.highlights(example))
+        if marked is not None and not marked["whole"]:
+            position = {word: i for i, word in enumerate(content_words(prompt))}
+            members.append((row, marked["words"], position))
+    entry: dict[str, Any] = {"examples": len(members)}
+    for k in ks:
+        chosen = [(set(zip(r["starts"][:k], r["ends"][:k])), words, position) for r, words, position in members]
+        entry[str(k)] = {
+            "token_f1": eraser.mean([precision_recall_f1(c, words)[2] for c, words, _ in chosen], 4),
+            "iou_f1": None if not chosen else round(eraser.iou_f1(
+                [eraser.spans_of([position[w] for w in c if w in position]) for c, _, position in chosen],
+                [eraser.spans_of([position[w] for w in words if w in position]) for _, words, position in chosen]), 4),
+        }
+    truths = [[(a, b) in words for a, b in zip(r["unit_starts"], r["unit_ends"])] for r, words, _ in members]
+    entry["auprc"] = eraser.mean([eraser.auprc(t, r["unit_scores"]) for t, (r, _, _) in zip(truths, members)], 4)
+    entry["average_precision"] = eraser.mean([eraser.average_precision(t, r["unit_scores"]) for t, (r, _, _) in zip(truths, members)], 4)
+    return entry

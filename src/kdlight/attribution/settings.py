@@ -14,6 +14,7 @@ UNITS = ("word", "token")
 WORD_SCORES = ("sum", "max", "mean")
 ORDERS = ("input", "score")
 TARGETS = ("gold", "prediction")
+QUALITY_CONVENTIONS = ("kdlight", "eraser")  # quality.convention: kdlight's nats at absolute k; ERASER's too
 
 # Shared settings that change what the cache holds; each method adds its own (its `keyed` params).
 KEYED_SETTINGS = (
@@ -34,6 +35,9 @@ def check_shared(attribution: Mapping[str, Any]) -> None:
         value = attribution.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"attribution.{key}={value!r} is not accepted; use an integer >= 1")
+    convention = (attribution.get("quality") or {}).get("convention", "kdlight")
+    if convention not in QUALITY_CONVENTIONS:
+        raise ValueError(f"attribution.quality.convention={convention!r} is not accepted; use one of {list(QUALITY_CONVENTIONS)}")
     workers = attribution.get("num_workers", 0)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"attribution.num_workers={workers!r} is not accepted; use an integer >= 0")

@@ -82,7 +82,32 @@ def student_rows(student_dir: str | Path, datamodule, split: str, attribution: d
     return sorted(rows, key=lambda r: r["row"])
 
 
-def analyse_cache(cache: RationaleCache, ks: list[int], views: int, examples: int, out_dir: Path, faithful: bool) -> dict:
+def eraser_lines(part: dict) -> list[str]:
+    """The analysis.md table of attribution.quality.convention=eraser (teacher / random in each cell)."""
+    lines = ["", f"ERASER's convention on the same rows (probability of the teacher's predicted answer; human highlights: "
+                 f"{part['plausibility']['teacher']['examples']} rows with a partial highlight):", ""]
+    rows = []
+    for k in part["sources"]["teacher"]:
+        cells = [k]
+        for measure in ("comprehensiveness", "sufficiency"):
+            cells.append(f"{part['sources']['teacher'][k][measure]} / {part['sources']['random'][k][measure]}")
+        for measure in ("token_f1", "iou_f1"):
+            cells.append(" / ".join(_cell((part["plausibility"][s].get(k) or {}).get(measure), "n/a") for s in ("teacher", "random")))
+        rows.append(cells)
+    lines += markdown_table(["k", "compr. (prob) teacher / random", "suff. (prob) teacher / random", "token F1", "IOU F1 (0.5)"], rows)
+    aopc, plaus, tau = part["aopc"], part["plausibility"], part.get("kendall_tau_loo") or {}
+    lines.append(
+        f"\nAOPC over {[f'{b:.0%}' for b in part['bins']]} of the words: comprehensiveness teacher {aopc['teacher']['comprehensiveness']}, "
+        f"random {aopc['random']['comprehensiveness']}; sufficiency teacher {aopc['teacher']['sufficiency']}, random "
+        f"{aopc['random']['sufficiency']}. AUPRC (trapezoid) teacher {plaus['teacher']['auprc']}, random {plaus['random']['auprc']}; "
+        f"average precision teacher {plaus['teacher']['average_precision']}, random {plaus['random']['average_precision']}; "
+        f"Kendall's tau against leave-one-out teacher {tau.get('teacher')}, random {tau.get('random')}."
+    )
+    return lines
+
+
+def analyse_cache(cache: RationaleCache, ks: list[int], views: int, examples: int, out_dir: Path, faithful: bool,
+                  convention: str = "kdlight") -> dict:
     datamodule = cache_datamodule(cache)
     task, split = datamodule.task, cache.fields["split"]
     rows = cache.read_rows(0, max(examples, views))
@@ -105,7 +130,7 @@ def analyse_cache(cache: RationaleCache, ks: list[int], views: int, examples: in
     }
     if faithful:
         log.info("  rationale quality: scoring %d altered prompts per k with the teacher ...", 4 * len(rows))
-        result["quality"] = measure_quality(cache, datamodule, cache_teacher(cache, datamodule), ks, examples)
+        result["quality"] = measure_quality(cache, datamodule, cache_teacher(cache, datamodule), ks, examples, convention=convention)
     result["_datamodule"], result["_rows"] = datamodule, rows  # reused by the runs of this cache; dropped before writing
     return result
 
@@ -170,6 +195,8 @@ def markdown_summary(result: dict) -> str:
             if whole.get("examples"):
                 lines.append(f"Rows whose highlight is a whole content span (no signal, reported apart): {whole['examples']}; "
                              f"AUPRC there {whole.get('auprc')}.")
+            if quality.get("eraser"):
+                lines += eraser_lines(quality["eraser"])
         lines.append("")
     if result["runs"]:
         lines.append("## Teacher and student\n")
@@ -186,7 +213,7 @@ def markdown_summary(result: dict) -> str:
 
 
 def analyse(paths: list[Path], ks: list[int], split: str = "train", examples: int = 128, views: int = 20,
-            out_dir: Path | None = None, faithful: bool = True) -> dict:
+            out_dir: Path | None = None, faithful: bool = True, convention: str = "kdlight") -> dict:
     from kdlight.answers import AnswerChecker
 
     out = out_dir or paths[0] / "analysis"
@@ -197,7 +224,7 @@ def analyse(paths: list[Path], ks: list[int], split: str = "train", examples: in
     for number, path in enumerate(cache_paths, 1):
         started = time.monotonic()
         log.info("cache %d/%d: %s", number, len(cache_paths), path.name)
-        caches[str(path)] = analyse_cache(RationaleCache.open(path), ks, views, examples, out, faithful)
+        caches[str(path)] = analyse_cache(RationaleCache.open(path), ks, views, examples, out, faithful, convention)
         log.info("  done in %.1f s", time.monotonic() - started)
     run_results = []
     with_students = [r for r in runs if r.get("exported_student") and Path(r["exported_student"]).is_dir()]
@@ -237,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=128, help="rows used for quality and teacher-student similarity")
     parser.add_argument("--views", type=int, default=20, help="examples in the saliency HTML view")
     parser.add_argument("--no-faithfulness", action="store_true", help="skip the measures that run the teacher")
+    parser.add_argument("--convention", choices=["kdlight", "eraser"], default="kdlight",
+                        help="eraser: also ERASER's convention (probabilities, AOPC bins, token/IOU F1, AUPRC, tau vs leave-one-out)")
     parser.add_argument("--threads", default="auto", help="CPU threads (auto: half the cores, at most 4)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <first path>/analysis)")
     args = parser.parse_args(argv)
@@ -249,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     apply_threads(int(args.threads) if str(args.threads).isdigit() else args.threads)
     quiet_libraries()
     try:
-        result = analyse(args.paths, sorted(set(args.k)), args.split, args.examples, args.views, args.out, not args.no_faithfulness)
+        result = analyse(args.paths, sorted(set(args.k)), args.split, args.examples, args.views, args.out, not args.no_faithfulness,
+                         args.convention)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

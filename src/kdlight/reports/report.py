@@ -335,6 +335,14 @@ def quality_table(rows: list[dict]) -> str:
         ([r["dataset"], r["attribution"], r["k"], *(_fmt(r.get(m)) for m in measures),
           format_mean_std(r["student_acc_mean"], r["student_acc_std"], missing="-")] for r in rows),
     )
+    if any("eraser_comprehensiveness" in r for r in rows):
+        eraser = ("eraser_comprehensiveness", "eraser_sufficiency", "token_f1", "iou_f1")
+        lines += ["", "ERASER's convention (probability of the teacher's predicted answer; token F1 and IOU F1 at 0.5 against "
+                      "human highlights; analysis.md adds AOPC over 1-50% of the words, AUPRC, average precision and tau):", ""]
+        lines += markdown_table(
+            ["dataset", "attribution", "k", "comprehensiveness (prob)", "sufficiency (prob)", "token F1", "IOU F1"],
+            ([r["dataset"], r["attribution"], r["k"], *(_fmt(r.get(m)) for m in eraser)] for r in rows),
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -392,7 +400,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> dict:
         results_table(rows),
     ]
     if quality:
-        markdown += ["\n## Rationale quality (training rationales)\n", quality_table(quality)]
+        markdown += ["\n## Rationale quality (training rationales; kdlight's convention: nats of log p(gold) at absolute k)\n", quality_table(quality)]
     if problems:
         markdown += ["\n## Runs without results\n", "\n".join(problems) + "\n"]
     write_text(out / "table.md", "\n".join(markdown))

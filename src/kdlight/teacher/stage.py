@@ -213,7 +213,9 @@ class TeacherStage:
 
         settings = self.attribution["quality"]
         ks, examples = [int(k) for k in settings["ks"]], int(settings["examples"])
-        digest = hashlib.sha256(json.dumps({"ks": ks, "examples": examples}).encode()).hexdigest()[:12]
+        convention = settings.get("convention", "kdlight")
+        measured = {"ks": ks, "examples": examples, **({"convention": convention} if convention != "kdlight" else {})}
+        digest = hashlib.sha256(json.dumps(measured).encode()).hexdigest()[:12]
         path = cache.path / f"quality-{digest}.json"
         if not path.is_file():
             with cache.lock() if is_launching_process() else nullcontext():
@@ -223,7 +225,7 @@ class TeacherStage:
                     else:
                         model = self.load_teacher(datamodule, finetuned)
                     log.info("measuring rationale quality on %d rows (k = %s)", examples, ks)
-                    write_json(path, measure_quality(cache, datamodule, model, ks, examples))
+                    write_json(path, measure_quality(cache, datamodule, model, ks, examples, convention=convention))
         return quality_by_k(json.loads(path.read_text()))
 
 
@@ -254,13 +256,18 @@ def cache_teacher(cache: RationaleCache, datamodule):
                        datamodule.task.label_set)
 
 
-def measure_quality(cache: RationaleCache, datamodule, teacher, ks, examples: int, seed: int = 0) -> dict:
+def measure_quality(cache: RationaleCache, datamodule, teacher, ks, examples: int, seed: int = 0, convention: str = "kdlight") -> dict:
     """Faithfulness (the cache's words and random words) on the first `examples` rows, and plausibility
-    where the data has human highlights, for one cache (kdlight-analyze and runs with attribution.quality)."""
+    where the data has human highlights, for one cache (kdlight-analyze and runs with attribution.quality);
+    convention=eraser adds the same in ERASER's convention under "eraser"."""
     from functools import partial
 
     from kdlight.answers import AnswerChecker
-    from kdlight.attribution.quality import PromptScorer, faithfulness, plausibility, random_ranking
+    from kdlight.attribution.quality import PromptScorer, eraser_quality, faithfulness, plausibility, random_ranking
+    from kdlight.attribution.settings import QUALITY_CONVENTIONS
+
+    if convention not in QUALITY_CONVENTIONS:
+        raise ValueError(f"attribution.quality.convention={convention!r} is not accepted; use one of {list(QUALITY_CONVENTIONS)}")
     from kdlight.text import apply_chat_template, round_trip
 
     model, tokenizer, family = teacher
@@ -277,4 +284,6 @@ def measure_quality(cache: RationaleCache, datamodule, teacher, ks, examples: in
     result = faithfulness(scorer, prompts, [ex.label for ex in chosen], rows, ks, checker, seed)
     result["plausibility"] = plausibility(rows, plain, chosen, datamodule.task, ks)
     result["plausibility_random"] = plausibility([random_ranking(r, seed) for r in rows], plain, chosen, datamodule.task, ks)
+    if convention == "eraser":
+        result["eraser"] = eraser_quality(scorer, prompts, plain, rows, chosen, datamodule.task, ks, seed)
     return result
