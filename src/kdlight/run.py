@@ -104,11 +104,11 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
     )
     from kdlight.label_sources import label_source
 
-    distillation, teacher_inputs = logit_distillation(cfg, data, (model, tokenizer, family))
+    distillation, teacher_inputs, word_scores = label_objective(cfg, data, (model, tokenizer, family), caches)
     datamodule = instantiate(
         cfg.dataset, examples=data.examples, tokenizer=tokenizer, family=family, rationales=source,
         label_source=label_source(cfg.method.get("label_source", "gold"), caches), teacher_inputs=teacher_inputs,
-        separator=separator_token(tokenizer),
+        word_scores=word_scores, separator=separator_token(tokenizer),
     )
     student = instantiate(cfg.student, model=model, tokenizer=tokenizer, family=family, answer_kind=data.task.answer_kind,
                           distillation=distillation)
@@ -173,13 +173,20 @@ def rationale_source(cfg: DictConfig, data) -> tuple[Any, dict, dict]:
     return (None if rationale is None else instantiate(rationale, caches=caches)), caches, info
 
 
-def logit_distillation(cfg: DictConfig, data, student: tuple) -> tuple[Any, Any]:
-    """method.distillation with its frozen teacher attached, and the teacher's inputs for the
-    datamodule; (None, None) for methods without it. The teacher is the configured one (fine-tuned
-    first when teacher.finetune=true; cached, as for extraction) and must score the student's targets."""
+def label_objective(cfg: DictConfig, data, student: tuple, caches: dict) -> tuple[Any, Any, Any]:
+    """method.distillation (a label-task objective), and what it needs beside the student's features:
+    (objective, the teacher's inputs, the teacher's word scores); Nones for methods without one.
+    Logit distillation gets the configured teacher attached (fine-tuned first when teacher.finetune=true,
+    cached as for extraction), which must score the student's targets; attribution matching reads the
+    teacher's word scores from the rationale cache."""
     node = cfg.method.get("distillation")
     if node is None:
-        return None, None
+        return None, None, None
+    objective = instantiate(node)
+    if objective.uses_word_scores:
+        from kdlight.training.attribution_match import TeacherWordScores
+
+        return objective, None, TeacherWordScores(caches)
     from kdlight.teacher.stage import TeacherStage
     from kdlight.training.distillation import TeacherInputs, check_same_targets
 
@@ -193,7 +200,7 @@ def logit_distillation(cfg: DictConfig, data, student: tuple) -> tuple[Any, Any]
     check_same_targets((model, tokenizer, family), student, cfg.teacher.name, cfg.student.name)
     inputs = TeacherInputs(family, tokenizer, stage.prompt_renderer(data, tokenizer), int(cfg.attribution.max_input_length),
                            stage.identity())
-    return instantiate(node).attach(model, family), inputs
+    return objective.attach(model, family), inputs, None
 
 
 def _logger_list(logger) -> list:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from kdlight.families.base import pad_right
 
 
 @dataclass
@@ -30,6 +33,13 @@ class TaskCollator:
             batch["teacher"] = self.teacher_family.task_batch(
                 [f["teacher_input_ids"] for f in features], [f["labels"] for f in features], self.teacher_pad_token_id,
             )
+        if any(f.get("match_weights") for f in features):  # attribution matching: the teacher's words per row
+            batch["match"] = {
+                "positions": pad_right([f.get("match_positions") or [] for f in features], -1),
+                "words": pad_right([f.get("match_words") or [] for f in features], -1),
+                "weights": pad_sequence([torch.tensor(f.get("match_weights") or [], dtype=torch.float32) for f in features],
+                                        batch_first=True, padding_value=-1.0),
+            }
         rows = [i for i, f in enumerate(features) if f.get("rationale_labels")]
         if rows:
             batch["rationale"] = self.family.task_batch(

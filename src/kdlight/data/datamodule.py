@@ -87,6 +87,7 @@ class KDDataModule(pl.LightningDataModule):
         rationales: RationaleSource | None = None,
         label_source: Callable[[str, int, list[Example]], list[str | None]] | None = None,
         teacher_inputs: Callable[[list[Example]], list[list[int]]] | None = None,
+        word_scores: Callable | None = None,
         separator: str | None = None,
         prompt_wrapper: Callable[[Rendered], Rendered] | None = None,
     ) -> None:
@@ -129,6 +130,7 @@ class KDDataModule(pl.LightningDataModule):
         self.rationales = rationales
         self.label_source = label_source  # the train rows' label targets instead of gold (kdlight.label_sources); None: gold
         self.teacher_inputs = teacher_inputs  # the teacher's prompt ids beside the train rows (logit distillation)
+        self.word_scores = word_scores  # the teacher's word scores on the student's tokens (attribution matching)
         self.separator = separator
         self.prompt_wrapper = prompt_wrapper
         self.features: dict[str, FeatureRows] = {}
@@ -318,6 +320,7 @@ class KDDataModule(pl.LightningDataModule):
             "rationales": self.rationales.fingerprint(split) if with_rationales else None,
             "label_source": self.label_source.fingerprint(split) if self._relabelled(split) else None,
             "teacher_inputs": self.teacher_inputs.identity() if self.teacher_inputs is not None and split == "train" else None,
+            "word_scores": self.word_scores.fingerprint(split) if self.word_scores is not None and split == "train" else None,
             "family": self.family.identity(),
         }
 
@@ -337,16 +340,22 @@ class KDDataModule(pl.LightningDataModule):
                 log.warning("%s rows %d-%d: %d of %d have no %s label; they keep their gold label", split, start,
                             start + len(examples), sum(a is None for a in given), len(examples), self.label_source.fingerprint(split))
         inputs = [self.task_words.render("label", r) for r in rendered]
+        matched = self.word_scores is not None and split == "train"
+        encoded = self.family.encode_prompts(self.tokenizer, inputs, self.max_input_length, offsets=matched)
         columns = {
             "index": list(range(start, start + len(examples))),
             "label_text": labels,  # gold: what accuracy is measured against
-            "input_ids": self.family.encode_prompts(self.tokenizer, inputs, self.max_input_length),
+            "input_ids": encoded[0] if matched else encoded,
             "labels": self.family.encode_targets(self.tokenizer, targets, rendered, self.max_target_length),
             "rationale_input_ids": [None] * len(examples),
             "rationale_labels": [None] * len(examples),
             "rationale_text": [None] * len(examples),
             "teacher_input_ids": self.teacher_inputs(examples) if self.teacher_inputs is not None and split == "train" else [None] * len(examples),
         }
+        targets = self.word_scores(split, start, examples, [self.task.render_teacher(ex) for ex in examples], inputs, encoded[1]) \
+            if matched else [None] * len(examples)
+        for name in ("match_positions", "match_words", "match_weights"):
+            columns[name] = [t[name] if t else None for t in targets]
         if with_rationales:
             prompts = [self.task.render_teacher(ex) for ex in examples]
             rationales = self.rationales(split, start, examples, prompts)

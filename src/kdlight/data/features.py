@@ -32,6 +32,9 @@ SCHEMA = pa.schema([
     ("rationale_labels", IDS),
     ("rationale_text", pa.string()),
     ("teacher_input_ids", IDS),  # the teacher's prompt (logit distillation, train split only); else null
+    ("match_positions", IDS),  # attribution matching (train split): student token positions of the teacher's words
+    ("match_words", IDS),  # ... the index of the word each position belongs to
+    ("match_weights", pa.list_(pa.float32())),  # ... the teacher's normalised |word scores|
 ])
 
 

@@ -37,6 +37,9 @@ class TeacherInputs:
 class LogitDistillation:
     """The soft-target term of the label task (a built object: method.distillation in config)."""
 
+    uses_teacher_model = True  # attached by the run, frozen, called in each step
+    uses_word_scores = False
+
     def __init__(self, temperature: float = 2.0, weight: float = 0.5) -> None:
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
             raise ValueError(f"method.distillation.temperature={temperature!r} is not accepted; use a number > 0")

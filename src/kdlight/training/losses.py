@@ -46,3 +46,24 @@ def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
     per_position = (teacher.exp() * (teacher - student)).sum(dim=-1)
     mask = present.to(per_position.dtype)
     return temperature**2 * (per_position * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def attribution_match_kl(token_scores: torch.Tensor, positions: torch.Tensor, words: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) between two distributions over an example's words, averaged over the rows
+    that have words. token_scores [batch, width]: the student's attribution per input token (>= 0);
+    positions/words [batch, pieces]: each token position of a matched word and that word's index (-1:
+    padding); teacher [batch, words]: the teacher's normalised word scores (-1: padding). A word's
+    student score is the sum over its tokens; both sides are normalised over the row's words."""
+    import torch
+
+    eps = 1e-8
+    valid_piece = positions.ge(0) & words.ge(0)
+    pieces = token_scores.gather(1, positions.clamp(min=0)) * valid_piece
+    student = torch.zeros_like(teacher, dtype=token_scores.dtype).scatter_add(1, words.clamp(min=0), pieces)
+    valid_word = teacher.ge(0)
+    student = (student + eps) * valid_word
+    student = student / student.sum(dim=1, keepdim=True).clamp(min=eps)
+    target = teacher.clamp(min=0)
+    terms = torch.where(target > 0, target * (torch.log(target.clamp(min=eps)) - torch.log(student.clamp(min=eps))), torch.zeros_like(student))
+    rows = valid_word.any(dim=1)
+    return terms.sum(dim=1)[rows].mean() if bool(rows.any()) else token_scores.sum() * 0.0

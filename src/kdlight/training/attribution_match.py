@@ -1,0 +1,105 @@
+"""Attribution matching (method=attribution_match): the student's own gradient x input over its input
+words is pulled towards the teacher's cached word scores, across tokenizers.
+
+The teacher's scores (rationale cache: unit_starts/unit_ends/unit_scores, character spans of the
+teacher prompt) are moved onto the student's input through the content spans both renderings share;
+each teacher word meets the student word with the same characters and, through the student
+tokenizer's offsets, that word's tokens (sentencepiece, WordPiece or byte-level BPE alike). AD-KD
+(Wu et al., 2023) matches attributions token by token within one tokenizer; words make the two
+models comparable whatever their vocabularies.
+
+The loss: L_label = (1 - weight) * cross-entropy + weight * KL(p_teacher || p_student), where p_teacher
+normalises the teacher's |word scores| and p_student the student's word scores (the L2 norm over the
+hidden size of gradient x input per token, summed over a word's tokens), computed with a graph of the
+gradient (a second backward pass) so that the student learns where to look, not only what to answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+from kdlight.attribution.selection import unit_spans
+from kdlight.data.tasks import move_spans
+from kdlight.families.base import IGNORE_INDEX
+from kdlight.training.losses import attribution_match_kl
+
+if TYPE_CHECKING:
+    from kdlight.data.tasks import Example, Rendered
+    from kdlight.teacher.cache import RationaleCache
+
+
+class TeacherWordScores:
+    """For the train rows: the student's input tokens grouped by the teacher's words, with the teacher's
+    normalised word scores (feature columns match_positions, match_words, match_weights)."""
+
+    def __init__(self, caches: Mapping[str, RationaleCache] | None = None) -> None:
+        self.caches = dict(caches or {})
+
+    def fingerprint(self, split: str) -> str:
+        if split not in self.caches:
+            raise RuntimeError(f"no teacher rationale cache for split {split!r}; attribution matching reads its word scores")
+        return f"teacher-word-scores-{self.caches[split].key}"
+
+    def __call__(self, split: str, start: int, examples: Sequence[Example], prompts: Sequence[Rendered],
+                 inputs: Sequence[Rendered], offsets: Sequence[Sequence[tuple[int, int]]]) -> list[dict | None]:
+        cache = self.caches[split]
+        rows = cache.read_rows(start, start + len(examples), columns=["id", "unit_starts", "unit_ends", "unit_scores"])
+        if [r["id"] for r in rows] != [ex.id for ex in examples]:
+            raise RuntimeError(f"rationale cache {cache.path} does not match the {split} examples (rows {start}-{start + len(examples)})")
+        return [word_targets(r, prompt, given, tokens) for r, prompt, given, tokens in zip(rows, prompts, inputs, offsets)]
+
+
+def word_targets(row: dict, prompt: Rendered, student_input: Rendered, offsets: Sequence[tuple[int, int]]) -> dict | None:
+    """One example's columns: the student token positions of each teacher word found in the student's
+    input (in the teacher's unit order), that word's index, and the teacher's |score| distribution."""
+    student_words = {(u.start, u.end): u.tokens for u in unit_spans(student_input, offsets, "word", drop_punctuation=False)}
+    moved = move_spans(list(zip(row["unit_starts"], row["unit_ends"])), prompt, student_input)
+    positions, words, weights = [], [], []
+    for span, score in zip(moved, row["unit_scores"]):
+        tokens = student_words.get(tuple(span))
+        if not tokens:  # cut by the student's max_input_length
+            continue
+        positions += tokens
+        words += [len(weights)] * len(tokens)
+        weights.append(abs(float(score)))
+    total = sum(weights)
+    if not total:
+        return None
+    return {"match_positions": positions, "match_words": words, "match_weights": [w / total for w in weights]}
+
+
+class AttributionMatch:
+    """The label task's objective with the attribution term (a built object: method.distillation)."""
+
+    uses_teacher_model = False  # the teacher's scores come from the rationale cache
+    uses_word_scores = True
+
+    def __init__(self, weight: float = 0.5) -> None:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
+            raise ValueError(f"method.distillation.weight={weight!r} is not accepted; use a number with 0 <= weight <= 1")
+        self.weight = float(weight)
+
+    def to(self, device) -> None:
+        """Nothing to move: no teacher model in the step."""
+
+    def label_losses(self, model, family, batch: dict) -> dict[str, torch.Tensor]:
+        """{"loss_label": the mixed label loss, "loss_label_ce": cross-entropy, "loss_match": the KL term}."""
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        label = batch["label"]
+        targets = label.get("target_ids", label["labels"])  # a decoder-only batch keeps its targets apart
+        embeds = family.prompt_embeddings(model, label["prompt_ids"]).requires_grad_(True)
+        with sdpa_kernel(SDPBackend.MATH):  # fused attention kernels have no second derivative
+            token_log_probs = family.target_token_log_probs(model, embeds, label["prompt_mask"], targets)
+        present = targets[:, : token_log_probs.shape[1]].ne(IGNORE_INDEX)
+        ce = -token_log_probs.sum() / present.sum().clamp(min=1)
+        match = batch.get("match")
+        if match is None:  # no row of this batch has teacher word scores
+            return {"loss_label": ce, "loss_label_ce": ce}
+        (grads,) = torch.autograd.grad(token_log_probs.sum(), embeds, create_graph=True)
+        token_scores = torch.sqrt(((grads * embeds).float() ** 2).sum(dim=-1) + 1e-12)  # the teacher's default aggregate: L2
+        kl = attribution_match_kl(token_scores, match["positions"], match["words"], match["weights"])
+        return {"loss_label": (1.0 - self.weight) * ce + self.weight * kl, "loss_label_ce": ce, "loss_match": kl}
