@@ -1,6 +1,13 @@
-"""Training-step cost of the dual task: time(alpha = 0.5 step) / time(alpha = 0 step), same batches.
+"""Training-step cost of an objective against a label-only step (alpha = 0), same batches.
 
-    python benchmarks/student_step.py [--family seq2seq|causal] [--task-word before|after] [--batch-size 16] [--steps 8]
+    python benchmarks/student_step.py [--family seq2seq|causal] [--objective dual|logit_kd|attribution_match]
+                                      [--task-word before|after] [--batch-size 16] [--steps 8]
+
+Objectives: dual (alpha = 0.5: the label and the rationale task); logit_kd (the label task plus a frozen
+teacher of the student's shape in the step, KL at T = 2: one more forward without gradients, the
+least a teacher adds; a larger teacher costs more); attribution_match (the label task plus the student's
+own gradient x input matched to word scores: every prompt token a word with random teacher weights, the
+mapping's cost is paid once at setup; a second backward through the graph of the gradient).
 
 A student of a real shape with random weights (the shape sets the cost): t5-v1_1-small for seq2seq,
 gpt2-small for decoder-only; real CQA rows of the step-by-step release; rationales of k = 5 words
@@ -40,6 +47,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--task-word", default="before", choices=["before", "after"])
+    parser.add_argument("--objective", default="dual", choices=["dual", "logit_kd", "attribution_match"])
     args = parser.parse_args()
     apply_threads(args.threads)
     quiet_libraries()
@@ -67,9 +75,11 @@ def run(cfg, args, shape: str) -> None:
     module = instantiate(cfg.student, model=model, tokenizer=tokenizer, family=family)
     module.train()
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    objective = objective_of(args.objective, cfg, data, family, batches)
 
-    def step(batch, alpha):
-        module.alpha = alpha
+    def step(batch, measured: bool):
+        module.alpha = 0.5 if measured and args.objective == "dual" else 0.0
+        module.distillation = objective if measured else None
         loss = module.losses(batch)["loss"]
         loss.backward()
         optimizer.step()
@@ -78,13 +88,13 @@ def run(cfg, args, shape: str) -> None:
     # Each batch is timed as a label-only step and as a dual-task step back to back, so that the
     # machine's drift hits both alike; the ratio reported is the median of those per-batch ratios.
     for batch in batches[:2]:  # warm-up
-        step(batch, 0.5)
+        step(batch, True)
     label_only, dual = [], []
     for _ in range(args.rounds):
         for batch in batches:
-            for alpha, times in ((0.0, label_only), (0.5, dual)):
+            for measured, times in ((False, label_only), (True, dual)):
                 start = time.perf_counter()
-                step(batch, alpha)
+                step(batch, measured)
                 times.append(time.perf_counter() - start)
     ratios = [d / single for d, single in zip(dual, label_only)]
     lengths = {
@@ -92,16 +102,43 @@ def run(cfg, args, shape: str) -> None:
         for name, task in (("label_target_tokens", "label"), ("rationale_target_tokens", "rationale"))
     }
     results = {
-        "family": family.name, "student_shape": shape, "task_word": args.task_word, "batch_size": args.batch_size, "steps_timed_per_mode": len(label_only),
+        "family": family.name, "student_shape": shape, "objective": args.objective, "task_word": args.task_word,
+        "batch_size": args.batch_size, "steps_timed_per_mode": len(label_only),
         "k": args.k, "flush_denormal": bool(cfg.flush_denormal), **environment(), "mean_target_tokens": lengths,
-        "seconds_per_step": {"label_only": round(statistics.median(label_only), 4), "dual_task": round(statistics.median(dual), 4)},
-        "ratio_dual_over_label_only": round(statistics.median(ratios), 3),
+        "seconds_per_step": {"label_only": round(statistics.median(label_only), 4), args.objective: round(statistics.median(dual), 4)},
+        f"ratio_{args.objective}_over_label_only": round(statistics.median(ratios), 3),
         "ratio_quartiles": [round(q, 3) for q in statistics.quantiles(ratios, n=4)],
         "ratio_of_median_step_times": round(statistics.median(dual) / statistics.median(label_only), 3),
     }
-    suffix = "" if args.task_word == "before" else f"_{args.task_word}"
+    suffix = ("" if args.task_word == "before" else f"_{args.task_word}") + ("" if args.objective == "dual" else f"_{args.objective}")
     write(f"student_step_{family.name}{suffix}_{'cuda' if torch.cuda.is_available() else 'cpu'}.json", results)
     print(results)
+
+
+def objective_of(name: str, cfg, data, family, batches):
+    """The label objective timed (None for the dual task), with what its batches need added to them."""
+    if name == "dual":
+        return None
+    if name == "logit_kd":
+        from kdlight.training.distillation import LogitDistillation
+
+        teacher, _, _ = build_model(instantiate(cfg.student.model, _partial_=True, seed=1), instantiate(cfg.student.tokenizer, _partial_=True),
+                                    data.corpus)
+        for batch in batches:
+            batch["teacher"] = batch["label"]  # the teacher reads prompts of the same length
+        return LogitDistillation(temperature=2.0, weight=0.5).attach(teacher, family)
+    from kdlight.families.base import pad_right
+    from kdlight.training.attribution_match import AttributionMatch
+
+    generator = torch.Generator().manual_seed(0)
+    for batch in batches:
+        lengths = batch["label"]["prompt_mask"].sum(dim=1).tolist()
+        weights = [torch.rand(n, generator=generator) for n in lengths]
+        batch["match"] = {
+            "positions": pad_right([list(range(n)) for n in lengths], -1), "words": pad_right([list(range(n)) for n in lengths], -1),
+            "weights": torch.nn.utils.rnn.pad_sequence([w / w.sum() for w in weights], batch_first=True, padding_value=-1.0),
+        }
+    return AttributionMatch(weight=0.5)
 
 
 if __name__ == "__main__":

@@ -187,3 +187,15 @@ def test_methods_are_compared_with_finetune_over_the_same_seeds_and_rows(tmp_pat
     assert f"{planted['difference']:+.4f} [" in table and "(3 seeds x 200 rows)" in table
     assert all(r["test_acc_bootstrap95"][0] < r["test_acc"] < r["test_acc_bootstrap95"][1] for r in summary["runs"])
     assert (tmp_path / "report" / "data_size.png").stat().st_size > 1000  # two train sizes: a data-size chart
+
+
+def test_the_job_count_takes_the_command_lines_values_for_a_key_the_config_also_sweeps():
+    from omegaconf import OmegaConf
+
+    from kdlight.reports.callbacks import sweep_size
+
+    def config(params, task):
+        return OmegaConf.create({"hydra": {"sweeper": {"params": params}, "overrides": {"task": task}}})
+
+    assert sweep_size(config({"method": "a,b,c", "seed": "0,1,2"}, [])) == 9
+    assert sweep_size(config({"method": "a,b,c", "seed": "0,1,2"}, ["method=a,b", "seed=0", "k=1,2"])) == 4

@@ -52,8 +52,11 @@ def sweep_size(config: DictConfig) -> int | None:
         overrides = list(config.hydra.overrides.task)
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
+        by_key = {}  # a key swept in the config and on the command line: the command line's values (as the sweeper does)
+        for override in OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()] + overrides):
+            by_key[override.get_key_element()] = override
         total = 1
-        for override in OverridesParser.create().parse_overrides(overrides + [f"{k}={v}" for k, v in params.items()]):
+        for override in by_key.values():
             if override.is_sweep_override():
                 total *= len(list(override.sweep_string_iterator()))
         return total
