@@ -110,3 +110,13 @@ def test_lock_files_stay_out_of_globs_over_the_cache_folders(tmp_path):
         assert sorted(p.name for p in (tmp_path / "rationales").glob("cqa-train-*")) == ["cqa-train-0123"]
         assert (tmp_path / "rationales" / ".locks" / "cqa-train-0123.lock").exists()
 
+
+
+def test_wrong_model_folders_and_missing_data_come_in_one_message(tmp_path):
+    nowhere = tmp_path / "nowhere"
+    out = train(tmp_path, "dataset=cqa", "method=saliency", "teacher=flan_t5_base", "teacher.model.name_or_path=/models/t",
+                "student=flan_t5_small", "student.model.name_or_path=/models/s", env=clean_env(tmp_path, KDLIGHT_DATA_DIR=str(nowhere)))
+    lines = errors(out)
+    assert out.returncode == 2 and lines[0] == "error: 3 paths of this command are wrong:" and len(lines) == 4
+    assert lines[1].startswith("  - student.model.name_or_path=/models/s: no such folder")
+    assert lines[3].startswith(f"  - no data for cqa: dataset.root={nowhere} does not exist") and "Traceback" not in out.stderr

@@ -266,10 +266,17 @@ def test_a_killed_run_resumes_from_its_latest_state_and_logs_every_step_once(tmp
 
 
 def test_a_failed_run_names_its_dataset_in_results(tmp_path):
-    out = train(tmp_path, "dataset=cqa", "debug=tiny", "method=finetune", f"dataset.root={tmp_path / 'no-data'}", "threads=1")
+    """A failure inside the run (a malformed row, found while reading) leaves a failed results.json; a
+    configuration mistake (a missing folder) is refused before any run folder exists."""
+    for split in ("train", "test"):
+        (tmp_path / "broken" / "cqa").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "broken" / "cqa" / f"cqa_{split}.json").write_text("{not json\n")
+    out = train(tmp_path, "dataset=cqa", "debug=tiny", "method=finetune", f"dataset.root={tmp_path / 'broken'}", "threads=1")
     assert out.returncode != 0
     (results,) = results_of(tmp_path)
-    assert results["status"] == "failed" and results["dataset"] == "cqa" and "no-data" in results["error"]
+    assert results["status"] == "failed" and results["dataset"] == "cqa" and "cqa_train.json" in results["error"]
+    out = train(tmp_path / "missing", "dataset=cqa", "debug=tiny", f"dataset.root={tmp_path / 'no-data'}")
+    assert out.returncode == 2 and "no data for cqa" in out.stderr and not (tmp_path / "missing" / "outputs").exists()
 
 
 def test_finetuned_teacher_stage_runs_once_and_run_returns_the_metric(compose, release_root, tmp_path):

@@ -10,7 +10,16 @@ from __future__ import annotations
 import sys
 from itertools import islice
 
-from kdlight.config import ConfigError, check_attribution, check_paths, check_sources, config_dir, unknown_group_options, validate_config
+from kdlight.config import (
+    ConfigError,
+    check_attribution,
+    check_paths,
+    check_sources,
+    config_dir,
+    path_problems,
+    unknown_group_options,
+    validate_config,
+)
 
 HYDRA_FLAGS_WE_CHECK = ("-m", "--multirun")
 
@@ -98,8 +107,9 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
                 print(already_finished_message(run_dir), file=sys.stderr)
                 return 0
         if config_name == "train":
-            check_paths(composed)  # every wrong folder at once, before a run folder or a hub connection
-            check_sources(base)  # an unreachable hub fails here, before torch is imported
+            if not any(path_problems(cfg, data=False) for cfg in composed):  # a missing folder is not a hub outage
+                check_sources(base)  # an unreachable hub fails here, before torch is imported
+            check_paths(composed)  # every wrong path at once, the data's too (its check imports the datamodule)
             for cfg in composed:  # the attribution registry imports torch
                 if cfg.method.get("needs_teacher"):
                     check_attribution(cfg.attribution)

@@ -257,9 +257,10 @@ def uses_teacher(method: DictConfig) -> bool:
     return bool(method.get("needs_teacher")) or method.get("distillation") is not None
 
 
-def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher")) -> list[str]:
-    """Every path of the command that cannot work (model and tokenizer folders, the data), one line each,
-    found without loading anything. The teacher counts only where the method needs it."""
+def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher"), data: bool = True) -> list[str]:
+    """Every path of the command that cannot work (model and tokenizer folders, and with `data` the
+    data, whose check imports the datamodule), one line each, found without loading anything. The
+    teacher counts only where the method needs it."""
     from kdlight.models import source_problem
 
     problems = []
@@ -273,7 +274,7 @@ def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher
             if isinstance(name, str) and (part == "model" or name != model_name):
                 problems.append(source_problem(f"{role}.{part}.name_or_path", name, what))
     dataset = cfg.get("dataset")
-    if dataset is not None and dataset.get("source") == "dsbs" and dataset.get("root"):
+    if data and dataset is not None and dataset.get("source") == "dsbs" and dataset.get("root"):
         from hydra.utils import get_class
 
         from kdlight.data.sources import missing_release
@@ -283,9 +284,9 @@ def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher
     return [p for p in problems if p is not None]
 
 
-def check_paths(configs: list[DictConfig]) -> None:
+def check_paths(configs: list[DictConfig], data: bool = True) -> None:
     """One ConfigError naming every wrong path of the command's jobs (the first line says how many)."""
-    problems = list(dict.fromkeys(p for cfg in configs for p in path_problems(cfg)))
+    problems = list(dict.fromkeys(p for cfg in configs for p in path_problems(cfg, data=data)))
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:

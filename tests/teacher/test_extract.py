@@ -185,7 +185,7 @@ def test_an_older_format_cache_is_detected_and_not_read(tiny_cfg, caplog):
     old.mkdir()
     (old / "key.json").write_text(json.dumps({"key": "x" * 64, "dataset": "cqa", "split": "train", "teacher": "tiny"}))
     (old / "manifest.json").write_text(json.dumps({"key": "x" * 64, "rows": 18, "format": 2, "shards": []}))
-    with pytest.raises(CacheFormatError, match="format 2 .*reads format 3.*extract it again"):
+    with pytest.raises(CacheFormatError, match="format 2 .*reads format 4.*extract it again"):
         RationaleCache.open(old)
     shutil.rmtree(cache.path)
     extract(tiny_cfg(), dm)

@@ -59,8 +59,8 @@ def test_a_sentencepiece_teachers_words_tag_a_wordpiece_students_tokens(tokenize
     prompt = task.render_teacher(example)
     offsets = tokenizer(prompt.text, return_offsets_mapping=True)["offset_mapping"]
     teacher_words = {u.text: u for u in unit_spans(prompt, offsets)}
-    chosen = [teacher_words["guitar"], teacher_words["sleeping."]]
-    rationale = Rationale("guitar sleeping.", tuple((u.start, u.end) for u in chosen))
+    chosen = [teacher_words["guitar"], teacher_words["sleeping"]]  # the unit's text drops the full stop, its span keeps it
+    rationale = Rationale("guitar sleeping", tuple((u.start, u.end) for u in chosen))
     student_input = TaskWords().render("rationale", task.render_student(example, student_tokenizer.sep_token))
     (tags,) = family.rationale_targets(student_tokenizer, [rationale], [prompt], [student_input], 64, 8)
     (ids,) = family.encode_prompts(student_tokenizer, [student_input], 64)
