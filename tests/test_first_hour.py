@@ -120,3 +120,17 @@ def test_wrong_model_folders_and_missing_data_come_in_one_message(tmp_path):
     assert out.returncode == 2 and lines[0] == "error: 3 paths of this command are wrong:" and len(lines) == 4
     assert lines[1].startswith("  - student.model.name_or_path=/models/s: no such folder")
     assert lines[3].startswith(f"  - no data for cqa: dataset.root={nowhere} does not exist") and "Traceback" not in out.stderr
+
+
+def test_a_checkout_whose_configs_are_not_the_ones_in_use_is_named(tmp_path):
+    from kdlight.config import config_dir, other_checkout_warning
+
+    clone = tmp_path / "clone"
+    (clone / "conf").mkdir(parents=True)
+    (clone / "conf" / "train.yaml").write_text("defaults: []\n")
+    (clone / "pyproject.toml").write_text('[project]\nname = "kdlight"\n')
+    (clone / "src").mkdir()
+    warning = other_checkout_warning(clone / "src")
+    assert warning == (f"note: the configs come from {config_dir().resolve()} (the installed kdlight), not from this checkout's "
+                       f"{clone / 'conf'}; to use this checkout, pip install -e {clone} or set KDLIGHT_CONFIG_DIR={clone / 'conf'}")
+    assert other_checkout_warning(REPO_ROOT) is None and other_checkout_warning(tmp_path) is None

@@ -162,6 +162,11 @@ def _evaluate(cfg):
 def _main(task, config_name: str) -> None:
     import hydra
 
+    from kdlight.config import other_checkout_warning
+
+    warning = other_checkout_warning()  # an editable install of another checkout would silently read its configs
+    if warning:
+        print(warning, file=sys.stderr)
     code = prevalidate(sys.argv[1:], config_name)
     if code is not None:
         sys.exit(code)

@@ -38,6 +38,21 @@ def config_dir() -> Path:
     return path
 
 
+def other_checkout_warning(cwd: Path | None = None) -> str | None:
+    """When the command runs inside a kdlight checkout whose conf/ is not the one in use (kdlight is
+    installed from another checkout, editable or not), one line saying which configs are read and how to
+    choose; None otherwise."""
+    in_use = config_dir().resolve()
+    for folder in [(cwd or Path.cwd()).resolve(), *(cwd or Path.cwd()).resolve().parents]:
+        pyproject, conf = folder / "pyproject.toml", folder / "conf" / "train.yaml"
+        if pyproject.is_file() and conf.is_file() and 'name = "kdlight"' in pyproject.read_text(errors="replace"):
+            if conf.parent.resolve() == in_use:
+                return None
+            return (f"note: the configs come from {in_use} (the installed kdlight), not from this checkout's {conf.parent}; "
+                    f"to use this checkout, pip install -e {folder} or set KDLIGHT_CONFIG_DIR={conf.parent}")
+    return None
+
+
 def project_root() -> Path:
     """Where outputs, caches and multiruns go by default: the repository checkout the configs come
     from (conf/ beside pyproject.toml), otherwise the current folder."""
