@@ -293,7 +293,7 @@ def run_identity(cfg: DictConfig) -> dict:
         dataset = get_class(cfg.dataset._target_).task.name
     return {
         "dataset": dataset,
-        "method": cfg.method.name,
+        "method": method_label(cfg.method),
         "attribution": cfg.attribution.get("method") if cfg.method.needs_teacher else None,
         "k": cfg.method.get("k"),
         "label_source": cfg.method.get("label_source", "gold"),
@@ -302,6 +302,23 @@ def run_identity(cfg: DictConfig) -> dict:
         "teacher": cfg.teacher.name if uses_teacher(cfg.method) else None,
         "student": cfg.student.name,
     }
+
+
+def method_label(method: DictConfig) -> str:
+    """The method's name, with what was added to it (`saliency+teacher_labels`, `saliency+logit_kd`), so
+    that reports never pool a combination with the plain method."""
+    parts = [method.name]
+    source = method.get("label_source", "gold")
+    if source != "gold" and method.name != "distill":
+        parts.append(f"{source}_labels")
+    node = method.get("distillation")
+    if node is not None:
+        from hydra.utils import get_class
+
+        added = get_class(node._target_).method_name
+        if added != method.name:
+            parts.append(added)
+    return "+".join(parts)
 
 
 def record_failure(cfg: DictConfig, err: BaseException) -> None:

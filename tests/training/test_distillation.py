@@ -161,3 +161,16 @@ def test_logit_kd_refuses_a_student_of_another_vocabulary_without_a_results_file
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith(
         "error: method=logit_kd compares the teacher's and the student's distributions over the same targets, but teacher tiny (seq2seq)")
     assert results_of(tmp_path) == []
+
+
+def test_a_combined_method_is_named_apart_from_the_plain_one(compose):
+    from kdlight.run import method_label
+
+    def label(*overrides):
+        return method_label(compose(["dataset=cue_words", *overrides]).method)
+
+    assert label("method=saliency") == "saliency" and label("method=distill") == "distill" and label("method=logit_kd") == "logit_kd"
+    assert label("method=saliency", "method.label_source=teacher", "method.score_teacher=true") == "saliency+teacher_labels"
+    assert label("method=finetune", "method.label_source=llm") == "finetune+llm_labels"
+    assert label("method=saliency", "method.distillation={_target_:kdlight.training.attribution_match.AttributionMatch}") == (
+        "saliency+attribution_match")

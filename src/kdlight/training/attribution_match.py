@@ -74,6 +74,7 @@ def word_targets(row: dict, prompt: Rendered, student_input: Rendered, offsets: 
 class AttributionMatch:
     """The label task's objective with the attribution term (a built object: method.distillation)."""
 
+    method_name = "attribution_match"
     uses_teacher_model = False  # the teacher's scores come from the rationale cache
     uses_word_scores = True
 

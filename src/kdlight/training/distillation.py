@@ -37,6 +37,7 @@ class TeacherInputs:
 class LogitDistillation:
     """The soft-target term of the label task (a built object: method.distillation in config)."""
 
+    method_name = "logit_kd"
     uses_teacher_model = True  # attached by the run, frozen, called in each step
     uses_word_scores = False
 
