@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from kdlight.teacher.cache import split_cache
+
 if TYPE_CHECKING:  # config validation imports this module; the cache needs pyarrow
     from kdlight.data.tasks import Example
     from kdlight.teacher.cache import RationaleCache
@@ -26,18 +28,11 @@ class TeacherAnswers:
         self.caches = dict(caches or {})
 
     def fingerprint(self, split: str) -> str:
-        return f"teacher-answers-{self._cache(split).key}"
-
-    def _cache(self, split: str) -> RationaleCache:
-        if split not in self.caches:
-            raise RuntimeError(f"no teacher rationale cache for split {split!r}; method.label_source=teacher reads its answers")
-        return self.caches[split]
+        return f"teacher-answers-{split_cache(self.caches, split, 'method.label_source=teacher').key}"
 
     def __call__(self, split: str, start: int, examples: list[Example]) -> list[str | None]:
-        cache = self._cache(split)
-        rows = cache.read_rows(start, start + len(examples), columns=["id", "teacher_answer"])
-        if [r["id"] for r in rows] != [ex.id for ex in examples]:
-            raise RuntimeError(f"rationale cache {cache.path} does not match the {split} examples (rows {start}-{start + len(examples)})")
+        cache = split_cache(self.caches, split, "method.label_source=teacher")
+        rows = cache.rows_of(start, examples, ["teacher_answer"])
         answers = [r["teacher_answer"] for r in rows]
         if examples and all(a is None for a in answers):
             raise RuntimeError(

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from kdlight.attribution.selection import unit_spans, unit_text, words_rationale
 from kdlight.data.tasks import Example, Rationale, Rendered, Task, content_words
-from kdlight.teacher.cache import RationaleCache
+from kdlight.teacher.cache import RationaleCache, split_cache
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +28,10 @@ class SaliencyRationales:
         self.k, self.order, self.caches = k, order, dict(caches or {})
 
     def fingerprint(self, split: str) -> str:
-        return f"saliency-{self._cache(split).key}-{self.k}-{self.order}"
-
-    def _cache(self, split: str) -> RationaleCache:
-        if split not in self.caches:
-            raise RuntimeError(f"no teacher rationale cache for split {split!r}; run the extraction first")
-        return self.caches[split]
+        return f"saliency-{split_cache(self.caches, split, 'method=saliency').key}-{self.k}-{self.order}"
 
     def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[Rationale | None]:
-        cache = self._cache(split)
-        rows = cache.read_rows(start, start + len(examples), columns=["id", "texts", "starts", "ends"])
-        if [r["id"] for r in rows] != [ex.id for ex in examples]:
-            raise RuntimeError(f"rationale cache {cache.path} does not match the {split} examples (rows {start}-{start + len(examples)})")
+        rows = split_cache(self.caches, split, "method=saliency").rows_of(start, examples, ["texts", "starts", "ends"])
         return [words_rationale(list(zip(r["starts"], r["ends"], r["texts"]))[: self.k], self.order) for r in rows]
 
 

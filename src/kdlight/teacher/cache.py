@@ -26,7 +26,7 @@ import logging
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -278,6 +278,14 @@ class RationaleCache:
         for shard in self.verify()["shards"]:
             yield pq.read_table(self.path / shard["file"], columns=columns, schema=SCHEMA)
 
+    def rows_of(self, start: int, examples: list, columns: list[str]) -> list[dict]:
+        """The rows of `examples` (a chunk of the split from row `start`), checked to be theirs by id."""
+        rows = self.read_rows(start, start + len(examples), columns=["id", *columns])
+        if [r["id"] for r in rows] != [ex.id for ex in examples]:
+            raise RuntimeError(f"rationale cache {self.path} does not match the {self.fields['split']} examples "
+                               f"(rows {start}-{start + len(examples)})")
+        return rows
+
     def read_rows(self, start: int, stop: int, columns: list[str] | None = None) -> list[dict]:
         """Rows [start, stop) as dicts, reading only the shards and columns needed (the last shard read is
         kept, so reading a split chunk by chunk reads each shard once)."""
@@ -346,3 +354,10 @@ class _SummaryBuilder:
             }
         return {"n_eligible": {str(n): c for n, c in sorted(self.n_eligible.items())}, "scored": self.scored,
                 "correct": self.correct, "completeness_gap": gap}
+
+
+def split_cache(caches: Mapping[str, RationaleCache], split: str, reader: str) -> RationaleCache:
+    """The split's rationale cache for `reader` (what reads it), or an error naming both."""
+    if split not in caches:
+        raise RuntimeError(f"no teacher rationale cache for split {split!r}; {reader} reads it: run the teacher stage first")
+    return caches[split]

@@ -24,6 +24,7 @@ import torch
 from kdlight.attribution.selection import unit_spans
 from kdlight.data.tasks import move_spans
 from kdlight.families.base import IGNORE_INDEX
+from kdlight.teacher.cache import split_cache
 from kdlight.training.losses import attribution_match_kl
 
 if TYPE_CHECKING:
@@ -39,16 +40,12 @@ class TeacherWordScores:
         self.caches = dict(caches or {})
 
     def fingerprint(self, split: str) -> str:
-        if split not in self.caches:
-            raise RuntimeError(f"no teacher rationale cache for split {split!r}; attribution matching reads its word scores")
-        return f"teacher-word-scores-{self.caches[split].key}"
+        return f"teacher-word-scores-{split_cache(self.caches, split, 'attribution matching').key}"
 
     def __call__(self, split: str, start: int, examples: Sequence[Example], prompts: Sequence[Rendered],
                  inputs: Sequence[Rendered], offsets: Sequence[Sequence[tuple[int, int]]]) -> list[dict | None]:
-        cache = self.caches[split]
-        rows = cache.read_rows(start, start + len(examples), columns=["id", "unit_starts", "unit_ends", "unit_scores"])
-        if [r["id"] for r in rows] != [ex.id for ex in examples]:
-            raise RuntimeError(f"rationale cache {cache.path} does not match the {split} examples (rows {start}-{start + len(examples)})")
+        rows = split_cache(self.caches, split, "attribution matching").rows_of(
+            start, list(examples), ["unit_starts", "unit_ends", "unit_scores"])
         return [word_targets(r, prompt, given, tokens) for r, prompt, given, tokens in zip(rows, prompts, inputs, offsets)]
 
 
