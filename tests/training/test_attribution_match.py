@@ -107,7 +107,8 @@ def test_an_encoder_students_match_gradient_reaches_it(tmp_path):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.base_model.encoder.parameters())
 
 
-@pytest.mark.parametrize("student", ["tiny", "tiny_causal", "tiny_encoder"])
+@pytest.mark.parametrize("student", ["tiny_causal", pytest.param("tiny", marks=pytest.mark.slow),
+                                     pytest.param("tiny_encoder", marks=pytest.mark.slow)])  # every family in the unit tests
 def test_attribution_match_trains_across_tokenizers_end_to_end(tmp_path, student):
     """A sentencepiece T5 teacher's cached word scores, matched by a T5, a byte-level BPE GPT-2 and a WordPiece BERT student."""
     out = train(tmp_path, "debug=tiny", "dataset=cue_words", "method=attribution_match", "teacher=tiny", f"student={student}",

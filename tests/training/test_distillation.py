@@ -144,8 +144,11 @@ def test_a_vocabulary_mismatch_is_named_before_training(tmp_path):
     check_same_targets(teacher, build_family_model("t5", tmp_path, seed=9), "big", "small")
 
 
-@pytest.mark.parametrize("pair", [["teacher=tiny", "student=tiny"], ["teacher=tiny_causal", "student=tiny_causal", "student.tokenizer.add_bos=true"],
-                                  ["teacher=tiny_encoder", "student=tiny_encoder"]])
+@pytest.mark.parametrize("pair", [  # the unit tests above cover every family; the other two runs end to end are `slow`
+    ["teacher=tiny", "student=tiny"],
+    pytest.param(["teacher=tiny_causal", "student=tiny_causal", "student.tokenizer.add_bos=true"], marks=pytest.mark.slow),
+    pytest.param(["teacher=tiny_encoder", "student=tiny_encoder"], marks=pytest.mark.slow),
+])
 def test_logit_kd_trains_end_to_end_for_each_student_family(tmp_path, pair):
     out = train(tmp_path, "debug=tiny", "dataset=cue_words", "method=logit_kd", *pair, "trainer.max_steps=2", "threads=1")
     assert out.returncode == 0, out.stderr[-3000:]
