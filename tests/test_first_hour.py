@@ -134,3 +134,6 @@ def test_a_checkout_whose_configs_are_not_the_ones_in_use_is_named(tmp_path):
     assert warning == (f"note: the configs come from {config_dir().resolve()} (the installed kdlight), not from this checkout's "
                        f"{clone / 'conf'}; to use this checkout, pip install -e {clone} or set KDLIGHT_CONFIG_DIR={clone / 'conf'}")
     assert other_checkout_warning(REPO_ROOT) is None and other_checkout_warning(tmp_path) is None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KDLIGHT_CONFIG_DIR", str(config_dir()))  # chosen on purpose: nothing to say
+        assert other_checkout_warning(clone / "src") is None

@@ -41,7 +41,9 @@ def config_dir() -> Path:
 def other_checkout_warning(cwd: Path | None = None) -> str | None:
     """When the command runs inside a kdlight checkout whose conf/ is not the one in use (kdlight is
     installed from another checkout, editable or not), one line saying which configs are read and how to
-    choose; None otherwise."""
+    choose; None otherwise (and when KDLIGHT_CONFIG_DIR chose them)."""
+    if os.environ.get("KDLIGHT_CONFIG_DIR"):
+        return None
     in_use = config_dir().resolve()
     for folder in [(cwd or Path.cwd()).resolve(), *(cwd or Path.cwd()).resolve().parents]:
         pyproject, conf = folder / "pyproject.toml", folder / "conf" / "train.yaml"
