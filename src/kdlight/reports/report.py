@@ -296,8 +296,11 @@ def plot_data_size(rows: list[dict], path: Path) -> bool:
                         yerr=[r["test_acc_std"] or 0.0 for r in points], marker=MARKERS[i % len(MARKERS)], capsize=3, label=label)
         chance_line(ax, mine)
         ax.set_xscale("log", base=2)
+        sizes = sorted({r["train_rows"] for r in mine})
+        ax.set_xticks(sizes, [f"{s:,}" for s in sizes])  # the sizes themselves, not powers of two
+        ax.minorticks_off()
         ax.set_ylim(0.0, 1.0)
-        ax.set_xlabel("train rows (seeded subsample)")
+        ax.set_xlabel("train rows (labelled examples the student learns from)")
         ax.set_ylabel("student test accuracy")
         ax.set_title(dataset)
         ax.grid(alpha=0.3)
