@@ -350,12 +350,13 @@ class KDDataModule(pl.LightningDataModule):
             "rationale_input_ids": [None] * len(examples),
             "rationale_labels": [None] * len(examples),
             "rationale_text": [None] * len(examples),
-            "teacher_input_ids": self.teacher_inputs(examples) if self.teacher_inputs is not None and split == "train" else [None] * len(examples),
         }
-        targets = self.word_scores(split, start, examples, [self.task.render_teacher(ex) for ex in examples], inputs, encoded[1]) \
-            if matched else [None] * len(examples)
-        for name in ("match_positions", "match_words", "match_weights"):
-            columns[name] = [t[name] if t else None for t in targets]
+        if self.teacher_inputs is not None and split == "train":
+            columns["teacher_input_ids"] = self.teacher_inputs(examples)
+        if matched:
+            targets = self.word_scores(split, start, examples, [self.task.render_teacher(ex) for ex in examples], inputs, encoded[1])
+            for name in ("match_positions", "match_words", "match_weights"):
+                columns[name] = [t[name] if t else None for t in targets]
         if with_rationales:
             prompts = [self.task.render_teacher(ex) for ex in examples]
             rationales = self.rationales(split, start, examples, prompts)

@@ -43,7 +43,10 @@ def features_key(fields: dict) -> str:
 
 
 def feature_batch(columns: dict) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pydict(columns, schema=SCHEMA)
+    """A record batch of the features schema; a column not given (an objective's, unused) is all null."""
+    rows = len(columns["index"])
+    return pa.RecordBatch.from_pydict({name: columns.get(name, pa.nulls(rows, SCHEMA.field(name).type)) for name in SCHEMA.names},
+                                      schema=SCHEMA)
 
 
 def write_features(batches: Iterable[pa.RecordBatch], path: Path | None) -> pa.Table:
