@@ -73,6 +73,7 @@ def _train(stage, data, folder: Path) -> None:
     module = LabelTaskModule(
         model, tokenizer, family, optimizer=instantiate(settings["optimizer"]),
         max_new_tokens=stage.attribution["max_target_length"], answer_kind=data.task.answer_kind, name="teacher",
+        gradient_checkpointing=bool(settings.get("gradient_checkpointing", False)),
     )
     from kdlight.loggers import ProgressLog
 

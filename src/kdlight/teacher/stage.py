@@ -63,6 +63,8 @@ class TeacherStage:
                 "seed": teacher.finetune_seed, "optimizer": _container(teacher.finetune_optimizer),
                 "dataset": _container(teacher.get("finetune_dataset")) or {},
             }
+            if teacher.get("finetune_gradient_checkpointing"):  # only when on: the fine-tuned weights' keys stay as they were
+                finetune["gradient_checkpointing"] = True
         return cls(
             name=teacher.name, target=teacher._target_, model_config=_container(teacher.model),
             tokenizer_config=_container(teacher.tokenizer), precision=teacher.precision,

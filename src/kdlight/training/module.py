@@ -37,9 +37,12 @@ class LabelTaskModule(pl.LightningModule):
         answer_kind: str = "text",
         name: str = "model",
         samples_to_log: int = 16,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.model, self.tokenizer, self.family = model, tokenizer, family
+        if gradient_checkpointing:  # recompute activations in the backward: memory for time, the same gradients
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.max_new_tokens = max_new_tokens
