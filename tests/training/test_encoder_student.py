@@ -155,3 +155,19 @@ def test_a_question_word_holds_every_copy_of_it(encoder_model):
     pieces = len(tokenizer.tokenize("fish"))
     assert len(units["fish"].tokens) == 5 * pieces and len(units["water"].tokens) == len(tokenizer.tokenize("water"))
     assert "Question:" not in units and "Options:" not in units  # template is never eligible
+
+
+def test_a_decoded_choice_names_its_choice(encoder_model):
+    """What the multiple-choice teacher answers is its choice as the uncased tokenizer decodes it (`friend ' s
+    house`): as a target (method=distill) it names the choice the way answers are compared."""
+    name, _, _, family = encoder_model
+    if name != "bert_multiple_choice":
+        pytest.skip("multiple choice only")
+    from kdlight.data.tasks import Rendered
+
+    text = "Q: where? (a) home (b) Friend's house (c) boat"
+    prompt = Rendered(text, ((3, 9), (14, 18), (23, 37), (42, 46)))
+    assert [text[a:b] for a, b in prompt.spans] == ["where?", "home", "Friend's house", "boat"]
+    assert family.encode_targets(None, ["friend ' s house", "BOAT", "home"], [prompt] * 3, 8) == [[1], [2], [0]]
+    with pytest.raises(ValueError, match="label 'garage' is not one of the choices"):
+        family.encode_targets(None, ["garage"], [prompt], 8)

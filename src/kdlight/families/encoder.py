@@ -361,8 +361,12 @@ class MultipleChoiceFamily(EncoderFamily):
         return [(spans[0], choice) for choice in spans[1:]]
 
     def class_index(self, label: str, prompt) -> int:
+        """The choice the label names: exactly, else ignoring case, else as answers are compared (an uncased
+        tokenizer's decoded choice, e.g. a teacher's answer `friend ' s house`, names `friend's house`)."""
+        from kdlight.answers import normalize_answer
+
         choices = [prompt.text[a:b] for a, b in prompt.spans[1:]]
-        for fold in (str, str.casefold):
+        for fold in (str, str.casefold, normalize_answer):
             folded = [fold(c) for c in choices]
             if fold(label) in folded:
                 return folded.index(fold(label))
