@@ -66,7 +66,7 @@ def interrupted_message(output_dir: Path, progress: dict) -> str:
         again = (f"resumes from checkpoints/last.ckpt (step {step})" if step is not None
                  else "starts training again (no checkpoint was saved yet; the rationales and data are cached)")
     else:
-        where = {"setup": "while loading data", "teacher": "in the teacher stage", "test": "while testing"}[progress["stage"]]
+        where = {"setup": "while preparing the data and models", "teacher": "in the teacher stage", "test": "while testing"}[progress["stage"]]
         again = "resumes (finished rationale chunks and cached data are kept)" if progress["stage"] != "test" else (
             "resumes from the last checkpoint and tests again")
     return f"interrupted (Ctrl-C) {where} in {output_dir}; re-running the same command {again}"
@@ -93,6 +93,7 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
     log.info("data: %s", data_summary["split_sizes"])
     progress["stage"] = "teacher"
     source, caches, teacher_info = rationale_source(cfg, data)
+    progress["stage"] = "setup"
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the same student whether the teacher ran here or was cached
 
     from kdlight.models import build_model
