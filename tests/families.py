@@ -56,3 +56,21 @@ def build_encoder_model(architecture: str, cache_dir, seed: int = 3, kind: str =
     model, tokenizer, family = build_model(model_factory, tokenizer_factory, corpus=corpus_texts(), label_set=labels)
     model.eval().requires_grad_(False)
     return model, tokenizer, family
+
+
+def encoder_nli_batch(tokenizer, family, rows: int = 3, **extra) -> dict:
+    """A collated label batch of the first `rows` NLI rows as an encoder student reads them (`predict:`
+    and the pair); `extra` adds the same feature columns to every row (e.g. match_* for attribution matching)."""
+    from kdlight.data.collate import TaskCollator
+    from kdlight.data.tasks import TASKS, TaskWords
+    from tests.conftest import NLI_ROWS
+
+    task = TASKS["esnli"]
+    examples = [task.example_from_row(r, i) for i, r in enumerate(NLI_ROWS[:rows])]
+    rendered = [TaskWords().render("label", task.render_student(ex, "[SEP]")) for ex in examples]
+    ids = family.encode_prompts(tokenizer, rendered, 64)
+    targets = family.encode_targets(tokenizer, [ex.label for ex in examples], rendered, 8)
+    return TaskCollator(family, tokenizer.pad_token_id)([
+        {"index": i, "label_text": ex.label, "rationale_text": None, "input_ids": x, "labels": y, **extra}
+        for i, (ex, x, y) in enumerate(zip(examples, ids, targets))
+    ])

@@ -16,7 +16,7 @@ from kdlight.text import encode_targets
 from kdlight.training.attribution_match import AttributionMatch, word_targets
 from kdlight.training.losses import attribution_match_kl
 from tests.conftest import NLI_ROWS
-from tests.families import build_encoder_model
+from tests.families import build_encoder_model, encoder_nli_batch
 from tests.helpers import results_of, train
 
 
@@ -93,14 +93,7 @@ def test_the_label_part_equals_the_familys_loss_and_the_match_gradient_reaches_t
 def test_an_encoder_students_match_gradient_reaches_it(tmp_path):
     model, tokenizer, family = build_encoder_model("bert_classifier", tmp_path)
     student = copy.deepcopy(model).eval().requires_grad_(True)
-    task = TASKS["esnli"]
-    examples = [task.example_from_row(r, i) for i, r in enumerate(NLI_ROWS[:2])]
-    rendered = [TaskWords().render("label", task.render_student(ex, "[SEP]")) for ex in examples]
-    ids = family.encode_prompts(tokenizer, rendered, 64)
-    labels = family.encode_targets(tokenizer, [ex.label for ex in examples], rendered, 8)
-    features = [{"index": i, "label_text": ex.label, "rationale_text": None, "input_ids": x, "labels": y, "match_positions": [1, 2, 3],
-                 "match_words": [0, 1, 2], "match_weights": [0.2, 0.3, 0.5]} for i, (ex, x, y) in enumerate(zip(examples, ids, labels))]
-    batch = TaskCollator(family, tokenizer.pad_token_id)(features)
+    batch = encoder_nli_batch(tokenizer, family, rows=2, match_positions=[1, 2, 3], match_words=[0, 1, 2], match_weights=[0.2, 0.3, 0.5])
     losses = AttributionMatch(weight=0.5).label_losses(student, family, batch)
     assert losses["loss_label_ce"].item() == pytest.approx(family.loss(student, batch["label"]).item(), rel=1e-5)
     losses["loss_match"].backward()

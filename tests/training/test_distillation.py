@@ -180,26 +180,16 @@ def test_a_combined_method_is_named_apart_from_the_plain_one(compose):
 
 
 def test_logit_distillation_on_an_encoder_compares_class_distributions(tmp_path):
-    from kdlight.data.collate import TaskCollator
-    from kdlight.data.tasks import TASKS, TaskWords
-    from tests.conftest import NLI_ROWS
-    from tests.families import build_encoder_model
+    from tests.families import build_encoder_model, encoder_nli_batch
 
     model, tokenizer, family = build_encoder_model("bert_classifier", tmp_path)
     teacher = build_encoder_model("bert_classifier", tmp_path, seed=11)[0]
-    task = TASKS["esnli"]
-    examples = [task.example_from_row(r, i) for i, r in enumerate(NLI_ROWS[:3])]
-    rendered = [TaskWords().render("label", task.render_student(ex, "[SEP]")) for ex in examples]
-    ids = family.encode_prompts(tokenizer, rendered, 64)
-    targets = family.encode_targets(tokenizer, [ex.label for ex in examples], rendered, 8)
-    batch = TaskCollator(family, tokenizer.pad_token_id)(
-        [{"index": i, "label_text": ex.label, "rationale_text": None, "input_ids": x, "labels": y} for i, (ex, x, y) in
-         enumerate(zip(examples, ids, targets))])
+    batch = encoder_nli_batch(tokenizer, family)
     batch["teacher"] = batch["label"]
     student = copy.deepcopy(model).eval().requires_grad_(True)
     losses = LogitDistillation(temperature=3.0, weight=0.4).attach(teacher, family).label_losses(student, family, batch)
     logits, labels = family.target_logits(student, batch["label"])
-    assert logits.shape == (3, 1, 3) and labels[:, 0].tolist() == [t[0] for t in targets]  # one target: the class
+    assert logits.shape == (3, 1, 3) and labels[:, 0].tolist() == [0, 2, 1]  # one target: the class (entailment, contradiction, neutral)
     assert losses["loss_label_ce"].item() == pytest.approx(family.loss(student, batch["label"]).item(), rel=1e-5)
     expected = distillation_kl(logits, family.target_logits(teacher, batch["label"])[0], labels.ne(IGNORE_INDEX), 3.0)
     assert losses["loss_kd"].item() == pytest.approx(expected.item(), rel=1e-5) and losses["loss_kd"].item() > 0

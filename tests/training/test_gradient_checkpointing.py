@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 
 from kdlight.student.module import StudentModule
-from tests.families import build_encoder_model
+from tests.families import build_encoder_model, encoder_nli_batch
 from tests.training.test_losses import make_batch
 
 
@@ -40,20 +40,8 @@ def test_checkpointing_gives_the_same_gradients_on_every_text_family(family_mode
 
 
 def test_checkpointing_gives_the_same_gradients_on_an_encoder(tmp_path):
-    from kdlight.data.collate import TaskCollator
-    from kdlight.data.tasks import TASKS, TaskWords
-    from tests.conftest import NLI_ROWS
-
     model, tokenizer, family = build_encoder_model("bert_classifier", tmp_path)
-    task = TASKS["esnli"]
-    examples = [task.example_from_row(r, i) for i, r in enumerate(NLI_ROWS[:3])]
-    rendered = [TaskWords().render("label", task.render_student(ex, "[SEP]")) for ex in examples]
-    ids = family.encode_prompts(tokenizer, rendered, 64)
-    targets = family.encode_targets(tokenizer, [ex.label for ex in examples], rendered, 8)
-    batch = TaskCollator(family, tokenizer.pad_token_id)(
-        [{"index": i, "label_text": ex.label, "rationale_text": None, "input_ids": x, "labels": y} for i, (ex, x, y) in
-         enumerate(zip(examples, ids, targets))])
-    compare(model, tokenizer, family, batch)
+    compare(model, tokenizer, family, encoder_nli_batch(tokenizer, family))
 
 
 def test_the_settings_reach_the_student_and_the_teachers_fine_tuning(compose):
