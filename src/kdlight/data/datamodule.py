@@ -318,14 +318,11 @@ class KDDataModule(pl.LightningDataModule):
             "lengths": [self.max_input_length, self.max_target_length], "tokenizer": tokenizer_fingerprint(self.tokenizer),
             "rendered_first": self.model_input(probe[0]).text if probe else None,  # catches rendering changes
             "rationales": self.rationales.fingerprint(split) if with_rationales else None,
-            "label_source": self.label_source.fingerprint(split) if self._relabelled(split) else None,
-            "teacher_inputs": self.teacher_inputs.identity() if self.teacher_inputs is not None and split == "train" else None,
-            "word_scores": self.word_scores.fingerprint(split) if self.word_scores is not None and split == "train" else None,
+            "label_source": self.label_source.fingerprint(split) if _for_train(self.label_source, split) else None,
+            "teacher_inputs": self.teacher_inputs.identity() if _for_train(self.teacher_inputs, split) else None,
+            "word_scores": self.word_scores.fingerprint(split) if _for_train(self.word_scores, split) else None,
             "family": self.family.identity(),
         }
-
-    def _relabelled(self, split: str) -> bool:
-        return self.label_source is not None and split == "train"  # valid and test always score gold labels
 
     def _feature_chunk(self, split: str, start: int, with_rationales: bool) -> pa.RecordBatch:
         """The feature columns of rows [start, start + chunk_rows) of a split (encoded by the model's family)."""
@@ -333,14 +330,15 @@ class KDDataModule(pl.LightningDataModule):
         rendered = [self.model_input(ex) for ex in examples]
         labels = [ex.label for ex in examples]
         targets = labels
-        if self._relabelled(split):
+        if _for_train(self.label_source, split):
             given = self.label_source(split, start, examples)
             targets = [answer if answer is not None else gold for answer, gold in zip(given, labels)]
             if any(answer is None for answer in given):
                 log.warning("%s rows %d-%d: %d of %d have no %s label; they keep their gold label", split, start,
                             start + len(examples), sum(a is None for a in given), len(examples), self.label_source.fingerprint(split))
         inputs = [self.task_words.render("label", r) for r in rendered]
-        matched = self.word_scores is not None and split == "train"
+        matched = _for_train(self.word_scores, split)
+        teacher_prompts = [self.task.render_teacher(ex) for ex in examples] if matched or with_rationales else None
         encoded = self.family.encode_prompts(self.tokenizer, inputs, self.max_input_length, offsets=matched)
         columns = {
             "index": list(range(start, start + len(examples))),
@@ -351,20 +349,19 @@ class KDDataModule(pl.LightningDataModule):
             "rationale_labels": [None] * len(examples),
             "rationale_text": [None] * len(examples),
         }
-        if self.teacher_inputs is not None and split == "train":
+        if _for_train(self.teacher_inputs, split):
             columns["teacher_input_ids"] = self.teacher_inputs(examples)
         if matched:
-            targets = self.word_scores(split, start, examples, [self.task.render_teacher(ex) for ex in examples], inputs, encoded[1])
+            matches = self.word_scores(split, start, examples, teacher_prompts, inputs, encoded[1])
             for name in ("match_positions", "match_words", "match_weights"):
-                columns[name] = [t[name] if t else None for t in targets]
+                columns[name] = [m[name] if m else None for m in matches]
         if with_rationales:
-            prompts = [self.task.render_teacher(ex) for ex in examples]
-            rationales = self.rationales(split, start, examples, prompts)
+            rationales = self.rationales(split, start, examples, teacher_prompts)
             present = [i for i, r in enumerate(rationales) if r]
             task_inputs = [self.task_words.render("rationale", rendered[i]) for i in present]
             ids = self.family.encode_prompts(self.tokenizer, task_inputs, self.max_input_length)
             targets = self.family.rationale_targets(
-                self.tokenizer, [rationales[i] for i in present], [prompts[i] for i in present], task_inputs,
+                self.tokenizer, [rationales[i] for i in present], [teacher_prompts[i] for i in present], task_inputs,
                 self.max_input_length, self.max_target_length,
             )
             for i, input_ids, target in zip(present, ids, targets):
@@ -426,6 +423,12 @@ class KDDataModule(pl.LightningDataModule):
     def eval_dataloader(self, split: str) -> DataLoader:
         """Any split in evaluation order (eval.py)."""
         return self._loader(split, shuffle=False)
+
+
+def _for_train(part, split: str) -> bool:
+    """Whether a training-only input (a label source, the teacher's inputs or word scores) applies to
+    `split`: valid and test always score the gold labels with the student alone."""
+    return part is not None and split == "train"
 
 
 class _Chunks(torch.utils.data.Dataset):

@@ -98,6 +98,6 @@ class AttributionMatch:
         if match is None:  # no row of this batch has teacher word scores
             return {"loss_label": ce, "loss_label_ce": ce}
         (grads,) = torch.autograd.grad(token_log_probs.sum(), embeds, create_graph=True)
-        token_scores = torch.sqrt(((grads * embeds).float() ** 2).sum(dim=-1) + 1e-12)  # the teacher's default aggregate: L2
+        token_scores = torch.sqrt(((grads * embeds).float() ** 2).sum(dim=-1) + 1e-12)  # L2 as the teacher's default, eps: differentiable at 0
         kl = attribution_match_kl(token_scores, match["positions"], match["words"], match["weights"])
         return {"loss_label": (1.0 - self.weight) * ce + self.weight * kl, "loss_label_ce": ce, "loss_match": kl}
