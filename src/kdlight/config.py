@@ -251,6 +251,35 @@ def validate_config(cfg: DictConfig, methods: bool = True) -> None:
         check_attribution(cfg.attribution, method=methods)
     if float(method_alpha) > 0 and cfg.method.get("rationale") is None:
         raise ConfigError(f"method={method} has no rationale source, so alpha must be 0 (got {method_alpha})")
+    check_model_scale(cfg)
+
+
+def check_model_scale(cfg: DictConfig) -> None:
+    """LoRA, quantization and device placement settings: named when wrong, and refused before any work
+    where this machine cannot honour them."""
+    from kdlight.lora import check_peft, lora_settings
+
+    student, teacher = cfg.get("student") or {}, cfg.get("teacher") or {}
+    try:
+        for key, node, settings in (("student.peft", student, "lora"), ("teacher.finetune_peft", teacher, "finetune_lora")):
+            if node and check_peft(key, node.get(key.split(".")[1], "none")) == "lora":
+                lora_settings(node.get(settings))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    export = cfg.get("export") or {}
+    if student and student.get("peft", "none") == "lora" and not export.get("merge", True) \
+            and OmegaConf.select(student, "model.name_or_path", default=None) is None:
+        raise ConfigError(
+            f"export.merge=false saves the LoRA adapter alone, but student {student.get('name')} has random weights "
+            "(student.model.name_or_path is null): nothing could load the adapter onto them; set student.model.name_or_path "
+            "to a model folder, or export merged")
+    if teacher and uses_teacher(cfg.method):
+        from kdlight.models import placement_problem
+
+        problem = placement_problem(teacher.get("quantization", "none"), teacher.get("device_map"),
+                                    OmegaConf.select(teacher, "model._target_", default=None), cfg.get("trainer") or {})
+        if problem:
+            raise ConfigError(problem)
 
 
 def check_attribution(attribution, method: bool = True) -> None:

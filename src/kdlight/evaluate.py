@@ -52,8 +52,16 @@ def load_student(path: str | Path):
     family = get_family(info["family"])
     model = getattr(transformers, family.auto_class).from_config(config)
     family = family.bind(model, tokenizer)
+    if info.get("lora"):  # the adapters as they trained, then merged into the weights
+        from kdlight.lora import add_lora, merged
+
+        add_lora(model, family, info["lora"])
     state = {name[len("model."):]: value for name, value in checkpoint["state_dict"].items() if name.startswith("model.")}
-    model.load_state_dict(state, strict=False)  # a student's extra heads (kdlight.families.encoder) are not the model's
+    missing = model.load_state_dict(state, strict=False).missing_keys  # a student's extra heads (kdlight.families.encoder) are not the model's
+    if info.get("lora"):
+        if any("lora_" in key for key in missing):
+            raise ValueError(f"{path}: the checkpoint lacks LoRA weights its settings name ({[k for k in missing if 'lora_' in k][:3]} ...)")
+        model = merged(model)
     family.prepare(model, tokenizer)
     return model.eval(), tokenizer, family, info["input_format"]
 

@@ -23,13 +23,23 @@ log = logging.getLogger(__name__)
 FORMAT_FILE = "kdlight.json"
 
 
-def save_student(model, tokenizer, family, path: str | Path, input_format: dict, card: dict | None = None) -> str:
-    """Model, tokenizer, generation settings, pipeline, input format and card into `path`, all or nothing."""
+def save_student(model, tokenizer, family, path: str | Path, input_format: dict, card: dict | None = None, merge: bool = True) -> str:
+    """Model, tokenizer, generation settings, pipeline, input format and card into `path`, all or nothing.
+    A LoRA student is saved with its adapters merged into the weights, or (merge=False) as the adapter
+    alone with its base's name (kdlight loads either; peft loads the adapter)."""
+    from kdlight.lora import has_lora, merged, save_adapter
+
+    adapter = has_lora(model) and not merge
     with atomic_path(path) as tmp:
         tmp.unlink()
-        family.save_export(model, tokenizer, tmp, input_format["max_new_tokens"])
-        write_json(tmp / FORMAT_FILE, {**input_format, "family": family.name})
-        write_text(tmp / "README.md", model_card(input_format, card or {}, family))
+        if adapter:
+            tmp.mkdir()
+            save_adapter(model, tmp)
+            tokenizer.save_pretrained(str(tmp))
+        else:
+            family.save_export(merged(model), tokenizer, tmp, input_format["max_new_tokens"])
+        write_json(tmp / FORMAT_FILE, {**input_format, "family": family.name, **({"adapter": True} if adapter else {})})
+        write_text(tmp / "README.md", model_card(input_format, {**(card or {}), "adapter": adapter}, family))
     return str(path)
 
 
@@ -91,6 +101,8 @@ def model_card(input_format: dict, card: dict, family) -> str:
         "",
         *family.card_usage(f, words, card.get("example_input", "<input>")),
         "",
+        *(["This folder holds a LoRA adapter only: load its base first, then "
+           "`peft.PeftModel.from_pretrained(base, 'PATH/TO/student').merge_and_unload()`.", ""] if card.get("adapter") else []),
         "or, from raw dataset rows: `kdlight-predict PATH/TO/student rows.jsonl [--explain]`.",
         "",
     ]

@@ -77,12 +77,14 @@ def pretrained_source(name_or_path: str, kind: str, timeout: float = 5.0) -> dic
 
 def load_model(
     name_or_path: str, revision: str | None = None, tokenizer=None, dtype: str | None = None, family: str = "auto",
-    label_set=None, keep_layers: int | None = None,
+    label_set=None, keep_layers: int | None = None, quantization: str = "none", device_map=None,
 ):
     """A pretrained model of any supported family, the family read from the folder's architectures
     (`family` names one instead, or `encoder` for the classifier head the dataset needs: a bare encoder
     such as MiniLM gets that family's head, initialised here and marked untrained). `label_set` sizes a classifier head whose folder declares no labels;
-    `keep_layers` keeps the first N layers (a smaller student from the same weights)."""
+    `keep_layers` keeps the first N layers (a smaller student from the same weights). `quantization`
+    (8bit, 4bit: bitsandbytes, on a GPU) and `device_map` (accelerate's placement, e.g. auto: one model
+    spread over the devices this process sees) are passed to from_pretrained."""
     import torch
     import transformers
 
@@ -98,6 +100,7 @@ def load_model(
         auto = getattr(transformers, adapter.auto_class)
         if dtype is not None:
             kwargs["dtype"] = getattr(torch, dtype)
+        kwargs.update(placement_kwargs(quantization, device_map))
         model = auto.from_pretrained(name_or_path, revision=revision, config=config, **kwargs)
     except OSError as err:
         raise OSError(f"Cannot load model {name_or_path!r} (revision {revision}): {err}. {hub_hint('model')}") from err
@@ -109,6 +112,67 @@ def load_model(
             f"tokenizer has {len(tokenizer)} tokens but model {name_or_path!r} only {adapter.output_vocab_size(model)}"
         )
     return model
+
+
+QUANTIZATIONS = ("none", "8bit", "4bit")
+DEVICE_MAPS = (None, "auto", "balanced", "balanced_low_0", "sequential")  # accelerate's placement strategies
+
+
+def placement_kwargs(quantization: str = "none", device_map=None) -> dict:
+    """from_pretrained's arguments for a quantized (bitsandbytes) or placed (accelerate) model: 4bit is
+    NF4 with double quantization computing in bf16 (QLoRA's recipe); a quantized model is placed on the
+    current GPU unless `device_map` says otherwise. The input embeddings are never quantized, so
+    attribution differentiates them as for a full-precision teacher."""
+    if quantization == "none":
+        return {"device_map": device_map} if device_map else {}
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    config = (BitsAndBytesConfig(load_in_8bit=True) if quantization == "8bit" else BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16))
+    return {"quantization_config": config, "device_map": device_map or {"": torch.cuda.current_device()}}
+
+
+def placement_problem(quantization, device_map, model_target: str | None, trainer) -> str | None:
+    """Why teacher.quantization / teacher.device_map cannot work in this config or on this machine (None: they can)."""
+    import importlib.util
+
+    if quantization not in QUANTIZATIONS:
+        return f"teacher.quantization={quantization!r} is not accepted; use one of {list(QUANTIZATIONS)}"
+    if device_map not in DEVICE_MAPS:
+        return f"teacher.device_map={device_map!r} is not accepted; use one of {list(DEVICE_MAPS)}"
+    if quantization == "none" and device_map is None:
+        return None
+    setting = f"teacher.quantization={quantization}" if quantization != "none" else f"teacher.device_map={device_map}"
+    if model_target != f"{__name__}.load_model":
+        return (f"{setting} applies to a pretrained teacher (a model folder or hub id loaded by {__name__}.load_model); this teacher "
+                f"is built by {model_target}")
+    strategy, devices = str(trainer.get("strategy", "auto")), trainer.get("devices", 1)
+    if device_map is not None and (strategy.startswith(("ddp", "fsdp", "deepspeed")) or (isinstance(devices, int) and devices > 1)):
+        return (f"teacher.device_map={device_map} spreads one teacher over the devices one process sees, while trainer "
+                f"(strategy={strategy}, devices={devices}) starts a process per device with a whole teacher each, splitting the rows: "
+                "choose one (a teacher too large for one device: device_map with trainer.devices=1; one that fits: trainer=ddp)")
+    if quantization != "none":
+        import torch
+
+        if not torch.cuda.is_available():
+            return (f"{setting} needs a CUDA GPU (bitsandbytes quantizes and computes there) and this machine has none "
+                    "(torch.cuda.is_available() is False); use teacher.quantization=none: the teacher in bf16 on a GPU, fp32 on a CPU")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            return f"{setting} needs bitsandbytes: pip install bitsandbytes (or pip install 'kdlight[big]')"
+    if importlib.util.find_spec("accelerate") is None:
+        return f"{setting} needs accelerate (it places the weights): pip install accelerate (or pip install 'kdlight[big]')"
+    return None
+
+
+def is_placed(model) -> bool:
+    """Whether from_pretrained placed the model's weights itself (device_map or quantization): moving it
+    as a whole would undo that, so the teacher leaves it where it is."""
+    return getattr(model, "hf_device_map", None) is not None
+
+
+def is_quantized(model) -> bool:
+    return getattr(model, "hf_quantizer", None) is not None or bool(getattr(model, "is_quantized", False))
 
 
 def encoder_head(label_set) -> str:
@@ -175,8 +239,26 @@ def build_model(model_factory: Callable, tokenizer_factory: Callable, corpus: Co
 
 
 def from_folder(path: str | Path):
-    """(model, tokenizer, family) saved with save_pretrained (an export, a fine-tuned teacher)."""
+    """(model, tokenizer, family) saved with save_pretrained (an export, a fine-tuned teacher), or a LoRA
+    adapter folder (export.merge=false): its base loaded and the adapter merged in."""
+    from kdlight.lora import is_adapter_folder, load_adapter_folder
+
+    if is_adapter_folder(path):
+        return build_model(lambda tokenizer: load_adapter_folder(path, load_base), lambda corpus: load_tokenizer(str(path)))
     return build_model(lambda tokenizer: load_model(str(path)), lambda corpus: load_tokenizer(str(path)))
+
+
+def load_base(name_or_path: str, config):
+    """The base weights a LoRA adapter adapts, shaped by the adapter folder's model config (its head, its layers)."""
+    import transformers
+
+    from kdlight.families import family_of
+
+    try:
+        auto = getattr(transformers, family_of(config).auto_class)
+        return auto.from_pretrained(name_or_path, config=config, **pretrained_source(name_or_path, "model"))
+    except OSError as err:
+        raise OSError(f"Cannot load the adapter's base model {name_or_path!r}: {err}. {hub_hint('model')}") from err
 
 
 # ---------------------------------------------------------------- identity for cache keys
@@ -197,8 +279,8 @@ def folder_fingerprint(path: str | Path, sample: int = 1 << 20) -> str:
     return digest.hexdigest()[:32]
 
 
-# Config keys that say where things are written, not what they are: never part of an identity.
-LOCATION_KEYS = frozenset({"cache_dir", "save_dir", "output_dir"})
+# Config keys that say where things are written or placed, not what they are: never part of an identity.
+LOCATION_KEYS = frozenset({"cache_dir", "save_dir", "output_dir", "device_map"})
 
 
 def config_identity(node: dict) -> dict:
@@ -206,7 +288,7 @@ def config_identity(node: dict) -> dict:
     its content fingerprint (a copied folder keeps its identity), hub ids kept with their revision."""
     identity = {}
     for key, value in node.items():
-        if key in LOCATION_KEYS:
+        if key in LOCATION_KEYS or (key == "quantization" and value == "none"):  # the identities of full-precision models stay as they were
             continue
         if key == "name_or_path" and isinstance(value, str) and is_local(value):
             value = {"folder": folder_fingerprint(value)}

@@ -273,8 +273,9 @@ def export(cfg: DictConfig, student, results: dict, path: Path) -> str:
         "student": results["student"], "steps": results["steps"],
         "metrics": {"test_acc": results["test_acc"], "val_acc_best": results["val_acc_best"]},
     }
-    saved = save_student(student.model, student.tokenizer, student.family, path, student.checkpoint_info["input_format"], card)
     settings = cfg.get("export") or {}
+    saved = save_student(student.model, student.tokenizer, student.family, path, student.checkpoint_info["input_format"], card,
+                         merge=bool(settings.get("merge", True)))
     if settings.get("push_to_hub"):
         push_to_hub(saved, settings.get("repo_id") or f"kdlight-{tracking.run_name(cfg)}", private=settings.get("private", True))
     return saved

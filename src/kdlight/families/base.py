@@ -97,6 +97,11 @@ class ModelFamily:
     def prepare_student(self, model) -> None:
         """Add what the student's rationale task needs beyond the model (a classifier: a tagging head)."""
 
+    def trained_heads(self, model) -> list[str]:
+        """The model's modules that a LoRA run trains in full (a classifier's head, often new); none for
+        a language model, whose output head is pretrained."""
+        return []
+
     def export_state_dict(self, model) -> dict | None:
         """The weights an export saves (None: all of them)."""
         return None

@@ -110,6 +110,11 @@ class EncoderFamily(ModelFamily):
         if not hasattr(model, TAGGING_HEAD):
             setattr(model, TAGGING_HEAD, torch.nn.Linear(model.config.hidden_size, 1))
 
+    def trained_heads(self, model) -> list[str]:
+        # everything beside the encoder with weights: the classifier (and a pooler or pre-classifier some have)
+        return [name for name, child in model.named_children()
+                if name not in (model.base_model_prefix, TAGGING_HEAD) and any(True for _ in child.parameters())]
+
     def export_state_dict(self, model) -> dict:
         return {k: v for k, v in model.state_dict().items() if not k.startswith(TAGGING_HEAD + ".")}
 

@@ -73,7 +73,8 @@ def _train(stage, data, folder: Path) -> None:
     module = LabelTaskModule(
         model, tokenizer, family, optimizer=instantiate(settings["optimizer"]),
         max_new_tokens=stage.attribution["max_target_length"], answer_kind=data.task.answer_kind, name="teacher",
-        gradient_checkpointing=bool(settings.get("gradient_checkpointing", False)),
+        gradient_checkpointing=bool(settings.get("gradient_checkpointing", False)), peft=settings.get("peft", "none"),
+        lora=settings.get("lora"),
     )
     from kdlight.loggers import ProgressLog
 
@@ -96,7 +97,7 @@ def _train(stage, data, folder: Path) -> None:
     if trainer.is_global_zero:
         with atomic_path(folder) as tmp:
             tmp.unlink()
-            model.save_pretrained(str(tmp))
+            module.plain_model().save_pretrained(str(tmp))  # LoRA's adapters merged: extraction loads plain weights
             tokenizer.save_pretrained(str(tmp))
             write_json(
                 tmp / "summary.json",

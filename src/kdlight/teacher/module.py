@@ -19,6 +19,7 @@ from kdlight.answers import AnswerChecker
 from kdlight.attribution import AttributionBatch, TargetScorer, method_from_settings
 from kdlight.attribution.selection import rank_units, score_units
 from kdlight.attribution.settings import check_shared
+from kdlight.models import is_placed, is_quantized
 from kdlight.text import round_trip
 
 
@@ -66,8 +67,19 @@ class TeacherModule(pl.LightningModule):
 
     def on_predict_start(self) -> None:
         self.freeze_model()
-        if self.device.type == "cuda" and self.precision_name == "bf16":
+        if self.device.type == "cuda" and self.precision_name == "bf16" and not is_quantized(self.model):
             self.model.to(torch.bfloat16)
+
+    def _apply(self, fn, *args, **kwargs):
+        # A model that from_pretrained placed (teacher.device_map, a quantized teacher) stays where it is
+        # when Lightning moves the module to its device; accelerate's hooks move each layer's inputs.
+        if not is_placed(self.model):
+            return super()._apply(fn, *args, **kwargs)
+        model = self._modules.pop("model")
+        try:
+            return super()._apply(fn, *args, **kwargs)
+        finally:
+            self._modules["model"] = model
 
     def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
         # Only the arrays move (tensors, or numpy arrays from a DataLoader worker); the packed units stay

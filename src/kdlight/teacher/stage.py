@@ -65,6 +65,9 @@ class TeacherStage:
             }
             if teacher.get("finetune_gradient_checkpointing"):  # only when on: the fine-tuned weights' keys stay as they were
                 finetune["gradient_checkpointing"] = True
+            if teacher.get("finetune_peft", "none") != "none":  # likewise
+                finetune["peft"] = teacher.finetune_peft
+                finetune["lora"] = _container(teacher.finetune_lora)
         return cls(
             name=teacher.name, target=teacher._target_, model_config=_container(teacher.model),
             tokenizer_config=_container(teacher.tokenizer), precision=teacher.precision,

@@ -8,7 +8,7 @@ task (kdlight.student); the teacher's fine-tuning stage uses this module as it i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 from torchmetrics import MaxMetric
 
 from kdlight.answers import AnswerChecker
+from kdlight.lora import add_lora, check_peft, lora_settings, merged
 from kdlight.text import round_trip
 from kdlight.training.metrics import AnswerAccuracy
 
@@ -38,9 +39,15 @@ class LabelTaskModule(pl.LightningModule):
         name: str = "model",
         samples_to_log: int = 16,
         gradient_checkpointing: bool = False,
+        peft: str = "none",
+        lora: Mapping | None = None,
     ) -> None:
         super().__init__()
         self.model, self.tokenizer, self.family = model, tokenizer, family
+        self.lora_settings = None  # LoRA's settings when adapters train instead of the whole model (checkpoints keep them)
+        if check_peft("peft", peft) == "lora":
+            self.lora_settings = lora_settings(lora, getattr(model, "name_or_path", None))
+            add_lora(model, family, self.lora_settings)
         if gradient_checkpointing:  # recompute activations in the backward: memory for time, the same gradients
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.optimizer_factory = optimizer
@@ -132,7 +139,12 @@ class LabelTaskModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["kdlight"] = {"model_config": self.model.config.to_dict(), "family": self.family.name, **self.checkpoint_info}
+        checkpoint["kdlight"] = {"model_config": self.model.config.to_dict(), "family": self.family.name, "lora": self.lora_settings,
+                                 **self.checkpoint_info}
+
+    def plain_model(self):
+        """The model as a user loads it: LoRA's adapters merged into a copy of the weights (the model itself without)."""
+        return merged(self.model)
 
     def samples(self) -> list[list[str]]:
         """The last validation's first rows: [input, gold, prediction]."""
