@@ -74,3 +74,16 @@ def encoder_nli_batch(tokenizer, family, rows: int = 3, **extra) -> dict:
         {"index": i, "label_text": ex.label, "rationale_text": None, "input_ids": x, "labels": y, **extra}
         for i, (ex, x, y) in enumerate(zip(examples, ids, targets))
     ])
+
+
+def save_tiny_folder(folder, architecture: str = "t5", seed: int = 0):
+    """A tiny random model and its tokenizer saved as a pretrained folder (what a user's model folder
+    holds), for the paths that load one: LoRA's base, a placed teacher."""
+    from kdlight.tiny import tiny_model, tiny_tokenizer
+
+    kind = "sentencepiece" if architecture == "t5" else "bpe"
+    tokenizer = tiny_tokenizer(corpus_texts(), vocab_size=300, cache_dir=str(folder.parent / "tokenizers"), kind=kind)
+    model = tiny_model(tokenizer, architecture=architecture, d_model=32, d_ff=64, num_layers=2, num_heads=4, seed=seed)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder

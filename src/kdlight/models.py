@@ -166,9 +166,10 @@ def placement_problem(quantization, device_map, model_target: str | None, traine
 
 
 def is_placed(model) -> bool:
-    """Whether from_pretrained placed the model's weights itself (device_map or quantization): moving it
-    as a whole would undo that, so the teacher leaves it where it is."""
-    return getattr(model, "hf_device_map", None) is not None
+    """Whether from_pretrained placed the model's weights itself (spread over several devices by
+    device_map, or quantized): moving it as a whole would undo that, so the teacher leaves it where it is.
+    (A device_map that lands on one device places nothing: transformers then sets no hf_device_map.)"""
+    return getattr(model, "hf_device_map", None) is not None or is_quantized(model)
 
 
 def is_quantized(model) -> bool:

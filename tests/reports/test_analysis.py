@@ -125,3 +125,44 @@ def test_saliency_view_boxes_the_runs_k_and_shows_gold_answer_planted_words_and_
     assert "<span class='tpl'>Question: </span>" in page and "<span class='tpl'>\nAnswer:</span>" in page
     assert "gold: <b>water</b>" in page and "teacher's answer: <b>water</b> (correct)" in page
     assert "Legend." in page and "top-2 words" in page
+
+
+def agreement_row(row_id: str, scores: list[float]) -> dict:
+    return {"id": row_id, "unit_starts": [10 * i for i in range(len(scores))], "unit_ends": [10 * i + 5 for i in range(len(scores))],
+            "unit_scores": scores}
+
+
+def test_cache_agreement_by_hand():
+    from kdlight.reports.measures import cache_agreement
+
+    a = [agreement_row("x", [4.0, 3.0, 2.0, 1.0]), agreement_row("y", [1.0, 2.0, 3.0]), agreement_row("only_a", [1.0])]
+    b = [agreement_row("x", [4.0, 3.0, 1.0, 2.0]), agreement_row("y", [3.0, 2.0, 1.0])]
+    b[1]["unit_starts"], b[1]["unit_ends"], b[1]["unit_scores"] = [0, 10, 20, 30], [5, 15, 25, 35], [3.0, 2.0, 1.0, 9.0]
+    result = cache_agreement(a, b, [1, 2])
+    # x: one discordant pair of six -> tau (5 - 1) / 6; y: its three common words reversed -> -1
+    assert result["rows"] == 2 and result["rows_only_in_one"] == 1 and result["rows_with_different_units"] == 1
+    assert result["kendall_tau"] == {"mean": round((4 / 6 - 1) / 2, 4), "median": round((4 / 6 - 1) / 2, 4), "rows": 2}
+    # top 1: x agrees, y does not; top 2: x {0,10} both, y {20,10} vs {0,10} -> 1/2
+    assert result["top_k_overlap"] == {"1": 0.5, "2": 0.75} and result["identical_top_k_rows"] == {"1": 0.5, "2": 0.5}
+
+
+def test_kdlight_analyze_compares_two_caches_of_the_same_rows(compose, release_root, tmp_path, capsys):
+    from kdlight.reports.analysis import main
+
+    caches = {}
+    for method in ("grad_x_input", "gradient"):
+        cfg = compose(["dataset=cqa", f"paths.data_dir={release_root}", "teacher=tiny", "trainer=cpu", f"attribution={method}",
+                       "teacher.model.d_model=32", "teacher.model.d_ff=64"])
+        caches[method] = TeacherStage.from_config(cfg).rationale_caches(instantiate(cfg.dataset), ["train"])[0]["train"].path
+    assert main(["--compare", str(caches["grad_x_input"]), str(caches["grad_x_input"]), "--k", "1", "3", "--out", str(tmp_path / "same")]) == 0
+    same = json.loads((tmp_path / "same" / "compare.json").read_text())
+    assert same["rows"] == 18 and same["kendall_tau"]["mean"] == 1.0 and same["top_k_overlap"] == {"1": 1.0, "3": 1.0}
+    assert main(["--compare", str(caches["grad_x_input"]), str(caches["gradient"]), "--out", str(tmp_path / "two")]) == 0
+    two = json.loads((tmp_path / "two" / "compare.json").read_text())
+    assert two["rows"] == 18 and two["rows_with_different_units"] == 0 and two["teachers"] == ["tiny", "tiny"]
+    assert -1 <= two["kendall_tau"]["mean"] < 1 and "top-k overlap" in capsys.readouterr().out
+    other = compose(["dataset=cqa", f"paths.data_dir={release_root}", "teacher=tiny", "trainer=cpu", "attribution.splits=[valid]",
+                     "teacher.model.d_model=32", "teacher.model.d_ff=64"])
+    valid = TeacherStage.from_config(other).rationale_caches(instantiate(other.dataset), ["valid"])[0]["valid"].path
+    assert main(["--compare", str(caches["gradient"]), str(valid)]) == 2
+    assert "compare caches of the same rows" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import torch
 
 from kdlight.lora import lora_settings, merged
 from kdlight.student.module import StudentModule
-from tests.families import build_encoder_model, encoder_nli_batch
+from tests.families import build_encoder_model, encoder_nli_batch, save_tiny_folder
 from tests.helpers import command, results_of, train
 from tests.training.test_losses import make_batch
 
@@ -108,18 +108,6 @@ def eval_predictions(tmp_path: Path, ckpt: str, name: str) -> list[dict]:
     return predictions(tmp_path / "evals" / name / "predictions-test.jsonl")
 
 
-def saved_base(folder: Path, architecture: str, tmp_path: Path) -> Path:
-    """A tiny random model saved as a pretrained folder: the base a LoRA student adapts."""
-    from kdlight.tiny import tiny_model, tiny_tokenizer
-
-    tokenizer = tiny_tokenizer(["a cue word task", "the quick brown fox"] * 50, vocab_size=200, cache_dir=str(tmp_path / "tok"),
-                               kind="sentencepiece" if architecture == "t5" else "bpe", pad=architecture == "t5")
-    model = tiny_model(tokenizer, architecture=architecture, d_model=32, d_ff=64, num_layers=2, num_heads=4, seed=0)
-    model.save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
-
-
 @pytest.mark.parametrize("student", ["tiny", pytest.param("tiny_causal", marks=pytest.mark.slow),
                                      pytest.param("tiny_encoder", marks=pytest.mark.slow)])
 def test_a_lora_run_exports_merged_weights_that_give_evals_predictions(tmp_path, student):
@@ -147,7 +135,7 @@ def test_a_lora_run_exports_merged_weights_that_give_evals_predictions(tmp_path,
 
 
 def test_an_adapter_only_export_loads_onto_its_base_in_kdlight_and_in_peft(tmp_path):
-    base = saved_base(tmp_path / "base", "t5", tmp_path)
+    base = save_tiny_folder(tmp_path / "base")
     out = train(tmp_path, *LORA_RUN, f"student.model.name_or_path={base}", "export.merge=false")
     assert out.returncode == 0, out.stderr[-3000:]
     (results,) = results_of(tmp_path)

@@ -2,6 +2,7 @@
 
     kdlight-analyze cache/rationales/cqa-train-tiny-0123abcd     # one rationale cache
     kdlight-analyze multirun/2026-11-28/10-00-00 --k 1 3 5 10    # every run (and its cache) below
+    kdlight-analyze --compare CACHE_A CACHE_B                     # two caches of the same rows (4-bit vs bf16 teacher)
 
 For each rationale cache (found directly, or through a run's results.json):
 - answer overlap: the share of examples whose top-k teacher words contain a word of the gold
@@ -19,6 +20,9 @@ rows: Jaccard overlap of the teacher's top-k words with the student's own gradie
 words, and how often their greedy answers agree (needs attribution.score_teacher=true).
 
 Writes analysis.json and analysis.md into <PATH>/analysis (or --out), saying what it does as it goes.
+With --compare, two caches of the same rows (made by two teachers, precisions or quantizations) are
+compared row by row: Kendall's tau-b of the scores of the words both scored, and the top-k overlap;
+compare.json and compare.md go into <CACHE_A>/analysis (or --out).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from kdlight.io import write_json, write_text
 from kdlight.reports import measures
 from kdlight.reports.markdown import markdown_table
 from kdlight.reports.views import saliency_html
-from kdlight.teacher.cache import RationaleCache
+from kdlight.teacher.cache import CacheCorrupt, CacheFormatError, RationaleCache
 from kdlight.teacher.stage import cache_teacher, measure_quality
 
 log = logging.getLogger("kdlight.analyze")
@@ -256,9 +260,37 @@ def analyse(paths: list[Path], ks: list[int], split: str = "train", examples: in
     return {**result, "out_dir": str(out)}
 
 
+def compare_caches(path_a: Path, path_b: Path, ks: list[int], out_dir: Path | None = None) -> dict:
+    """kdlight-analyze --compare: the agreement of two caches of the same rows (measures.cache_agreement)."""
+    caches = [RationaleCache.open(path) for path in (path_a, path_b)]
+    for cache, path in zip(caches, (path_a, path_b)):
+        if not cache.is_complete():
+            raise ValueError(f"{path} is not a complete rationale cache; pass two finished cache folders")
+    (a, b) = caches
+    if (a.fields["dataset"], a.fields["split"]) != (b.fields["dataset"], b.fields["split"]):
+        raise ValueError(f"{path_a} holds {a.fields['dataset']} {a.fields['split']} and {path_b} holds {b.fields['dataset']} "
+                         f"{b.fields['split']}: compare caches of the same rows")
+    columns = ["id", "unit_starts", "unit_ends", "unit_scores"]
+    result = {"caches": [str(path_a), str(path_b)], "teachers": [c.fields["teacher"] for c in caches],
+              "dataset": a.fields["dataset"], "split": a.fields["split"], "ks": ks,
+              **measures.cache_agreement(a.read(columns), b.read(columns), ks)}
+    out = out_dir or path_a / "analysis"
+    lines = [f"# Two caches of {result['dataset']} {result['split']}: {result['rows']} rows in both", "",
+             f"- A: {path_a}", f"- B: {path_b}", "",
+             f"Kendall's tau-b of the word scores, per row: mean {_cell(result['kendall_tau']['mean'])}, "
+             f"median {_cell(result['kendall_tau']['median'])} ({result['rows_with_different_units']} rows where the two scored different words)", "",
+             *markdown_table(["k", "top-k overlap", "rows with identical top k"],
+                             [[k, _cell(result["top_k_overlap"][str(k)]), _cell(result["identical_top_k_rows"][str(k)])] for k in ks])]
+    write_json(out / "compare.json", result)
+    write_text(out / "compare.md", "\n".join(lines) + "\n")
+    return {**result, "out_dir": str(out)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kdlight-analyze", description=__doc__.split("\n")[0])
-    parser.add_argument("paths", nargs="+", type=Path, help="rationale cache folders, run folders or sweep folders")
+    parser.add_argument("paths", nargs="*", type=Path, help="rationale cache folders, run folders or sweep folders")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("CACHE_A", "CACHE_B"),
+                        help="compare two caches of the same rows (rank correlation and top-k overlap per row) instead")
     parser.add_argument("--k", nargs="+", type=int, default=list(DEFAULT_KS), help="k values to analyse")
     parser.add_argument("--split", default="train", help="the split whose rationales are analysed")
     parser.add_argument("--examples", type=int, default=128, help="rows used for quality and teacher-student similarity")
@@ -274,7 +306,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--k {bad} is not accepted; use integers >= 1")
     from kdlight.runtime import apply_threads, quiet_libraries
 
+    if bool(args.paths) == bool(args.compare):
+        parser.error("pass either PATH... (caches, runs, sweeps to analyse) or --compare CACHE_A CACHE_B")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.compare:
+        try:
+            result = compare_caches(*args.compare, sorted(set(args.k)), args.out)
+        except (FileNotFoundError, ValueError, CacheCorrupt, CacheFormatError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(Path(result["out_dir"], "compare.md").read_text())
+        return 0
     apply_threads(int(args.threads) if str(args.threads).isdigit() else args.threads)
     quiet_libraries()
     try:

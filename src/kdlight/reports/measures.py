@@ -134,3 +134,33 @@ def similarity(teacher_rows: list[dict], student_rows: list[dict], ks: list[int]
     scored = [s["teacher_correct"] for _, s in pairs if s.get("teacher_correct") is not None]
     result["student_accuracy"] = _mean([float(c) for c in scored])
     return result
+
+
+def cache_agreement(rows_a: list[dict], rows_b: list[dict], ks: Sequence[int]) -> dict:
+    """How much two caches of the same rows agree (e.g. a 4-bit and a bf16 teacher), row by row on the
+    words both scored: Kendall's tau-b of their scores, and the share of the first cache's top-k words
+    the second also ranks in its top k. Rows are matched by id; means (and the tau's median) over rows."""
+    from statistics import median
+
+    from kdlight.attribution.eraser import kendall_tau
+
+    by_id = {r["id"]: r for r in rows_b}
+    pairs = [(a, by_id[a["id"]]) for a in rows_a if a["id"] in by_id]
+    taus, overlaps, different_units = [], {k: [] for k in ks}, 0
+    for a, b in pairs:
+        scores_a, scores_b = (dict(zip(zip(r["unit_starts"], r["unit_ends"]), r["unit_scores"])) for r in (a, b))
+        common = [span for span in scores_a if span in scores_b]
+        different_units += len(common) != len(scores_a) or len(common) != len(scores_b)
+        taus.append(kendall_tau([scores_a[s] for s in common], [scores_b[s] for s in common]))
+        for k in ks:
+            size = min(k, len(common))
+            if size:
+                top_a, top_b = (set(sorted(common, key=lambda span, v=v: -v[span])[:size]) for v in (scores_a, scores_b))
+                overlaps[k].append(len(top_a & top_b) / size)
+    kept = [t for t in taus if t is not None]
+    return {
+        "rows": len(pairs), "rows_only_in_one": len(rows_a) + len(rows_b) - 2 * len(pairs), "rows_with_different_units": different_units,
+        "kendall_tau": {"mean": _mean(kept), "median": round(median(kept), 4) if kept else None, "rows": len(kept)},
+        "top_k_overlap": {str(k): _mean(v) for k, v in overlaps.items()},
+        "identical_top_k_rows": {str(k): _mean([float(v == 1.0) for v in overlaps[k]]) for k in ks},
+    }
