@@ -297,6 +297,19 @@ def check_attribution(attribution, method: bool = True) -> None:
         raise ConfigError(str(err)) from None
 
 
+def dataset_name(cfg: DictConfig) -> str:
+    """The dataset's name in results and reports: a files dataset's own name (dataset.name), else the
+    config option chosen, else the task of the datamodule class."""
+    if cfg.dataset.get("name"):
+        return str(cfg.dataset.name)
+    chosen = OmegaConf.select(cfg, "hydra.runtime.choices.dataset", default=None)
+    if chosen is not None:
+        return chosen
+    from hydra.utils import get_class
+
+    return get_class(cfg.dataset._target_).task.name
+
+
 def uses_teacher(method: DictConfig) -> bool:
     """Whether a method needs the teacher model: its rationale cache (needs_teacher) or, for logit
     distillation, the model itself in every training step."""
@@ -320,6 +333,10 @@ def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher
             if isinstance(name, str) and (part == "model" or name != model_name):
                 problems.append(source_problem(f"{role}.{part}.name_or_path", name, what))
     dataset = cfg.get("dataset")
+    if data and dataset is not None and dataset.get("source") == "files":
+        from kdlight.data.files import missing_files
+
+        problems += missing_files([(f"dataset.{key}", dataset.get(key)) for key in ("path", "train", "valid", "test")])
     if data and dataset is not None and dataset.get("source") == "dsbs" and dataset.get("root"):
         from hydra.utils import get_class
 

@@ -21,16 +21,6 @@ if TYPE_CHECKING:
     from kdlight.data.tasks import Rendered
 
 
-def with_placeholder_label(task_name: str, row: dict) -> dict:
-    """A row to predict need not carry its label; a placeholder lets the dataset's own row check run."""
-    row = dict(row)
-    if task_name == "cqa" and isinstance(row.get("choices"), list) and row["choices"]:
-        row.setdefault("answer", row["choices"][0])
-    else:
-        row.setdefault("label", {"esnli": 0, "anli": 0, "svamp": "( 0.0 + 0.0 )", "cue_words": "north"}.get(task_name))
-    return row
-
-
 class BadInput(ValueError):
     pass
 
@@ -53,7 +43,7 @@ def read_inputs(lines: Iterable[str], task, separator: str | None, rendering: st
         if not isinstance(value, dict):
             raise BadInput(f"line {number}: expected a JSON object (a {task.name} row) or text, got {type(value).__name__}")
         try:
-            example = task.example_from_row(with_placeholder_label(task.name, value), number - 1)
+            example = task.example_from_row(task.placeholder_row(value), number - 1)
         except BadRow as err:
             raise BadInput(f"line {number}: {err} (a {task.name} row needs the release's fields)") from None
         rendered = task.render_student(example, separator or "</s>") if rendering == "student" else task.render_teacher(example)
@@ -75,11 +65,11 @@ def generate(model, tokenizer, family, inputs: list[Rendered], max_input_length:
 
 
 def predict(student: str | Path, lines: Iterable[str], out: TextIO, explain: bool = False, batch_size: int = 32) -> int:
-    from kdlight.data.tasks import TASKS, TaskWords
+    from kdlight.data.tasks import TaskWords, task_from_format
     from kdlight.evaluate import load_student
 
     model, tokenizer, family, fmt = load_student(student)
-    task = TASKS[fmt["dataset"]]
+    task = task_from_format(fmt)
     inputs = read_inputs(lines, task, fmt.get("separator"), fmt["rendering"])
     rendered = [r for _, r in inputs]
     words = TaskWords.from_format(fmt)

@@ -261,6 +261,7 @@ def input_format(cfg: DictConfig, datamodule, student) -> dict:
         "separator": datamodule.separator,
         "max_input_length": datamodule.max_input_length, "max_target_length": datamodule.max_target_length,
         "max_new_tokens": student.max_new_tokens, "answer_kind": datamodule.task.answer_kind,
+        **({"task_definition": datamodule.task.definition()} if hasattr(datamodule.task, "definition") else {}),
     }
 
 
@@ -288,13 +289,10 @@ def write_predictions(path: Path, predictions: list[dict]) -> None:
 # ---------------------------------------------------------------- records
 def run_identity(cfg: DictConfig) -> dict:
     """What results.json says about which run this is (finished or not)."""
-    dataset = OmegaConf.select(cfg, "hydra.runtime.choices.dataset", default=None)
-    if dataset is None:
-        from hydra.utils import get_class
+    from kdlight.config import dataset_name
 
-        dataset = get_class(cfg.dataset._target_).task.name
     return {
-        "dataset": dataset,
+        "dataset": dataset_name(cfg),
         "method": method_label(cfg.method),
         "attribution": cfg.attribution.get("method") if cfg.method.needs_teacher else None,
         "k": cfg.method.get("k"),

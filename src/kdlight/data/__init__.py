@@ -10,7 +10,7 @@ import importlib
 
 _EXPORTS = {
     "ANLIDataModule": "datamodule", "CQADataModule": "datamodule", "CueWordsDataModule": "datamodule",
-    "ESNLIDataModule": "datamodule", "KDDataModule": "datamodule", "SVAMPDataModule": "datamodule",
+    "ESNLIDataModule": "datamodule", "FilesDataModule": "datamodule", "KDDataModule": "datamodule", "SVAMPDataModule": "datamodule",
     "ExampleSet": "store", "SplitExamples": "store", "TASKS": "tasks", "Example": "tasks", "Rendered": "tasks", "Task": "tasks",
 }
 __all__ = sorted(_EXPORTS)

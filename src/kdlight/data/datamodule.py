@@ -519,3 +519,105 @@ class CueWordsDataModule(KDDataModule):
 
             raw[split] = self._stored(split, key_fields, build)
         return raw
+
+
+class FilesDataModule(KDDataModule):
+    """dataset=files: a task defined in config (kdlight.data.files.FilesTask) over local JSONL, CSV or
+    Parquet files (one per split, or one split by seeded fractions) or a hub dataset."""
+
+    accepted_sources = ("files", "hub")
+
+    def __init__(
+        self,
+        name: str = "files",
+        path: str | None = None,
+        train: str | None = None,
+        valid: str | None = None,
+        test: str | None = None,
+        format: str = "auto",  # noqa: A002 - the config key users write
+        hub: dict | None = None,
+        split_fractions: dict | None = None,
+        split_seed: int = 0,
+        fields: dict | None = None,
+        label_kind: str = "class",
+        labels: list | None = None,
+        templates: dict | None = None,
+        source: str = "files",
+        **kwargs: Any,
+    ) -> None:
+        from kdlight.data.files import FilesTask
+
+        super().__init__(source=source, **kwargs)
+        mapping = dict(fields or {})
+        unknown = sorted(set(mapping) - {"inputs", "label", "id", "choices", "highlights", "rationale"})
+        if unknown:
+            raise ValueError(f"dataset.fields has no key {unknown[0]!r}; use inputs, label, id, choices, highlights, rationale")
+        inputs = mapping.get("inputs", ["text"])
+        choices = mapping.get("choices")
+        self.task = FilesTask(
+            name=name, inputs=(inputs,) if isinstance(inputs, str) else tuple(inputs), label=mapping.get("label", "label"),
+            id=mapping.get("id"), choices=choices if choices is None or isinstance(choices, str) else tuple(choices),
+            highlights=mapping.get("highlights"), rationale=mapping.get("rationale"), label_kind=label_kind,
+            labels=tuple(str(label) for label in labels) if labels else None,
+            **({"templates": dict(templates)} if templates else {}),
+        )
+        self.files = {"train": train, "valid": valid, "test": test}
+        if source == "hub":
+            if not hub or not hub.get("name"):
+                raise ValueError("dataset.source=hub needs dataset.hub.name (and hub.splits: {train: ..., test: ...})")
+        elif (path is None) == (train is None):
+            raise ValueError("dataset=files needs either dataset.path (one file, split by dataset.split_fractions) or dataset.train "
+                             "and dataset.test (one file per split; dataset.valid optional), not both")
+        elif path is None and test is None:
+            raise ValueError("dataset.test is not set: give the test file too (or one dataset.path to split)")
+        self.path, self.format, self.hub = path, format, dict(hub or {})
+        self.split_fractions, self.split_seed = dict(split_fractions or {"valid": 0.1, "test": 0.1}), split_seed
+
+    def _file_split(self, name: str, path: str, memo: DigestMemo) -> tuple[SplitExamples, sources.LoadReport]:
+        from kdlight.data.files import file_format, read_rows
+
+        file = Path(path).expanduser().resolve()
+        if not file.is_file():
+            raise sources.DataSourceError(f"dataset.{name if name != 'all' else 'path'}={path}: no such file")
+        kind = file_format(file, self.format)
+        key_fields = {"source": "files", "task": self.task.definition(), "on_bad_row": self.on_bad_row, "file": memo.digest(file)}
+
+        def build(report):
+            rows, first_line = read_rows(file, kind)
+            return sources.examples_from_rows(self.task, rows, str(file), self.on_bad_row, report, first_line=first_line)
+
+        return self._stored(name, key_fields, build)
+
+    def _raw_splits(self) -> dict[str, tuple[SplitExamples, sources.LoadReport]]:
+        memo = DigestMemo(self.cache_dir)
+        try:
+            if self.source == "hub":
+                return self._hub_task_splits()
+            if self.path is not None:
+                from kdlight.data.files import split_positions
+
+                rows, report = self._file_split("all", self.path, memo)
+                positions = split_positions(len(rows), self.split_fractions, self.split_seed)
+                # the file's report (rows read, bad rows) once, with train; valid and test are selections of it
+                return {name: (rows.select(where, f"{name}-{self.split_seed}-{self.split_fractions}"),
+                               report if name == "train" else sources.LoadReport(len(where), len(where)))
+                        for name, where in positions.items()}
+            return {name: self._file_split(name, path, memo) for name, path in self.files.items() if path is not None}
+        finally:
+            memo.save()
+
+    def _hub_task_splits(self) -> dict[str, tuple[SplitExamples, sources.LoadReport]]:
+        name, config = self.hub["name"], self.hub.get("config")
+        raw = {}
+        for split, theirs in dict(self.hub.get("splits") or {"train": "train", "test": "test"}).items():
+            dataset = sources.load_hub_dataset(name, config, theirs, f"{self.task.name} split {theirs!r} ({name})", self.hub_timeout)
+            key_fields = {"source": "hub", "task": self.task.definition(), "dataset": [name, config, theirs],
+                          "fingerprint": getattr(dataset, "_fingerprint", None), "on_bad_row": self.on_bad_row}
+            raw[split] = self._stored(split, key_fields, lambda report, dataset=dataset, theirs=theirs: sources.examples_from_rows(
+                self.task, iter(dataset), f"hub:{name}[{theirs}]", self.on_bad_row, report, first_line=0))
+        return raw
+
+    def chance_accuracy(self) -> float | None:
+        if self.task.choices:
+            return None  # as many answers as each example has choices
+        return super().chance_accuracy()

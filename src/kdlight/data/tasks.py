@@ -197,6 +197,10 @@ class Task:
         """The words known to decide the label (a generated task plants them); None where unknown."""
         return None
 
+    def placeholder_row(self, row: dict) -> dict:
+        """A row to predict need not carry its label: this one has a placeholder, so the row check runs."""
+        return {"label": self.label_set[0] if self.label_set else "0", **row}
+
     @staticmethod
     def highlights(example: Example) -> list[str]:
         """Text spans of the content that people marked as the reason for the label (plausibility,
@@ -210,6 +214,9 @@ class NLITask(Task):
 
     label_set: ClassVar[tuple[str, ...]] = NLI_LABELS
     id_field: ClassVar[str | None] = None
+
+    def placeholder_row(self, row: dict) -> dict:
+        return {"label": 0, **row}
 
     def example_from_row(self, row: dict, index: int) -> Example:
         premise = _require_text(row, "premise")
@@ -317,6 +324,10 @@ class CQATask(Task):
             b.template("\n- ").content(choice)
         return b.template("\nAnswer:").build()
 
+    def placeholder_row(self, row: dict) -> dict:
+        choices = row.get("choices")
+        return {"answer": choices[0], **row} if isinstance(choices, list) and choices else dict(row)
+
     def label_category(self, example: Example) -> str:
         """The answer's position among the choices: a skew here is a shortcut a student can learn."""
         return f"({CQA_LETTERS[example.fields['choices'].index(example.label)]})"
@@ -351,6 +362,9 @@ class SVAMPTask(Task):
         if evaluate_equation(equation) is None:
             raise BadRow(f"label {equation!r} is not an arithmetic equation (numbers, + - * /, parentheses)")
         return Example(f"svamp-{index}", fields, equation.strip())
+
+    def placeholder_row(self, row: dict) -> dict:
+        return {"label": "( 0.0 + 0.0 )", **row}
 
     @staticmethod
     def row_from_original(problem: dict) -> dict:
@@ -414,6 +428,19 @@ class CueWordsTask(Task):
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (ESNLITask(), ANLITask(), CQATask(), SVAMPTask(), CueWordsTask())}
+
+
+def task_from_format(fmt: dict) -> Task:
+    """The task an export or checkpoint was trained on: a files dataset from its definition in the
+    input format, else the registered task of that name."""
+    if fmt.get("task_definition"):
+        from kdlight.data.files import FilesTask
+
+        return FilesTask.from_definition(fmt["task_definition"])
+    if fmt["dataset"] not in TASKS:
+        raise ValueError(f"the student was trained on dataset {fmt['dataset']!r}, which is not a known task ({sorted(TASKS)}); "
+                         "if a plugin defines it, import the plugin (config key plugins, or its entry point)")
+    return TASKS[fmt["dataset"]]
 
 
 def content_words(rendered: Rendered) -> list[tuple[int, int]]:

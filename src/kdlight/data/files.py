@@ -1,0 +1,263 @@
+"""Your own data from config alone (`dataset=files`): JSONL, CSV or Parquet files, or a hub dataset.
+
+A FilesTask is a Task whose fields, label kind and renderings come from the config: `fields` maps the
+row's columns (the inputs, the label, optional choices, human highlights, a free-text rationale and
+an id), `label_kind` picks the answer checker, and `templates` are Python format strings over the
+input fields (`{choices}` renders every choice with the `choice` template). Whatever a template
+inserts from the row is content (rationale words come only from there); the rest is instruction.
+Bad rows are named file:line and, with on_bad_row=skip, dropped and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import string
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kdlight.data import sources
+from kdlight.data.tasks import CQA_LETTERS, BadRow, Example, PalmParse, Rendered, Task, _TextBuilder
+
+LABEL_KINDS = {"class": "text", "text": "text", "number": "equation"}  # label kind -> the answer checker's kind
+FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+CHOICES = "choices"
+
+
+@dataclass(frozen=True)
+class FilesTask(Task):
+    """A task defined by config: which columns are what, how labels are checked, how examples render."""
+
+    name: str = "files"
+    inputs: tuple[str, ...] = ("text",)
+    label: str = "label"
+    id: str | None = None
+    choices: str | tuple[str, ...] | None = None
+    highlights: str | None = None
+    rationale: str | None = None
+    label_kind: str = "class"
+    labels: tuple[str, ...] | None = None
+    templates: dict = field(default_factory=lambda: {"student": "{text}", "teacher": "{text}\nAnswer:", "choice": "\n({letter}) {choice}"})
+    release_dir = "files"
+    release_splits = ("train", "valid", "test")
+
+    def __post_init__(self) -> None:
+        if self.label_kind not in LABEL_KINDS:
+            raise ValueError(f"dataset.label_kind={self.label_kind!r} is not accepted; use one of {list(LABEL_KINDS)}")
+        if self.label_kind == "class" and not self.labels:
+            raise ValueError("dataset.labels is required with dataset.label_kind=class: list the class names "
+                             "(integer labels in the files index this list); free-text answers: label_kind=text")
+        if not self.inputs:
+            raise ValueError("dataset.fields.inputs is empty: name the column or columns the model reads")
+        known = [*self.inputs, *([CHOICES] if self.choices else [])]
+        for role in ("student", "teacher"):
+            if role not in self.templates:
+                raise ValueError(f"dataset.templates.{role} is missing: a format string over {known}")
+            for name in template_fields(self.templates[role]):
+                if name not in known:
+                    raise ValueError(f"dataset.templates.{role} names {{{name}}}, which is not an input field; use {known}")
+        for name in template_fields(self.templates.get("choice", "")):
+            if name not in ("letter", "choice"):
+                raise ValueError(f"dataset.templates.choice names {{{name}}}; it may use {{letter}} and {{choice}}")
+
+    # ------------------------------------------------------------ what the task is
+    @property
+    def label_set(self) -> tuple[str, ...] | None:
+        return tuple(self.labels) if self.label_kind == "class" else None
+
+    @property
+    def answer_kind(self) -> str:
+        return LABEL_KINDS[self.label_kind]
+
+    def definition(self) -> dict:
+        """Everything that defines the task, JSON-ready: store and cache keys, and the export's
+        kdlight.json (kdlight-predict rebuilds the task from it)."""
+        return {"name": self.name, "inputs": list(self.inputs), "label": self.label, "id": self.id,
+                "choices": list(self.choices) if isinstance(self.choices, (list, tuple)) else self.choices,
+                "highlights": self.highlights, "rationale": self.rationale, "label_kind": self.label_kind,
+                "labels": list(self.labels) if self.labels else None, "templates": dict(self.templates)}
+
+    @classmethod
+    def from_definition(cls, definition: dict) -> FilesTask:
+        values = dict(definition)
+        values["inputs"] = tuple(values["inputs"])
+        if isinstance(values.get("choices"), list):
+            values["choices"] = tuple(values["choices"])
+        if values.get("labels"):
+            values["labels"] = tuple(values["labels"])
+        return cls(**values)
+
+    # ------------------------------------------------------------ rows
+    def example_from_row(self, row: dict, index: int) -> Example:
+        fields: dict[str, Any] = {name: _text(row, name) for name in self.inputs}
+        if self.choices:
+            fields[CHOICES] = self._choices(row)
+        label = self._label(row, fields.get(CHOICES))
+        marked = _optional_list(row, self.highlights)
+        if marked:
+            fields["highlights"] = marked
+        rationale = row.get(self.rationale) if self.rationale else None
+        if rationale is not None and (not isinstance(rationale, str) or not rationale.strip()):
+            rationale = None
+        ident = str(row[self.id]) if self.id and row.get(self.id) not in (None, "") else f"{self.name}-{index}"
+        return Example(ident, fields, label, rationale)
+
+    def _choices(self, row: dict) -> list[str]:
+        if isinstance(self.choices, (list, tuple)):  # one column per choice (CSV)
+            return [_text(row, name) for name in self.choices]
+        value = _decoded_list(row.get(self.choices))
+        if not isinstance(value, list) or not value or not all(isinstance(c, str) and c.strip() for c in value):
+            raise BadRow(f"field {self.choices!r} must be a non-empty list of texts, got {row.get(self.choices)!r:.80}")
+        return value
+
+    def _label(self, row: dict, choices: list[str] | None) -> str:
+        if self.label not in row or row[self.label] in (None, ""):
+            raise BadRow(f"missing field {self.label!r}")
+        raw = row[self.label]
+        if self.label_kind == "class":
+            if isinstance(raw, str) and raw in self.labels:
+                return raw
+            if (isinstance(raw, (int, np.integer)) and not isinstance(raw, bool)) or (isinstance(raw, str) and raw.strip().isdigit()):
+                if 0 <= int(raw) < len(self.labels):
+                    return self.labels[int(raw)]
+            raise BadRow(f"label {raw!r} is not one of dataset.labels {list(self.labels)} (nor an index into them)")
+        label = str(raw).strip()
+        if self.label_kind == "number":
+            from kdlight.answers import evaluate_equation
+
+            if evaluate_equation(label) is None:
+                raise BadRow(f"label {raw!r} is not a number or an arithmetic equation")
+        if choices is not None and label not in choices:
+            raise BadRow(f"label {raw!r} is not one of the choices {choices}")
+        return label
+
+    # ------------------------------------------------------------ renderings
+    def render(self, template: str, example: Example) -> Rendered:
+        builder = _TextBuilder()
+        for literal, name, spec, conversion in string.Formatter().parse(template):
+            builder.template(literal)
+            if name is None:
+                continue
+            if spec or conversion:
+                raise ValueError(f"template field {{{name}}} may not carry a format spec or conversion")
+            if name == CHOICES:
+                for letter, choice in zip(letters(), example.fields[CHOICES]):
+                    for piece, inner, _, _ in string.Formatter().parse(self.templates.get("choice", "\n- {choice}")):
+                        builder.template(piece)
+                        if inner == "letter":
+                            builder.template(letter)
+                        elif inner == "choice":
+                            builder.content(choice)
+            else:
+                builder.content(example.fields[name])
+        return builder.build()
+
+    def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
+        return self.render(self.templates["student"], example)
+
+    def render_teacher(self, example: Example) -> Rendered:
+        return self.render(self.templates["teacher"], example)
+
+    def placeholder_row(self, row: dict) -> dict:
+        choices = _decoded_list(row.get(self.choices)) if isinstance(self.choices, str) else None
+        if isinstance(choices, list) and choices:
+            return {self.label: choices[0], **row}
+        return {self.label: self.labels[0] if self.labels else "0", **row}
+
+    def parse_palm(self, completion: str) -> PalmParse:
+        return PalmParse(None, None)  # a files dataset's rationale is a column (fields.rationale), not a completion to parse
+
+    def label_category(self, example: Example) -> str:
+        if example.fields.get(CHOICES):
+            return f"({letters()[example.fields[CHOICES].index(example.label)]})" if example.label in example.fields[CHOICES] else "other"
+        return example.label if self.label_kind == "class" else self.label_kind
+
+
+def letters() -> str:
+    return CQA_LETTERS + "fghijklmnopqrstuvwxyz"
+
+
+def template_fields(template: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
+def _text(row: dict, name: str) -> str:
+    if name not in row or row[name] is None:
+        raise BadRow(f"missing field {name!r}")
+    value = row[name]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise BadRow(f"field {name!r} is empty or not text: {value!r:.80}")
+    return value
+
+
+def _decoded_list(value):
+    """A list column, or (CSV) its JSON text."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return list(value) if isinstance(value, (tuple, np.ndarray)) else value
+
+
+def _optional_list(row: dict, name: str | None) -> list[str]:
+    if not name or row.get(name) in (None, ""):
+        return []
+    value = _decoded_list(row[name])
+    if isinstance(value, str):
+        value = [value]
+    return [v for v in value if isinstance(v, str) and v.strip()] if isinstance(value, list) else []
+
+
+# ---------------------------------------------------------------- reading files
+def file_format(path: Path, declared: str = "auto") -> str:
+    if declared != "auto":
+        if declared not in set(FORMATS.values()):
+            raise ValueError(f"dataset.format={declared!r} is not accepted; use auto or one of {sorted(set(FORMATS.values()))}")
+        return declared
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"{path}: cannot tell the format from the extension {path.suffix!r}; use {sorted(FORMATS)} or set dataset.format")
+    return kind
+
+
+def read_rows(path: Path, kind: str) -> tuple[Iterator[object], int]:
+    """(rows, the line of the first row): JSON Lines line by line, CSV after its header (line 2 is the
+    first row), Parquet by row (its "line" is the row number, from 1)."""
+    if kind == "jsonl":
+        return sources.read_json_lines(path), 1
+    if kind == "csv":
+        def csv_rows():
+            with open(path, newline="", encoding="utf-8") as handle:
+                yield from csv.DictReader(handle)
+        return csv_rows(), 2
+    import pyarrow.parquet as pq
+
+    def parquet_rows():
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+            yield from batch.to_pylist()
+    return parquet_rows(), 1
+
+
+def split_positions(n: int, fractions: dict, seed: int) -> dict[str, np.ndarray]:
+    """train/valid/test positions of one file's n rows: a seeded permutation cut by the fractions, each
+    split in file order."""
+    valid, test = float(fractions.get("valid", 0.1)), float(fractions.get("test", 0.1))
+    if not (0 < valid < 1 and 0 < test < 1 and valid + test < 1):
+        raise ValueError(f"dataset.split_fractions={dict(fractions)} is not accepted; use valid and test fractions above 0 that sum below 1")
+    order = np.random.default_rng(seed).permutation(n)
+    n_valid, n_test = max(1, round(valid * n)), max(1, round(test * n))
+    parts = {"valid": order[:n_valid], "test": order[n_valid : n_valid + n_test], "train": order[n_valid + n_test :]}
+    return {name: np.sort(part).astype(np.int64) for name, part in parts.items()}
+
+
+def missing_files(paths: Sequence[tuple[str, str | None]]) -> list[str]:
+    """Config keys whose file is not there, one line each (checked before a run folder exists)."""
+    return [f"{key}={value}: no such file (dataset=files reads JSONL, CSV or Parquet files)"
+            for key, value in paths if value is not None and not Path(str(value)).expanduser().is_file()]
