@@ -143,6 +143,9 @@ def config_error_in(err: BaseException) -> ConfigError | None:
 
 
 def _train(cfg):
+    from kdlight.plugins import load_plugins
+
+    load_plugins(cfg.get("plugins") or [])  # in the job's own process too (launchers start fresh ones)
     validate_config(cfg)  # again inside the job: also guards in-process and launcher-started jobs
     from kdlight.run import run
 
@@ -155,7 +158,9 @@ def _train(cfg):
 
 def _evaluate(cfg):
     from kdlight.evaluate import evaluate
+    from kdlight.plugins import load_plugins
 
+    load_plugins(cfg.get("plugins") or [])
     return evaluate(cfg)
 
 
@@ -167,6 +172,13 @@ def _main(task, config_name: str) -> None:
     warning = other_checkout_warning()  # an editable install of another checkout would silently read its configs
     if warning:
         print(warning, file=sys.stderr)
+    from kdlight.plugins import searchpath_overrides
+
+    try:
+        sys.argv += searchpath_overrides(sys.argv[1:])  # the plugins' YAML folders join Hydra's search path
+    except (ImportError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     code = prevalidate(sys.argv[1:], config_name)
     if code is not None:
         sys.exit(code)

@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from kdlight.config import config_dir
+from kdlight.config import ConfigError, config_dir
 
 
 def compose_config(
@@ -21,9 +21,16 @@ def compose_config(
     `${hydra:runtime.output_dir}` resolves to `output_dir` (default: a new timestamped folder
     under paths.log_dir/<task_name>/, created only when something writes there).
     """
+    from kdlight.plugins import load_plugins, searchpath_overrides
+
+    overrides = list(overrides or [])
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=list(overrides or []), return_hydra_config=True)
+        cfg = compose(config_name=config_name, overrides=overrides + searchpath_overrides(overrides), return_hydra_config=True)
+    try:
+        load_plugins(cfg.get("plugins") or [], builtins=False)  # the built-ins load with their registries
+    except ImportError as err:
+        raise ConfigError(str(err)) from None
     if output_dir is None:
         output_dir = Path(cfg.paths.log_dir) / cfg.task_name / time.strftime("%Y-%m-%d/%H-%M-%S")
     with open_dict(cfg):

@@ -154,9 +154,16 @@ def register_resolvers() -> None:
 register_resolvers()
 
 
+def config_dirs() -> list[Path]:
+    """kdlight's config tree, then the YAML folders of declared plugins (kdlight.plugins)."""
+    from kdlight.plugins import plugin_config_dirs
+
+    return [config_dir(), *plugin_config_dirs()]
+
+
 def group_options(group: str) -> list[str]:
-    """A config group's options (files starting with _ are bases other files extend)."""
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml") if not p.stem.startswith("_"))
+    """A config group's options, kdlight's and the plugins' (files starting with _ are bases other files extend)."""
+    return sorted({p.stem for folder in config_dirs() for p in (folder / group).glob("*.yaml") if not p.stem.startswith("_")})
 
 
 def unknown_group_options(overrides: list[str]) -> list[str]:
@@ -168,7 +175,7 @@ def unknown_group_options(overrides: list[str]) -> list[str]:
     for override in overrides:
         key, sep, value = override.partition("=")
         key = key.lstrip("+~")
-        if not sep or not key or key.startswith("hydra") or "." in key or not (config_dir() / key).is_dir():
+        if not sep or not key or key.startswith("hydra") or "." in key or not any((folder / key).is_dir() for folder in config_dirs()):
             continue
         options = group_options(key)
         for choice in value.split(","):
@@ -305,9 +312,18 @@ def dataset_name(cfg: DictConfig) -> str:
     chosen = OmegaConf.select(cfg, "hydra.runtime.choices.dataset", default=None)
     if chosen is not None:
         return chosen
+    return dataset_task(cfg.dataset).name
+
+
+def dataset_task(dataset: DictConfig):
+    """The task a dataset config reads: the one its `task` key names, else its DataModule class's."""
+    if dataset.get("task"):
+        from kdlight.data.tasks import TASKS
+
+        return TASKS.lookup(dataset.task)
     from hydra.utils import get_class
 
-    return get_class(cfg.dataset._target_).task.name
+    return get_class(dataset._target_).task
 
 
 def uses_teacher(method: DictConfig) -> bool:
@@ -338,11 +354,10 @@ def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher
 
         problems += missing_files([(f"dataset.{key}", dataset.get(key)) for key in ("path", "train", "valid", "test")])
     if data and dataset is not None and dataset.get("source") == "dsbs" and dataset.get("root"):
-        from hydra.utils import get_class
 
         from kdlight.data.sources import missing_release
 
-        task = get_class(dataset._target_).task
+        task = dataset_task(dataset)
         problems.append(missing_release(Path(str(dataset.root)).expanduser().resolve(), task, dataset.get("train_stand_in")))
     return [p for p in problems if p is not None]
 

@@ -67,8 +67,10 @@ def generate(model, tokenizer, family, inputs: list[Rendered], max_input_length:
 def predict(student: str | Path, lines: Iterable[str], out: TextIO, explain: bool = False, batch_size: int = 32) -> int:
     from kdlight.data.tasks import TaskWords, task_from_format
     from kdlight.evaluate import load_student
+    from kdlight.plugins import load_plugins
 
     model, tokenizer, family, fmt = load_student(student)
+    load_plugins(fmt.get("plugins") or [])  # a plugin's task reads its rows
     task = task_from_format(fmt)
     inputs = read_inputs(lines, task, fmt.get("separator"), fmt["rendering"])
     rendered = [r for _, r in inputs]

@@ -134,6 +134,7 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
         "status": "finished",
         **run_identity(cfg),
         "dataset": datamodule.task.name,
+        "student_kind": getattr(student, "kind", None),
         "split_sizes": data_summary["split_sizes"],
         "max_rows": data_summary["max_rows"],
         "train_stand_in": data_summary["train_stand_in"],
@@ -262,6 +263,7 @@ def input_format(cfg: DictConfig, datamodule, student) -> dict:
         "max_input_length": datamodule.max_input_length, "max_target_length": datamodule.max_target_length,
         "max_new_tokens": student.max_new_tokens, "answer_kind": datamodule.task.answer_kind,
         **({"task_definition": datamodule.task.definition()} if hasattr(datamodule.task, "definition") else {}),
+        **({"plugins": list(cfg.plugins)} if cfg.get("plugins") else {}),  # what kdlight-predict imports to read its rows
     }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdlight.attribution import AttributionBatch, TargetScorer, get_method, reduce_hidden
+from kdlight.attribution import METHODS, AttributionBatch, TargetScorer, get_method, reduce_hidden
 from kdlight.attribution.base import trimmed_width
 from kdlight.attribution.selection import unit_spans
 from kdlight.data.tasks import TASKS, Rendered
@@ -201,7 +201,7 @@ def test_no_parameter_gradients_after_any_method(family_model):
     scorer, tokenizer = scorer_of(family_model)
     model = family_model[1]
     batch = make_batch(family_model)
-    for name in ("grad_x_input", "gradient", "integrated_gradients", "occlusion"):
+    for name in METHODS:  # every registered method
         get_method(name)(scorer, batch)
     assert all(p.grad is None for p in model.parameters())
 
@@ -211,7 +211,7 @@ def test_no_parameter_gradients_after_any_method(family_model):
     ("integrated_gradients", {"baseline": "mean"}, r"attribution.baseline='mean' is not accepted; use one of \['zero', 'pad'\]"),
     ("integrated_gradients", {"integration": "simpson"}, r"attribution.integration='simpson'"),
     ("occlusion", {"n_steps": 4}, r"occlusion has no setting \['n_steps'\]"),
-    ("lime", {}, r"attribution.method='lime' is not accepted; use one of \['grad_x_input', 'gradient', 'integrated_gradients', 'occlusion'\]"),
+    ("lime", {}, r"attribution.method='lime' is not accepted; use one of \[.*'grad_x_input'.*\]"),
 ])
 def test_bad_method_settings_are_named(name, params, message):
     with pytest.raises(ValueError, match=message):

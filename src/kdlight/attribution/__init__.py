@@ -4,15 +4,14 @@ Methods are registered by name (kdlight.attribution.registry) and chosen with `a
 grad_x_input (the paper's), integrated_gradients, gradient (saliency) and occlusion. Each maps
 (scorer, batch) to per-token scores; selection.py turns scores into ranked rationale units,
 quality.py measures how faithful and plausible the chosen words are. A new method is one module
-listed in METHOD_MODULES (plus conf/attribution/<name>.yaml). Names are imported on first use, so
-`kdlight.attribution.settings` stays importable without torch.
+that registers it (here, or a plugin's: kdlight.plugins), plus conf/attribution/<name>.yaml. Names are
+imported on first use, so `kdlight.attribution.settings` stays importable without torch.
 """
 
 from __future__ import annotations
 
 import importlib
 
-METHOD_MODULES = ("grad_x_input", "gradient", "integrated_gradients", "occlusion")
 _EXPORTS = {
     "AttributionBatch": "base", "AttributionMethod": "base", "AttributionResult": "base", "TargetScorer": "base",
     "reduce_hidden": "base", "METHODS": "registry", "get_method": "registry", "method_from_settings": "registry",
@@ -24,7 +23,8 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'kdlight.attribution' has no attribute {name!r}")
-    if _EXPORTS[name] == "registry":
-        for module in METHOD_MODULES:  # registering them is importing them
-            importlib.import_module(f"kdlight.attribution.{module}")
+    if _EXPORTS[name] == "registry":  # registering the methods is importing them: the built-ins and the plugins
+        from kdlight.plugins import load_plugins
+
+        load_plugins()
     return getattr(importlib.import_module(f"kdlight.attribution.{_EXPORTS[name]}"), name)

@@ -1,7 +1,8 @@
 """The registry of attribution methods (`attribution=<method>` in the config).
 
-Adding a method is one module in kdlight/attribution/ with an AttributionMethod subclass decorated
-with `@register_method`, listed in kdlight/attribution/__init__.py, plus conf/attribution/<name>.yaml.
+Adding a method is one module with an AttributionMethod subclass decorated with `@register_method`,
+plus conf/attribution/<name>.yaml: in kdlight/attribution/ (every module there is imported), or in a
+plugin module of your own (kdlight.plugins).
 """
 
 from __future__ import annotations
@@ -10,27 +11,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from kdlight.attribution.base import AttributionMethod
+from kdlight.registry import Registry
 
-METHODS: dict[str, type[AttributionMethod]] = {}
-
-
-def register_method(cls: type[AttributionMethod]) -> type[AttributionMethod]:
-    if cls.name in METHODS and METHODS[cls.name] is not cls:
-        raise ValueError(f"attribution method {cls.name!r} is registered twice")
-    METHODS[cls.name] = cls
-    return cls
+METHODS: Registry = Registry("attribution method", "attribution.method")
+register_method = METHODS.decorator()
 
 
 def get_method(name: str, aggregate: str = "l2", **params: Any) -> AttributionMethod:
-    if name not in METHODS:
-        raise ValueError(f"attribution.method={name!r} is not accepted; use one of {sorted(METHODS)}")
-    return METHODS[name](aggregate=aggregate, **params)
+    return METHODS.lookup(name)(aggregate=aggregate, **params)
 
 
 def method_from_settings(attribution: Mapping[str, Any]) -> AttributionMethod:
     """The method an attribution config names, with its own settings taken from the same node."""
     name = attribution.get("method", "grad_x_input")
-    if name not in METHODS:
-        raise ValueError(f"attribution.method={name!r} is not accepted; use one of {sorted(METHODS)}")
-    own = {key: attribution[key] for key in METHODS[name].params if key in attribution}
+    own = {key: attribution[key] for key in METHODS.lookup(name).params if key in attribution}
     return get_method(name, attribution.get("aggregate", "l2"), **own)

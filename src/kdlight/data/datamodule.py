@@ -25,7 +25,7 @@ from kdlight.data.collate import TaskCollator
 from kdlight.data.cue_words import CueWordsSpec, generate_rows
 from kdlight.data.features import FeatureRows, feature_batch, features_key, write_features
 from kdlight.data.store import DigestMemo, ExampleSet, SplitExamples, build_or_open
-from kdlight.data.tasks import ANLITask, CQATask, CueWordsTask, ESNLITask, Example, Rendered, SVAMPTask, Task, TaskWords
+from kdlight.data.tasks import TASKS, ANLITask, CQATask, CueWordsTask, ESNLITask, Example, Rendered, SVAMPTask, Task, TaskWords
 from kdlight.runtime import collector_paused, tokenizing_worker_init
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,11 @@ class KDDataModule(pl.LightningDataModule):
         word_scores: Callable | None = None,
         separator: str | None = None,
         prompt_wrapper: Callable[[Rendered], Rendered] | None = None,
+        task: str | None = None,
     ) -> None:
         super().__init__()
+        if task is not None:  # a registered task by name (a plugin's): no DataModule subclass needed
+            self.task = TASKS.lookup(task)
         self.source = _choice("source", source, self.accepted_sources)
         self.on_bad_row = _choice("on_bad_row", on_bad_row, sources.BAD_ROW_POLICIES)
         self.train_stand_in = _choice("train_stand_in", train_stand_in, (None, *TRAIN_STAND_INS))

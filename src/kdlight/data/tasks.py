@@ -16,7 +16,18 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from kdlight.registry import Registry
+
 NLI_LABELS = ("entailment", "neutral", "contradiction")
+
+# The datasets' tasks by name (a plugin adds one with @register_task on its Task subclass).
+TASKS: Registry = Registry("task", "dataset")
+
+
+def register_task(cls):
+    """Class decorator: register one instance of a Task subclass under its name."""
+    TASKS.register(cls.name, cls())
+    return cls
 
 
 class BadRow(ValueError):
@@ -254,6 +265,7 @@ class NLITask(Task):
         )
 
 
+@register_task
 @dataclass(frozen=True)
 class ESNLITask(NLITask):
     name: ClassVar[str] = "esnli"
@@ -269,6 +281,7 @@ class ESNLITask(NLITask):
         return PalmParse(rationale or None, label or None)
 
 
+@register_task
 @dataclass(frozen=True)
 class ANLITask(NLITask):
     name: ClassVar[str] = "anli"
@@ -288,6 +301,7 @@ class ANLITask(NLITask):
 CQA_LETTERS = "abcde"
 
 
+@register_task
 @dataclass(frozen=True)
 class CQATask(Task):
     name: ClassVar[str] = "cqa"
@@ -344,6 +358,7 @@ class CQATask(Task):
         return PalmParse(parts[0] or None, label or None)
 
 
+@register_task
 @dataclass(frozen=True)
 class SVAMPTask(Task):
     name: ClassVar[str] = "svamp"
@@ -396,6 +411,7 @@ class SVAMPTask(Task):
         return PalmParse(parts[0] or None, found[0] if found else None)
 
 
+@register_task
 @dataclass(frozen=True)
 class CueWordsTask(Task):
     """The generated quickstart task (kdlight.data.cue_words): filler words with planted cue words."""
@@ -425,9 +441,6 @@ class CueWordsTask(Task):
 
     def salient_words(self, example: Example) -> frozenset[str]:
         return frozenset(example.fields["cues"])
-
-
-TASKS: dict[str, Task] = {t.name: t for t in (ESNLITask(), ANLITask(), CQATask(), SVAMPTask(), CueWordsTask())}
 
 
 def task_from_format(fmt: dict) -> Task:

@@ -7,29 +7,16 @@ naming its architectures, two is an error naming both families (never the order 
 
 from __future__ import annotations
 
-from kdlight.families.base import IGNORE_INDEX, ModelFamily
-from kdlight.families.causal import CausalFamily
-from kdlight.families.encoder import MultipleChoiceFamily, SequenceClassificationFamily
-from kdlight.families.seq2seq import Seq2SeqFamily
+from kdlight.families.base import FAMILIES, IGNORE_INDEX, ModelFamily, register_family
+from kdlight.plugins import import_package
 
-FAMILIES: dict[str, ModelFamily] = {}
-
-
-def register_family(family: ModelFamily) -> ModelFamily:
-    if family.name in FAMILIES and type(FAMILIES[family.name]) is not type(family):
-        raise ValueError(f"model family {family.name!r} is already registered by {type(FAMILIES[family.name]).__name__}")
-    FAMILIES[family.name] = family
-    return family
-
-
-for _family in (Seq2SeqFamily(), CausalFamily(), SequenceClassificationFamily(), MultipleChoiceFamily()):
-    register_family(_family)
+import_package(__name__)  # each module registers its families (plugins register theirs: kdlight.plugins)
 
 
 def get_family(name: str) -> ModelFamily:
     if name not in FAMILIES:
         raise ValueError(f"model family {name!r} is not known; use one of {sorted(FAMILIES)} or auto")
-    return FAMILIES[name]
+    return FAMILIES.lookup(name)
 
 
 def architectures_of(model_or_config) -> list[str]:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from kdlight.registry import Registry
+
 if TYPE_CHECKING:
     from kdlight.data.tasks import Rationale, Rendered
 
@@ -241,3 +243,11 @@ class ModelFamily:
 
     def output_vocab_size(self, model) -> int:
         return int(model.get_output_embeddings().weight.shape[0])
+
+
+FAMILIES: Registry = Registry("model family", "family")
+
+
+def register_family(family: ModelFamily) -> ModelFamily:
+    """Register a family adapter (an instance): kdlight.families' modules and plugins call it once each."""
+    return FAMILIES.register(family.name, family)

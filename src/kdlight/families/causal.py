@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from kdlight.families.base import IGNORE_INDEX, ModelFamily, label_log_probs, lengths_mask, pad_right, to_left_padding
+from kdlight.families.base import IGNORE_INDEX, ModelFamily, label_log_probs, lengths_mask, pad_right, register_family, to_left_padding
 from kdlight.runtime import announce_once
 from kdlight.text import end_token_id
 
@@ -196,3 +196,6 @@ def _next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
     )
+
+
+register_family(CausalFamily())

@@ -32,7 +32,7 @@ from typing import ClassVar
 
 import torch
 
-from kdlight.families.base import IGNORE_INDEX, ModelFamily, pad_right
+from kdlight.families.base import IGNORE_INDEX, ModelFamily, pad_right, register_family
 
 TAGGING_HEAD = "rationale_head"  # the student's token-tagging head, a submodule of the model (not exported)
 
@@ -403,3 +403,7 @@ class MultipleChoiceFamily(EncoderFamily):
             positions = layout.index[b, choice][layout.mask[b, choice].bool() & layout.segments[b, choice].eq(1)]
             answers.append(tokenizer.decode(prompt_ids[b, positions].tolist(), skip_special_tokens=True).strip())
         return answers
+
+
+register_family(SequenceClassificationFamily())
+register_family(MultipleChoiceFamily())

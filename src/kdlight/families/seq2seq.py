@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from kdlight.families.base import IGNORE_INDEX, ModelFamily, label_log_probs, lengths_mask, pad_right
+from kdlight.families.base import IGNORE_INDEX, ModelFamily, label_log_probs, lengths_mask, pad_right, register_family
 from kdlight.runtime import announce_once
 from kdlight.text import end_token_id
 
@@ -108,3 +108,6 @@ class Seq2SeqFamily(ModelFamily):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                        decoder_input_ids=self.decoder_inputs(model, labels), use_cache=False).logits
         return logits, labels
+
+
+register_family(Seq2SeqFamily())

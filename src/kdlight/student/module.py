@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import torch
 
+from kdlight.registry import Registry
 from kdlight.training.losses import dual_task_loss, scheduled_alpha
 from kdlight.training.module import LabelTaskModule
 
+# Student kinds by name: a LightningModule class a student config's _target_ names (a plugin registers
+# its own with @register_student_kind; results.json records the kind).
+STUDENT_KINDS: Registry = Registry("student kind", "student._target_")
+register_student_kind = STUDENT_KINDS.decorator(lambda cls: cls.kind)
+
+
+@register_student_kind
 
 class StudentModule(LabelTaskModule):
     """Training: (1 - alpha) * L_label + alpha * L_rationale, both in the same step; with alpha = 0 the
     rationale forward pass is skipped. alpha may follow a schedule over the training steps (constant,
     linear or cosine from alpha_start to alpha_end; logged as train/alpha). Evaluation: the label only.
 
-    A new kind of student (another objective, e.g. matching the teacher's logits) is one subclass in
-    its own file plus a conf/student/ entry pointing `_target_` at it.
+    A new kind of student is one subclass with its own `kind`, decorated with @register_student_kind, in
+    its own file (or a plugin) plus a conf/student/ entry pointing `_target_` at it.
     """
+
+    kind = "dual_task"
 
     def __init__(
         self, *args, alpha: float, alpha_schedule: str = "constant", alpha_start: float | None = None, alpha_end: float | None = None,
