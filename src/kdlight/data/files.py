@@ -1,10 +1,10 @@
 """Your own data from config alone (`dataset=files`): JSONL, CSV or Parquet files, or a hub dataset.
 
-A FilesTask is a Task whose fields, label kind and renderings come from the config: `fields` maps the
+A FilesTask is a Task whose fields, label kind and templates come from the config: `fields` maps the
 row's columns (the inputs, the label, optional choices, human highlights, a free-text rationale and
-an id), `label_kind` picks the answer checker, and `templates` are Python format strings over the
-input fields (`{choices}` renders every choice with the `choice` template). Whatever a template
-inserts from the row is content (rationale words come only from there); the rest is instruction.
+an id), `label_kind` picks the answer checker, and `templates` are rendered as every task's are
+(kdlight.data.tasks.render_template: what a template inserts from the row is content, the rest is
+instruction; `{choices}` renders every choice with the `choice` template).
 Bad rows are named file:line and, with on_bad_row=skip, dropped and counted.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +20,10 @@ from typing import Any
 import numpy as np
 
 from kdlight.data import sources
-from kdlight.data.tasks import CQA_LETTERS, BadRow, Example, PalmParse, Rendered, Task, _TextBuilder
+from kdlight.data.tasks import CHOICES, LETTERS, BadRow, Example, PalmParse, Task, template_fields
 
 LABEL_KINDS = {"class": "text", "text": "text", "number": "equation"}  # label kind -> the answer checker's kind
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-CHOICES = "choices"
 
 
 @dataclass(frozen=True)
@@ -58,11 +56,12 @@ class FilesTask(Task):
             if role not in self.templates:
                 raise ValueError(f"dataset.templates.{role} is missing: a format string over {known}")
             for name in template_fields(self.templates[role]):
-                if name not in known:
+                if name not in known and not (role == "student" and name == "eos"):
                     raise ValueError(f"dataset.templates.{role} names {{{name}}}, which is not an input field; use {known}")
-        for name in template_fields(self.templates.get("choice", "")):
-            if name not in ("letter", "choice"):
-                raise ValueError(f"dataset.templates.choice names {{{name}}}; it may use {{letter}} and {{choice}}")
+        for key in ("choice", "student_choice", "teacher_choice"):
+            for name in template_fields(self.templates.get(key, "")):
+                if name not in ("letter", "choice"):
+                    raise ValueError(f"dataset.templates.{key} names {{{name}}}; it may use {{letter}} and {{choice}}")
 
     # ------------------------------------------------------------ what the task is
     @property
@@ -135,33 +134,6 @@ class FilesTask(Task):
             raise BadRow(f"label {raw!r} is not one of the choices {choices}")
         return label
 
-    # ------------------------------------------------------------ renderings
-    def render(self, template: str, example: Example) -> Rendered:
-        builder = _TextBuilder()
-        for literal, name, spec, conversion in string.Formatter().parse(template):
-            builder.template(literal)
-            if name is None:
-                continue
-            if spec or conversion:
-                raise ValueError(f"template field {{{name}}} may not carry a format spec or conversion")
-            if name == CHOICES:
-                for letter, choice in zip(letters(), example.fields[CHOICES]):
-                    for piece, inner, _, _ in string.Formatter().parse(self.templates.get("choice", "\n- {choice}")):
-                        builder.template(piece)
-                        if inner == "letter":
-                            builder.template(letter)
-                        elif inner == "choice":
-                            builder.content(choice)
-            else:
-                builder.content(example.fields[name])
-        return builder.build()
-
-    def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
-        return self.render(self.templates["student"], example)
-
-    def render_teacher(self, example: Example) -> Rendered:
-        return self.render(self.templates["teacher"], example)
-
     def placeholder_row(self, row: dict) -> dict:
         choices = _decoded_list(row.get(self.choices)) if isinstance(self.choices, str) else None
         if isinstance(choices, list) and choices:
@@ -173,16 +145,8 @@ class FilesTask(Task):
 
     def label_category(self, example: Example) -> str:
         if example.fields.get(CHOICES):
-            return f"({letters()[example.fields[CHOICES].index(example.label)]})" if example.label in example.fields[CHOICES] else "other"
+            return f"({LETTERS[example.fields[CHOICES].index(example.label)]})" if example.label in example.fields[CHOICES] else "other"
         return example.label if self.label_kind == "class" else self.label_kind
-
-
-def letters() -> str:
-    return CQA_LETTERS + "fghijklmnopqrstuvwxyz"
-
-
-def template_fields(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
 
 
 def _text(row: dict, name: str) -> str:

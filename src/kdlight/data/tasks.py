@@ -13,6 +13,7 @@ choices, problem text): only words inside those spans may become rationale words
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -151,6 +152,49 @@ class _TextBuilder:
         return Rendered("".join(self._pieces), tuple(self._spans))
 
 
+CHOICES = "choices"  # the template field that renders every choice with the choice template
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def render_template(template: str, fields: dict, choice_template: str = "\n- {choice}", variables: dict | None = None) -> Rendered:
+    """The one way an example becomes text: a Python format string over the example's fields.
+
+    What a field inserts is content (rationale words come only from there); the template's own text is
+    instruction. `{choices}` renders each of the example's choices with `choice_template` (over
+    `{letter}` and `{choice}`, the choice being content). `variables` are inserted as instruction (the
+    separator `{eos}`). An empty field inserts nothing, and the template text after it up to the next
+    field goes with it (an optional part: SVAMP's body "{body}\n{question}")."""
+    builder = _TextBuilder()
+    skip_literal = False
+    for literal, name, spec, conversion in string.Formatter().parse(template):
+        if not skip_literal:
+            builder.template(literal)
+        skip_literal = False
+        if name is None:
+            continue
+        if spec or conversion:
+            raise ValueError(f"template field {{{name}}} may not carry a format spec or conversion: {template!r}")
+        if variables and name in variables:
+            builder.template(variables[name])
+        elif name == CHOICES:
+            for letter, choice in zip(LETTERS, fields[CHOICES]):
+                for piece, inner, _, _ in string.Formatter().parse(choice_template):
+                    builder.template(piece)
+                    if inner == "letter":
+                        builder.template(letter)
+                    elif inner == "choice":
+                        builder.content(choice)
+        elif fields.get(name):
+            builder.content(fields[name])
+        else:
+            skip_literal = True
+    return builder.build()
+
+
+def template_fields(template: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
 def _require_text(row: dict, key: str) -> str:
     if key not in row:
         raise BadRow(f"missing field {key!r}")
@@ -191,11 +235,20 @@ class Task:
     def example_from_row(self, row: dict, index: int) -> Example:
         raise NotImplementedError
 
+    # The two renderings as templates over the example's fields (render_template): "student" (the
+    # step-by-step input), "teacher" (the FLAN prompt), and how {choices} renders each choice in them
+    # ("choice", or "student_choice" / "teacher_choice" where they differ).
+    templates: ClassVar[dict] = {}
+
+    def render(self, rendering: str, example: Example, variables: dict | None = None) -> Rendered:
+        choice = self.templates.get(f"{rendering}_choice", self.templates.get("choice", "\n- {choice}"))
+        return render_template(self.templates[rendering], example.fields, choice, variables)
+
     def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
-        raise NotImplementedError
+        return self.render("student", example, {"eos": eos_token})
 
     def render_teacher(self, example: Example) -> Rendered:
-        raise NotImplementedError
+        return self.render("teacher", example)
 
     def parse_palm(self, completion: str) -> PalmParse:
         raise NotImplementedError
@@ -240,29 +293,12 @@ class NLITask(Task):
         ident = str(row[self.id_field]) if self.id_field and row.get(self.id_field) else f"{self.name}-{index}"
         return Example(ident, {"premise": premise, "hypothesis": hypothesis, **_highlights(row)}, NLI_LABELS[raw])
 
-    def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
-        # distilling-step-by-step joins premise and hypothesis with the tokenizer's eos token.
-        return (
-            _TextBuilder()
-            .content(example.fields["premise"])
-            .template(eos_token)
-            .content(example.fields["hypothesis"])
-            .build()
-        )
-
-    def render_teacher(self, example: Example) -> Rendered:
-        return (
-            _TextBuilder()
-            .template("Premise: ")
-            .content(example.fields["premise"])
-            .template("\nHypothesis: ")
-            .content(example.fields["hypothesis"])
-            .template(
-                "\nDoes the premise entail the hypothesis? "
-                "Options: entailment, neutral, contradiction.\nAnswer:"
-            )
-            .build()
-        )
+    # distilling-step-by-step joins premise and hypothesis with the tokenizer's eos token.
+    templates: ClassVar[dict] = {
+        "student": "{premise}{eos}{hypothesis}",
+        "teacher": "Premise: {premise}\nHypothesis: {hypothesis}\nDoes the premise entail the hypothesis? "
+                   "Options: entailment, neutral, contradiction.\nAnswer:",
+    }
 
 
 @register_task
@@ -298,7 +334,7 @@ class ANLITask(NLITask):
         return PalmParse(parts[0] or None, label or None)
 
 
-CQA_LETTERS = "abcde"
+CQA_LETTERS = LETTERS[:5]
 
 
 @register_task
@@ -326,17 +362,10 @@ class CQATask(Task):
             fields["highlights"] = [explanation.strip(), *fields.get("highlights", [])]
         return Example(str(row.get("id") or f"cqa-{index}"), fields, answer)
 
-    def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
-        b = _TextBuilder().content(example.fields["question"]).template("\nAnswer Choices:")
-        for letter, choice in zip(CQA_LETTERS, example.fields["choices"]):
-            b.template(f"\n({letter}) ").content(choice)
-        return b.build()
-
-    def render_teacher(self, example: Example) -> Rendered:
-        b = _TextBuilder().template("Question: ").content(example.fields["question"]).template("\nOptions:")
-        for choice in example.fields["choices"]:
-            b.template("\n- ").content(choice)
-        return b.template("\nAnswer:").build()
+    templates: ClassVar[dict] = {
+        "student": "{question}\nAnswer Choices:{choices}", "student_choice": "\n({letter}) {choice}",
+        "teacher": "Question: {question}\nOptions:{choices}\nAnswer:", "teacher_choice": "\n- {choice}",
+    }
 
     def placeholder_row(self, row: dict) -> dict:
         choices = row.get("choices")
@@ -386,17 +415,10 @@ class SVAMPTask(Task):
         """One entry of the original SVAMP.json as a release row."""
         return {"input": f"{problem['Body']}\n{problem['Question']}", "label": problem["Equation"]}
 
-    def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
-        b = _TextBuilder()
-        if example.fields["body"]:
-            b.content(example.fields["body"]).template("\n")
-        return b.content(example.fields["question"]).build()
-
-    def render_teacher(self, example: Example) -> Rendered:
-        b = _TextBuilder().template("Write an arithmetic equation that answers the question.\nProblem: ")
-        if example.fields["body"]:
-            b.content(example.fields["body"]).template(" ")
-        return b.content(example.fields["question"]).template("\nEquation:").build()
+    templates: ClassVar[dict] = {  # an empty body takes the text after it along (render_template)
+        "student": "{body}\n{question}",
+        "teacher": "Write an arithmetic equation that answers the question.\nProblem: {body} {question}\nEquation:",
+    }
 
     def label_category(self, example: Example) -> str:
         """The operators of the equation in order, e.g. "+" or "*-"."""
@@ -430,14 +452,7 @@ class CueWordsTask(Task):
         text = _require_text(row, "text")
         return Example(str(row.get("id") or f"cue-{index}"), {"text": text, "cues": list(row.get("cues", []))}, _require_text(row, "label"))
 
-    def render_student(self, example: Example, eos_token: str = "</s>") -> Rendered:
-        return _TextBuilder().content(example.fields["text"]).build()
-
-    def render_teacher(self, example: Example) -> Rendered:
-        return (
-            _TextBuilder().template("Which class do the words point to?\nText: ").content(example.fields["text"])
-            .template("\nClass:").build()
-        )
+    templates: ClassVar[dict] = {"student": "{text}", "teacher": "Which class do the words point to?\nText: {text}\nClass:"}
 
     def salient_words(self, example: Example) -> frozenset[str]:
         return frozenset(example.fields["cues"])
