@@ -115,6 +115,7 @@ class AttributionMethod:
     attribution.word_score where a method scores whole units itself (occlusion)."""
 
     name: ClassVar[str]
+    version: ClassVar[int] = 1  # raise it when the method's results change in a way its code digest cannot see
     params: ClassVar[Mapping[str, Any]] = {}
     keyed: ClassVar[tuple[str, ...]] = ()
     unit_merge: ClassVar[str | None] = None
@@ -132,7 +133,12 @@ class AttributionMethod:
         """Reject the method's own settings that cannot work (subclasses)."""
 
     def key_fields(self) -> dict[str, Any]:
-        return {"method": self.name, **{key: getattr(self, key) for key in self.keyed}}
+        """What the rationale cache is keyed by: the method, its version and code (an edit never reuses
+        old scores), and the settings that change scores."""
+        from kdlight.provenance import code_digest
+
+        return {"method": self.name, "version": self.version, "code": code_digest(type(self)),
+                **{key: getattr(self, key) for key in self.keyed}}
 
     def __call__(self, scorer: TargetScorer, batch: AttributionBatch) -> AttributionResult:
         raise NotImplementedError

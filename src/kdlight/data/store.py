@@ -129,6 +129,9 @@ def build_or_open(
     task: Task, split: str, key_fields: dict, build: Callable[[LoadReport], Iterator[Example]], cache_dir: str | Path | None
 ) -> tuple[pa.Table, LoadReport, str]:
     """The split's table from the store, building it (streamed, atomically) on a miss; the load report; the key."""
+    from kdlight.provenance import code_digest
+
+    key_fields = {**key_fields, "code": code_digest(type(task))}  # the parsing code: an edit rebuilds, never reuses
     key = hashlib.sha256(json.dumps({"version": STORE_VERSION, "task": task.name, "split": split, **key_fields},
                                     sort_keys=True, default=str).encode()).hexdigest()[:16]
     if cache_dir is None:
@@ -139,6 +142,9 @@ def build_or_open(
     path = Path(cache_dir) / "examples" / f"{task.name}-{split}-{key}.arrow"
     info = path.with_suffix(".json")
     if not (path.is_file() and info.is_file()):
+        for older in built_by_other_code(path.parent, task.name, split, key_fields):
+            log.warning("%s holds the same %s %s rows parsed by other code (%s changed since): not reused; it can be deleted",
+                        older, task.name, split, type(task).__name__)
         report = LoadReport()
         with atomic_path(path, suffix=".arrow") as tmp:
             rows = write_examples(task, build(report), str(tmp))
@@ -146,6 +152,21 @@ def build_or_open(
         log.info("%s %s: %d examples stored in %s", task.name, split, rows, path)
     report = LoadReport.from_dict(json.loads(info.read_text()))
     return open_table(path), report, key
+
+
+def built_by_other_code(folder: Path, task: str, split: str, key_fields: dict) -> list[Path]:
+    """Stored splits built from the same inputs and settings as `key_fields` by other parsing code."""
+    same = json.dumps({k: v for k, v in key_fields.items() if k != "code"}, sort_keys=True, default=str)
+    found = []
+    for info in folder.glob(f"{task}-{split}-*.json"):
+        try:
+            built = json.loads(info.read_text()).get("built_from") or {}
+        except (OSError, json.JSONDecodeError):
+            continue
+        if built.get("code") != key_fields["code"] and json.dumps({k: v for k, v in built.items() if k != "code"},
+                                                                  sort_keys=True, default=str) == same:
+            found.append(info.with_suffix(".arrow"))
+    return found
 
 
 class SplitExamples(Sequence[Example]):

@@ -273,6 +273,25 @@ class RationaleCache:
                 found.append(folder)
         return found
 
+    def made_by_other_code(self) -> list[Path]:
+        """Folders of the same rows, teacher and settings whose attribution method had other code or
+        another declared version (never read: the method changed since)."""
+        def without_code(fields: dict) -> str:
+            attribution = {k: v for k, v in (fields.get("attribution") or {}).items() if k not in ("code", "version")}
+            return json.dumps({**fields, "attribution": attribution}, sort_keys=True, default=str)
+
+        prefix, ours = self.path.name.rsplit("-", 1)[0] + "-", without_code(self.fields)
+        found = []
+        for folder in self.path.parent.glob(prefix + "*"):
+            try:
+                theirs = json.loads((folder / "key.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            fields = {k: v for k, v in theirs.items() if k not in ("key", "format", "about")}
+            if folder != self.path and without_code(fields) == ours:
+                found.append(folder)
+        return found
+
     def tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
         """Shard by shard, only the columns asked for, in split order."""
         for shard in self.verify()["shards"]:

@@ -169,6 +169,9 @@ class TeacherStage:
             if not cache.is_complete():
                 for old in cache.older_formats():
                     log.warning("%s is a rationale cache of an older format: it is not read; extracting again", old)
+                for old in cache.made_by_other_code():
+                    log.warning("%s holds these rows' rationales from other attribution code (the method or its version "
+                                "changed since): it is not read; extracting again", old)
                 with cache.lock() if is_launching_process() else nullcontext():
                     if not cache.is_complete():  # another job may have finished it while we waited
                         if teacher is None:
