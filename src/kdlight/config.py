@@ -327,9 +327,9 @@ def dataset_task(dataset: DictConfig):
 
 
 def uses_teacher(method: DictConfig) -> bool:
-    """Whether a method needs the teacher model: its rationale cache (needs_teacher) or, for logit
-    distillation, the model itself in every training step."""
-    return bool(method.get("needs_teacher")) or method.get("distillation") is not None
+    """Whether a method needs the teacher model: its rationale cache (needs_teacher), for logit
+    distillation the model itself in every training step, for generated step-by-step rationales the writer."""
+    return bool(method.get("needs_teacher")) or method.get("distillation") is not None or method.get("source") == "generate"
 
 
 def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher"), data: bool = True) -> list[str]:

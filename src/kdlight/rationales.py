@@ -35,22 +35,37 @@ class SaliencyRationales:
         return [words_rationale(list(zip(r["starts"], r["ends"], r["texts"]))[: self.k], self.order) for r in rows]
 
 
-class PalmRationales:
-    """Distilling step-by-step: the PaLM 540B chain of thought parsed from the release's llm/ files."""
+class StepByStepRationales:
+    """Distilling step-by-step: a chain of thought per example, from the release (source=release: PaLM
+    540B's completions in its llm/ files, parsed) or written by the configured teacher (source=generate:
+    kdlight.teacher.generate's cache). Examples without a parsable one train on the label task only."""
+
+    SOURCES = ("release", "generate")
+
+    def __init__(self, source: str = "release", caches: Mapping[str, RationaleCache] | None = None) -> None:
+        if source not in self.SOURCES:
+            raise ValueError(f"method.source={source!r} is not accepted; use one of {list(self.SOURCES)}")
+        self.source, self.caches = source, dict(caches or {})
 
     def fingerprint(self, split: str) -> str:
-        return "palm"
+        return "palm" if self.source == "release" else f"generated-{split_cache(self.caches, split, 'method.source=generate').key}"
 
     def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[Rationale | None]:
-        missing = sum(ex.palm_rationale is None for ex in examples)
-        if missing == len(examples) and examples:
-            raise RuntimeError(
-                f"no PaLM rationales for the {split} split (rows {start}-{start + len(examples)}): method=step_by_step "
-                f"needs the release's llm/{split}_CoT_<i>.json files under dataset.root"
-            )
+        if self.source == "generate":
+            rows = split_cache(self.caches, split, "method.source=generate").rows_of(start, examples, ["rationale"])
+            texts = [r["rationale"] for r in rows]
+        else:
+            texts = [ex.palm_rationale for ex in examples]
+            if examples and all(t is None for t in texts):
+                raise RuntimeError(
+                    f"no PaLM rationales for the {split} split (rows {start}-{start + len(examples)}): method=step_by_step "
+                    f"needs the release's llm/{split}_CoT_<i>.json files under dataset.root, or method.source=generate"
+                )
+        missing = sum(t is None for t in texts)
         if missing:
-            log.warning("%s: %d of %d examples have no parsable PaLM rationale (label task only)", split, missing, len(examples))
-        return [Rationale(ex.palm_rationale) if ex.palm_rationale else None for ex in examples]
+            log.warning("%s: %d of %d examples have no parsable %s rationale (label task only)", split, missing, len(examples),
+                        "PaLM" if self.source == "release" else "generated")
+        return [Rationale(t) if t else None for t in texts]
 
 
 class RandomRationales:

@@ -165,6 +165,12 @@ def rationale_source(cfg: DictConfig, data) -> tuple[Any, dict, dict]:
     """The method's rationale source (None without one), the teacher caches (its rationales, its
     answers for method.label_source=teacher), and what the teacher stage did."""
     rationale = cfg.method.get("rationale")
+    if cfg.method.get("source") == "generate":  # step-by-step with rationales the teacher writes
+        from kdlight.teacher.generate import GenerationStage
+
+        stage = GenerationStage.from_config(cfg, finetune_loggers=lambda: _logger_list(tracking.wandb_logger(cfg, "teacher-finetune")))
+        generated, info = stage.caches(data)
+        return instantiate(rationale, caches=generated), {}, info
     if not cfg.method.needs_teacher:
         return (None if rationale is None else instantiate(rationale)), {}, {}
     from kdlight.teacher.stage import TeacherStage
@@ -310,6 +316,8 @@ def method_label(method: DictConfig) -> str:
     """The method's name, with what was added to it (`saliency+teacher_labels`, `saliency+logit_kd`), so
     that reports never pool a combination with the plain method."""
     parts = [method.name]
+    if method.get("source") == "generate":  # step-by-step's rationales written by the configured teacher, not PaLM's
+        parts.append("generated")
     source = method.get("label_source", "gold")
     if source != "gold" and method.name != "distill":
         parts.append(f"{source}_labels")

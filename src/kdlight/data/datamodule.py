@@ -91,8 +91,11 @@ class KDDataModule(pl.LightningDataModule):
         separator: str | None = None,
         prompt_wrapper: Callable[[Rendered], Rendered] | None = None,
         task: str | None = None,
+        cot: dict | None = None,
     ) -> None:
         super().__init__()
+        # the few-shot chain-of-thought prompt a generator continues (method=step_by_step method.source=generate)
+        self.cot = {key: str(value) for key, value in dict(cot).items()} if cot else None
         if task is not None:  # a registered task by name (a plugin's): no DataModule subclass needed
             self.task = TASKS.lookup(task)
         self.source = _choice("source", source, self.accepted_sources)
@@ -563,6 +566,7 @@ class FilesDataModule(KDDataModule):
             highlights=mapping.get("highlights"), rationale=mapping.get("rationale"), label_kind=label_kind,
             labels=tuple(str(label) for label in labels) if labels else None,
             **({"templates": dict(templates)} if templates else {}),
+            **{key: str(kwargs["cot"][key]) for key in ("answer_marker", "next_example") if (kwargs.get("cot") or {}).get(key)},
         )
         self.files = {"train": train, "valid": valid, "test": test}
         if source == "hub":

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from kdlight.data import sources
-from kdlight.data.tasks import CHOICES, LETTERS, BadRow, Example, PalmParse, Task, template_fields
+from kdlight.data.tasks import CHOICES, LETTERS, BadRow, Example, PalmParse, Task, parse_marked, template_fields
 
 LABEL_KINDS = {"class": "text", "text": "text", "number": "equation"}  # label kind -> the answer checker's kind
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -40,6 +40,8 @@ class FilesTask(Task):
     label_kind: str = "class"
     labels: tuple[str, ...] | None = None
     templates: dict = field(default_factory=lambda: {"student": "{text}", "teacher": "{text}\nAnswer:", "choice": "\n({letter}) {choice}"})
+    answer_marker: str = "So the answer is"  # generated chains of thought: the answer follows this ...
+    next_example: str = "Q:"  # ... and a completion is cut where it starts another example
     release_dir = "files"
     release_splits = ("train", "valid", "test")
 
@@ -78,7 +80,8 @@ class FilesTask(Task):
         return {"name": self.name, "inputs": list(self.inputs), "label": self.label, "id": self.id,
                 "choices": list(self.choices) if isinstance(self.choices, (list, tuple)) else self.choices,
                 "highlights": self.highlights, "rationale": self.rationale, "label_kind": self.label_kind,
-                "labels": list(self.labels) if self.labels else None, "templates": dict(self.templates)}
+                "labels": list(self.labels) if self.labels else None, "templates": dict(self.templates),
+                "answer_marker": self.answer_marker, "next_example": self.next_example}
 
     @classmethod
     def from_definition(cls, definition: dict) -> FilesTask:
@@ -141,7 +144,8 @@ class FilesTask(Task):
         return {self.label: self.labels[0] if self.labels else "0", **row}
 
     def parse_palm(self, completion: str) -> PalmParse:
-        return PalmParse(None, None)  # a files dataset's rationale is a column (fields.rationale), not a completion to parse
+        # a generated chain of thought (method.source=generate), in the form of dataset.cot's exemplars
+        return parse_marked(completion, self.next_example, self.answer_marker)
 
     def label_category(self, example: Example) -> str:
         if example.fields.get(CHOICES):

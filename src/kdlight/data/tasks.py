@@ -222,6 +222,17 @@ def _rationale_and_tail(completion: str, cut_at: str, marker: str) -> tuple[str,
     return rationale.rstrip(), tail
 
 
+def parse_marked(completion: str, cut_at: str = "Q:", marker: str = "So the answer is") -> PalmParse:
+    """A chain of thought in the common few-shot form: drop everything from `cut_at` (the next example),
+    rationale before `marker`, label after it (a final period dropped)."""
+    parts = _rationale_and_tail(completion, cut_at, marker)
+    if parts is None:
+        return PalmParse(None, None)
+    label = parts[1].strip()
+    label = label[:-1].rstrip() if label.endswith(".") else label
+    return PalmParse(parts[0] or None, label or None)
+
+
 @dataclass(frozen=True)
 class Task:
     """Base: subclasses say how rows, renderings and PaLM completions look for one dataset."""
@@ -456,6 +467,9 @@ class CueWordsTask(Task):
 
     def salient_words(self, example: Example) -> frozenset[str]:
         return frozenset(example.fields["cues"])
+
+    def parse_palm(self, completion: str) -> PalmParse:
+        return parse_marked(completion)  # a generated chain of thought (its dataset.cot prompt's form)
 
 
 def task_from_format(fmt: dict) -> Task:

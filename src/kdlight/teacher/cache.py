@@ -56,7 +56,6 @@ SCHEMA = pa.schema([
     ("teacher_correct", pa.bool_()),
     ("completeness_gap", pa.float32()),  # integrated gradients: sum(attributions) - (F(x) - F(baseline))
 ])
-PART_SCHEMA = SCHEMA.append(pa.field("batch_id", pa.int64()))
 
 
 class CacheCorrupt(RuntimeError):
@@ -97,20 +96,32 @@ class PartWriter:
         if not self.rows:
             return
         path = self.cache.parts_dir / f"part-r{self.rank}-{time.time_ns()}.parquet"
-        table = pa.Table.from_pylist(self.rows, schema=PART_SCHEMA)
+        table = pa.Table.from_pylist(self.rows, schema=self.cache.part_schema)
         with atomic_path(path, suffix=".parquet") as tmp:
             pq.write_table(table, tmp)
         self.rows = []
 
 
 class RationaleCache:
+    # What a row holds and where such caches live; a cache of other rows (kdlight.teacher.generate's
+    # generated rationales) is a subclass with its own schema, folder and summary.
+    schema: pa.Schema = SCHEMA
+    folder: str = "rationales"
+
     def __init__(self, root: str | Path, dataset: str, split: str, teacher: str, fields: dict, about: dict | None = None) -> None:
         self.fields = {"dataset": dataset, "split": split, "teacher": teacher, **fields}
         self.about = dict(about or {})  # recorded in key.json, not hashed
         self.key = cache_key(self.fields)
-        self.path = Path(root) / "rationales" / f"{dataset}-{split}-{teacher}-{self.key[:16]}"
+        self.path = Path(root) / self.folder / f"{dataset}-{split}-{teacher}-{self.key[:16]}"
         self._verified: tuple | None = None  # (manifest stamp, manifest) once verified in this process
         self._shard: tuple | None = None  # (file, columns, table): the last shard read, for chunked reading
+
+    @property
+    def part_schema(self) -> pa.Schema:
+        return self.schema.append(pa.field("batch_id", pa.int64()))
+
+    def summary_builder(self):
+        return _SummaryBuilder()
 
     @property
     def manifest_path(self) -> Path:
@@ -161,17 +172,17 @@ class RationaleCache:
             raise CacheCorrupt(f"{self.path}: parts hold {total} rows, expected {n_rows}")
         for old in self.path.glob("shard-*.parquet"):
             old.unlink()
-        shards, stats = [], _SummaryBuilder()
+        shards, stats = [], self.summary_builder()
         for number, first in enumerate(range(0, n_rows, shard_rows)):
             last = min(first + shard_rows, n_rows) - 1
             pieces = []
             for path, low, high in ranges:
                 if low is None or high < first or low > last:
                     continue
-                table = pq.read_table(path, schema=PART_SCHEMA)
+                table = pq.read_table(path, schema=self.part_schema)
                 rows = table.column("row")
                 pieces.append(table.filter(pc.and_(pc.greater_equal(rows, first), pc.less_equal(rows, last))))
-            table = pa.concat_tables(pieces).sort_by("row").drop_columns(["batch_id"]) if pieces else SCHEMA.empty_table()
+            table = pa.concat_tables(pieces).sort_by("row").drop_columns(["batch_id"]) if pieces else self.schema.empty_table()
             if table.num_rows != last - first + 1 or table.column("row").to_pylist() != list(range(first, last + 1)):
                 raise CacheCorrupt(f"{self.path}: rows {first}-{last} are missing or repeated in the parts")
             stats.add(table)
@@ -295,7 +306,7 @@ class RationaleCache:
     def tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
         """Shard by shard, only the columns asked for, in split order."""
         for shard in self.verify()["shards"]:
-            yield pq.read_table(self.path / shard["file"], columns=columns, schema=SCHEMA)
+            yield pq.read_table(self.path / shard["file"], columns=columns, schema=self.schema)
 
     def rows_of(self, start: int, examples: list, columns: list[str]) -> list[dict]:
         """The rows of `examples` (a chunk of the split from row `start`), checked to be theirs by id."""
@@ -315,7 +326,7 @@ class RationaleCache:
                 continue
             wanted = (shard["file"], tuple(columns or ()))
             if self._shard is None or self._shard[0] != wanted:
-                self._shard = (wanted, pq.read_table(self.path / shard["file"], columns=columns, schema=SCHEMA))
+                self._shard = (wanted, pq.read_table(self.path / shard["file"], columns=columns, schema=self.schema))
             pieces.append(self._shard[1].slice(max(0, start - first), min(stop, first + count) - max(start, first)))
         return pa.concat_tables(pieces).to_pylist() if pieces else []
 
@@ -325,7 +336,7 @@ class RationaleCache:
 
     def to_pandas(self, columns: list[str] | None = None):
         tables = list(self.tables(columns))
-        return (pa.concat_tables(tables) if tables else SCHEMA.empty_table()).to_pandas()
+        return (pa.concat_tables(tables) if tables else self.schema.empty_table()).to_pandas()
 
     def summary(self, k: int | None) -> dict:
         """What the split's extraction gave, from the manifest alone (no rows are read)."""

@@ -1,0 +1,222 @@
+"""Step-by-step rationales written by a model of your choice (`method=step_by_step method.source=generate`).
+
+The configured teacher (any seq2seq or decoder-only config; fine-tuned first with teacher.finetune,
+chat-templated with teacher.chat_template) reads each train example in the dataset's few-shot
+chain-of-thought prompt (`dataset.cot`: step-by-step's style for the release datasets, your own for a
+files dataset) and continues it greedily, in batches. Each completion is parsed by the task's parser
+of PaLM's output (`Task.parse_palm`: the same rules as the release's), and the rows go into a cache
+with the rationale cache's machinery (kdlight.teacher.cache): keyed by the examples, the generator,
+the prompt and the decoding settings, written in flushed parts (a killed run resumes at the first
+batch not flushed), compacted with a summary: the parse rate and the generator's answer accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kdlight.data.tasks import Example, Rendered, render_template
+from kdlight.teacher.cache import RationaleCache
+from kdlight.text import decode_answers, end_token_id
+
+log = logging.getLogger(__name__)
+
+GENERATED_SCHEMA = pa.schema([
+    ("row", pa.int64()),
+    ("id", pa.string()),
+    ("completion", pa.string()),  # the generator's whole continuation
+    ("rationale", pa.string()),  # parsed from it (null: the parser found none)
+    ("answer", pa.string()),
+    ("correct", pa.bool_()),  # the parsed answer against the gold label (null: no answer)
+    ("prompt_tokens", pa.int32()),
+])
+
+
+class GeneratedCache(RationaleCache):
+    """Generated chains of thought of one split, under <cache_dir>/generated/ (the rationale cache's
+    layout, format and resuming)."""
+
+    schema = GENERATED_SCHEMA
+    folder = "generated"
+
+    def summary_builder(self):
+        return _GeneratedSummary()
+
+    def summary(self, k: int | None = None) -> dict:
+        manifest = self.verify()
+        stats = manifest["summary"]
+        rows = manifest["rows"]
+        return {
+            "examples": rows, "cache_path": str(self.path), "parsed": stats["parsed"],
+            "parse_rate": round(stats["parsed"] / rows, 4) if rows else None,
+            "generator_accuracy": round(stats["correct"] / rows, 4) if rows else None,  # unparsed rows count as wrong
+        }
+
+
+class _GeneratedSummary:
+    def __init__(self) -> None:
+        self.counts: Counter = Counter()
+
+    def add(self, table: pa.Table) -> None:
+        self.counts["parsed"] += table.num_rows - table.column("rationale").null_count
+        self.counts["correct"] += int(pc.sum(table.column("correct").cast(pa.int64())).as_py() or 0)
+
+    def summary(self) -> dict:
+        return {"parsed": self.counts["parsed"], "correct": self.counts["correct"]}
+
+
+def cot_prompt(cot: dict, example: Example) -> Rendered:
+    """The example inside the dataset's few-shot chain-of-thought prompt (dataset.cot)."""
+    return render_template(cot["prompt"], example.fields, cot.get("choice", "\n- {choice}"))
+
+
+def prompt_renderer(cot: dict, chat_tokenizer=None) -> Callable[[Example], Rendered]:
+    """The generator's prompt per example; wrapped in `chat_tokenizer`'s chat template when given."""
+    if chat_tokenizer is None:
+        return partial(cot_prompt, cot)
+    from kdlight.text import apply_chat_template
+
+    return lambda example: apply_chat_template(cot_prompt(cot, example), chat_tokenizer)
+
+
+def generated_tokens(sequences, end_id: int | None) -> int:
+    """Tokens generated in a batch: each row up to and including its end token (all of it without one)."""
+    import torch
+
+    width = sequences.shape[1]
+    if end_id is None or width == 0:
+        return int(sequences.shape[0] * width)
+    ends = sequences.eq(end_id)
+    lengths = torch.where(ends.any(dim=1), ends.int().argmax(dim=1) + 1, torch.full_like(ends[:, 0], width, dtype=torch.long))
+    return int(lengths.sum())
+
+
+@dataclass
+class Decoding:
+    batch_size: int = 8
+    max_new_tokens: int = 128
+    max_input_length: int = 1024
+    flush_batches: int = 4
+    shard_rows: int = 100_000
+
+
+def generate_split(cache: GeneratedCache, examples, render: Callable[[Example], Rendered], generator: tuple, task, checker,
+                   decoding: Decoding) -> dict:
+    """Fill `cache` for one split in batches of decoding.batch_size (resuming from its flushed parts) and
+    compact it; returns what was done (examples generated now, seconds, tokens per second)."""
+    model, tokenizer, family = generator
+    started = time.monotonic()
+    cache.prepare()
+    done = cache.done_batches()
+    writer = cache.part_writer(0)
+    n, generated, new_tokens, pending = len(examples), 0, 0, 0
+    starts = list(range(0, n, decoding.batch_size))
+    if done:
+        log.warning("generated rationales %s: resuming, %d of %d batches already done", cache.path, len(done), len(starts))
+    for batch_id, start in enumerate(starts):
+        if batch_id in done:
+            continue
+        chunk = examples.chunk(start, start + decoding.batch_size)
+        prompts = [render(example) for example in chunk]
+        ids = family.encode_prompts(tokenizer, prompts, decoding.max_input_length)
+        prompt_ids, prompt_mask = family.pad_prompts(ids, tokenizer.pad_token_id)
+        sequences = family.generate(model, prompt_ids, prompt_mask, decoding.max_new_tokens)
+        completions = decode_answers(tokenizer, sequences)
+        new_tokens += generated_tokens(sequences, end_token_id(tokenizer))
+        rows = []
+        for i, (example, completion) in enumerate(zip(chunk, completions)):
+            parsed = task.parse_palm(completion)
+            answer = parsed.label if parsed.ok else None
+            rows.append({"row": start + i, "id": example.id, "completion": completion, "rationale": parsed.rationale if parsed.ok else None,
+                         "answer": answer, "correct": None if answer is None else checker(answer, example.label),
+                         "prompt_tokens": len(ids[i]), "batch_id": batch_id})
+        writer.add(rows)
+        generated += len(rows)
+        pending += 1
+        if pending >= decoding.flush_batches:
+            writer.flush()
+            pending = 0
+    writer.flush()
+    cache.finalize(n, decoding.shard_rows)
+    seconds = time.monotonic() - started
+    return {"computed_examples": generated, "seconds": round(seconds, 3),
+            "examples_per_second": round(generated / seconds, 3) if generated else None,
+            "generated_tokens_per_second": round(new_tokens / seconds, 2) if generated else None}
+
+
+class GenerationStage:
+    """Builds the generator from the teacher config (kdlight.teacher.stage.TeacherStage: its model,
+    tokenizer, fine-tuning and chat template) and keeps one GeneratedCache per split."""
+
+    def __init__(self, teacher_stage, decoding: Decoding, splits: list[str]) -> None:
+        self.teacher, self.decoding, self.splits = teacher_stage, decoding, list(splits)
+
+    @classmethod
+    def from_config(cls, cfg, finetune_loggers=None) -> GenerationStage:
+        from omegaconf import OmegaConf
+
+        from kdlight.teacher.stage import TeacherStage
+
+        settings = OmegaConf.to_container(cfg.method.generation, resolve=True)
+        splits = settings.pop("splits", ["train"])
+        return cls(TeacherStage.from_config(cfg, finetune_loggers), Decoding(**settings), splits)
+
+    def cache(self, datamodule, split: str) -> GeneratedCache:
+        from kdlight.provenance import code_digest
+        from kdlight.teacher.stage import prompt_digest
+
+        rows = datamodule.examples[split]
+        fields = {
+            "examples": rows.key, "rows": len(rows), "prompts": prompt_digest(datamodule, rows),
+            "generator": self.teacher.identity(), "cot": datamodule.cot,
+            "decoding": {"greedy": True, "max_new_tokens": self.decoding.max_new_tokens, "max_input_length": self.decoding.max_input_length},
+            "parser": code_digest(type(datamodule.task)),
+        }
+        return GeneratedCache(self.teacher.cache_dir, datamodule.task.name, split, self.teacher.name, fields,
+                              {"teacher_config": {"model": self.teacher.model_config, "tokenizer": self.teacher.tokenizer_config}})
+
+    def caches(self, datamodule) -> tuple[dict[str, GeneratedCache], dict]:
+        """Every split's generated rationales, generating on a miss; and what was done per split."""
+        from kdlight.answers import AnswerChecker
+        from kdlight.teacher.stage import is_launching_process
+        from kdlight.text import round_trip
+
+        if not datamodule.cot:
+            raise ValueError(f"method.source=generate needs the dataset's few-shot chain-of-thought prompt (dataset.cot: prompt, and "
+                             f"choice for {{choices}}); {datamodule.task.name} has none")
+        info: dict = {}
+        finetuned = None
+        if self.teacher.finetune is not None:
+            from kdlight.teacher.finetune import finetuned_teacher
+
+            finetuned = info["finetune"] = finetuned_teacher(self.teacher, datamodule)
+        caches, summaries, generator = {}, {}, None
+        for split in self.splits:
+            cache = caches[split] = self.cache(datamodule, split)
+            record: dict = {"cache_hit": True}
+            if not cache.is_complete():
+                with cache.lock() if is_launching_process() else nullcontext():
+                    if not cache.is_complete():
+                        if generator is None:
+                            generator = self.teacher.load_teacher(datamodule, finetuned)
+                            generator[0].eval()
+                        render = prompt_renderer(datamodule.cot, generator[1] if self.teacher.chat_template else None)
+                        checker = AnswerChecker(datamodule.task.answer_kind, partial(round_trip, generator[1]))
+                        import torch
+
+                        with torch.no_grad():
+                            record = {"cache_hit": False, **generate_split(cache, datamodule.examples[split], render, generator,
+                                                                           datamodule.task, checker, self.decoding)}
+            summaries[split] = {**record, **cache.summary()}
+            log.info("generated rationales %s: parse rate %s, generator accuracy %s", split, summaries[split]["parse_rate"],
+                     summaries[split]["generator_accuracy"])
+        info["generation"] = summaries
+        return caches, info
