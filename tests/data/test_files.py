@@ -146,7 +146,7 @@ def test_a_jsonl_task_trains_evaluates_predicts_exports_and_reports_from_config_
 
     # kdlight-predict on raw rows without labels: the export carries the task's definition
     exported = json.loads((run / "student" / "kdlight.json").read_text())
-    assert exported["task_definition"]["templates"]["teacher"] == "Review: {review}\\nSentiment:"  # Hydra keeps a typed \\n
+    assert exported["task_definition"]["templates"]["teacher"] == "Review: {review}\nSentiment:"  # a typed \\n is a newline
     rows = [{"review": r["review"]} for r in review_rows(80)[:4]]
     predicted = subprocess.run([sys.executable, "-m", "kdlight.predict", results["exported_student"], "-", "--threads", "1"], cwd=REPO_ROOT,
                                input="".join(json.dumps(r) + "\n" for r in rows), capture_output=True, text=True, timeout=HANG_GUARD,

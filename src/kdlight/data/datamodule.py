@@ -527,6 +527,11 @@ class CueWordsDataModule(KDDataModule):
         return raw
 
 
+def typed_escapes(template: str) -> str:
+    """\\n and \\t typed on a command line (where Hydra keeps them as two characters) as the newline and tab they mean."""
+    return template.replace("\\n", "\n").replace("\\t", "\t")
+
+
 class FilesDataModule(KDDataModule):
     """dataset=files: a task defined in config (kdlight.data.files.FilesTask) over local JSONL, CSV or
     Parquet files (one per split, or one split by seeded fractions) or a hub dataset."""
@@ -565,7 +570,7 @@ class FilesDataModule(KDDataModule):
             id=mapping.get("id"), choices=choices if choices is None or isinstance(choices, str) else tuple(choices),
             highlights=mapping.get("highlights"), rationale=mapping.get("rationale"), label_kind=label_kind,
             labels=tuple(str(label) for label in labels) if labels else None,
-            **({"templates": dict(templates)} if templates else {}),
+            **({"templates": {key: typed_escapes(str(value)) for key, value in dict(templates).items()}} if templates else {}),
             **{key: str(kwargs["cot"][key]) for key in ("answer_marker", "next_example") if (kwargs.get("cot") or {}).get(key)},
         )
         self.files = {"train": train, "valid": valid, "test": test}
