@@ -132,6 +132,12 @@ def test_a_lora_run_exports_merged_weights_that_give_evals_predictions(tmp_path,
     run_predictions = predictions(run / "predictions-test.jsonl")
     assert eval_predictions(tmp_path, results["best_checkpoint"], "checkpoint") == run_predictions
     assert eval_predictions(tmp_path, results["exported_student"], "export") == run_predictions
+    if student == "tiny":  # resuming: the adapters and their optimiser state load back into a LoRA student
+        (run / "results.json").unlink()
+        out = train(tmp_path, *LORA_RUN, f"student={student}", "trainer.max_steps=9", f"hydra.run.dir='{run}'")
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "resuming from" in out.stdout + out.stderr and "(step 6;" in out.stdout + out.stderr
+        assert json.loads((run / "results.json").read_text())["steps"] == 9
 
 
 def test_an_adapter_only_export_loads_onto_its_base_in_kdlight_and_in_peft(tmp_path):
