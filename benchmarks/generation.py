@@ -23,7 +23,7 @@ from kdlight.answers import AnswerChecker
 from kdlight.compose import compose_config
 from kdlight.models import build_model
 from kdlight.runtime import apply_threads, quiet_libraries
-from kdlight.teacher.generate import Decoding, GenerationStage, cot_prompt, generate_split
+from kdlight.teacher.generate import Decoding, GenerationStage, cot_prompt, generate_split, transformers_completer
 
 
 def main() -> None:
@@ -55,11 +55,9 @@ def main() -> None:
         def run():
             cache = stage.cache(datamodule, "train")
             shutil.rmtree(cache.path, ignore_errors=True)
-            import torch
-
-            with torch.no_grad():
-                done[batch_size] = generate_split(cache, examples, render, (model, tokenizer, family), datamodule.task, checker,
-                                                  Decoding(batch_size=batch_size, max_new_tokens=args.max_new_tokens))
+            decoding = Decoding(batch_size=batch_size, max_new_tokens=args.max_new_tokens)
+            done[batch_size] = generate_split(cache, examples, render, transformers_completer((model, tokenizer, family), decoding),
+                                              datamodule.task, checker, decoding)
         return run
 
     times = rounds({f"batched_{args.batch_size}": way(args.batch_size), "one_at_a_time": way(1)}, args.repeats, args.rows)

@@ -259,6 +259,12 @@ def validate_config(cfg: DictConfig, methods: bool = True) -> None:
     if float(method_alpha) > 0 and cfg.method.get("rationale") is None:
         raise ConfigError(f"method={method} has no rationale source, so alpha must be 0 (got {method_alpha})")
     check_model_scale(cfg)
+    if cfg.method.get("source") == "generate":
+        from kdlight.teacher.generate import backend_problem
+
+        problem = backend_problem((cfg.method.get("generation") or {}).get("backend", "transformers"))
+        if problem:
+            raise ConfigError(problem)
 
 
 def check_model_scale(cfg: DictConfig) -> None:

@@ -124,3 +124,13 @@ def test_a_student_learns_the_generated_rationales(tmp_path, generator_folder):
     metrics = (Path(results["output_dir"]) / "csv" / "metrics.csv").read_text()
     assert "train/loss_rationale" in metrics  # every row had a rationale to learn
     assert json.loads((Path(results["output_dir"]) / "student" / "kdlight.json").read_text())["dataset"] == "cue_words"
+
+
+def test_the_vllm_backend_is_refused_where_it_cannot_run(compose):
+    from kdlight.config import ConfigError, validate_config
+
+    cfg = compose([*GENERATE, "method.generation.backend=vllm"])
+    with pytest.raises(ConfigError, match=r"method.generation.backend=vllm needs (vllm|a CUDA GPU)"):
+        validate_config(cfg)
+    with pytest.raises(ConfigError, match=r"method.generation.backend='tgi' is not accepted; use one of \['transformers', 'vllm'\]"):
+        validate_config(compose([*GENERATE, "method.generation.backend=tgi"]))

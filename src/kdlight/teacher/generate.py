@@ -106,13 +106,67 @@ class Decoding:
     max_input_length: int = 1024
     flush_batches: int = 4
     shard_rows: int = 100_000
+    backend: str = "transformers"  # transformers | vllm
 
 
-def generate_split(cache: GeneratedCache, examples, render: Callable[[Example], Rendered], generator: tuple, task, checker,
+Completer = Callable[[list[Rendered]], tuple[list[str], int, list[int]]]  # prompts -> (completions, new tokens, prompt lengths)
+
+
+def transformers_completer(generator: tuple, decoding: Decoding) -> Completer:
+    """Batched greedy continuation with the family adapter (padding and the end token handled there)."""
+    model, tokenizer, family = generator
+
+    def complete(prompts: list[Rendered]):
+        import torch
+
+        ids = family.encode_prompts(tokenizer, prompts, decoding.max_input_length)
+        prompt_ids, prompt_mask = family.pad_prompts(ids, tokenizer.pad_token_id)
+        with torch.no_grad():
+            sequences = family.generate(model, prompt_ids, prompt_mask, decoding.max_new_tokens)
+        return decode_answers(tokenizer, sequences), generated_tokens(sequences, end_token_id(tokenizer)), [len(x) for x in ids]
+
+    return complete
+
+
+def vllm_completer(model_path: str, decoding: Decoding) -> Completer:
+    """Greedy continuation with vLLM (method.generation.backend=vllm, a CUDA machine with vllm installed):
+    the same prompts as text, vLLM batching them itself. Never run on this project's machines (no GPU)."""
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(model=model_path, max_model_len=decoding.max_input_length + decoding.max_new_tokens)
+    params = SamplingParams(temperature=0.0, max_tokens=decoding.max_new_tokens)
+
+    def complete(prompts: list[Rendered]):
+        outputs = llm.generate([p.text for p in prompts], params, use_tqdm=False)
+        return ([o.outputs[0].text.strip() for o in outputs], sum(len(o.outputs[0].token_ids) for o in outputs),
+                [len(o.prompt_token_ids) for o in outputs])
+
+    return complete
+
+
+BACKENDS = ("transformers", "vllm")
+
+
+def backend_problem(backend: str) -> str | None:
+    """Why method.generation.backend cannot run here (None: it can)."""
+    import importlib.util
+
+    if backend not in BACKENDS:
+        return f"method.generation.backend={backend!r} is not accepted; use one of {list(BACKENDS)}"
+    if backend == "vllm":
+        if importlib.util.find_spec("vllm") is None:
+            return "method.generation.backend=vllm needs vllm (pip install vllm, on a CUDA machine); use backend=transformers"
+        import torch
+
+        if not torch.cuda.is_available():
+            return "method.generation.backend=vllm needs a CUDA GPU and this machine has none; use backend=transformers"
+    return None
+
+
+def generate_split(cache: GeneratedCache, examples, render: Callable[[Example], Rendered], complete: Completer, task, checker,
                    decoding: Decoding) -> dict:
     """Fill `cache` for one split in batches of decoding.batch_size (resuming from its flushed parts) and
-    compact it; returns what was done (examples generated now, seconds, tokens per second)."""
-    model, tokenizer, family = generator
+    compact it; returns what was done (examples generated now, seconds, generated tokens per second)."""
     started = time.monotonic()
     cache.prepare()
     done = cache.done_batches()
@@ -125,19 +179,15 @@ def generate_split(cache: GeneratedCache, examples, render: Callable[[Example], 
         if batch_id in done:
             continue
         chunk = examples.chunk(start, start + decoding.batch_size)
-        prompts = [render(example) for example in chunk]
-        ids = family.encode_prompts(tokenizer, prompts, decoding.max_input_length)
-        prompt_ids, prompt_mask = family.pad_prompts(ids, tokenizer.pad_token_id)
-        sequences = family.generate(model, prompt_ids, prompt_mask, decoding.max_new_tokens)
-        completions = decode_answers(tokenizer, sequences)
-        new_tokens += generated_tokens(sequences, end_token_id(tokenizer))
+        completions, tokens, prompt_lengths = complete([render(example) for example in chunk])
+        new_tokens += tokens
         rows = []
         for i, (example, completion) in enumerate(zip(chunk, completions)):
             parsed = task.parse_palm(completion)
             answer = parsed.label if parsed.ok else None
             rows.append({"row": start + i, "id": example.id, "completion": completion, "rationale": parsed.rationale if parsed.ok else None,
                          "answer": answer, "correct": None if answer is None else checker(answer, example.label),
-                         "prompt_tokens": len(ids[i]), "batch_id": batch_id})
+                         "prompt_tokens": prompt_lengths[i], "batch_id": batch_id})
         writer.add(rows)
         generated += len(rows)
         pending += 1
@@ -183,6 +233,16 @@ class GenerationStage:
         return GeneratedCache(self.teacher.cache_dir, datamodule.task.name, split, self.teacher.name, fields,
                               {"teacher_config": {"model": self.teacher.model_config, "tokenizer": self.teacher.tokenizer_config}})
 
+    def completer(self, generator: tuple, finetuned: dict | None) -> Completer:
+        """How prompts are continued: the loaded generator (transformers), or vLLM's own copy of its weights."""
+        if self.decoding.backend != "vllm":
+            return transformers_completer(generator, self.decoding)
+        path = finetuned["path"] if finetuned else self.teacher.model_config.get("name_or_path")
+        if not path:
+            raise ValueError(f"method.generation.backend=vllm loads the generator from a folder or hub id; teacher {self.teacher.name} "
+                             "has random weights built in place (use backend=transformers)")
+        return vllm_completer(str(path), self.decoding)
+
     def caches(self, datamodule) -> tuple[dict[str, GeneratedCache], dict]:
         """Every split's generated rationales, generating on a miss; and what was done per split."""
         from kdlight.answers import AnswerChecker
@@ -208,13 +268,11 @@ class GenerationStage:
                         if generator is None:
                             generator = self.teacher.load_teacher(datamodule, finetuned)
                             generator[0].eval()
+                            complete = self.completer(generator, finetuned)
                         render = prompt_renderer(datamodule.cot, generator[1] if self.teacher.chat_template else None)
                         checker = AnswerChecker(datamodule.task.answer_kind, partial(round_trip, generator[1]))
-                        import torch
-
-                        with torch.no_grad():
-                            record = {"cache_hit": False, **generate_split(cache, datamodule.examples[split], render, generator,
-                                                                           datamodule.task, checker, self.decoding)}
+                        record = {"cache_hit": False, **generate_split(cache, datamodule.examples[split], render, complete,
+                                                                       datamodule.task, checker, self.decoding)}
             summaries[split] = {**record, **cache.summary()}
             log.info("generated rationales %s: parse rate %s, generator accuracy %s", split, summaries[split]["parse_rate"],
                      summaries[split]["generator_accuracy"])
