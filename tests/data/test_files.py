@@ -177,8 +177,26 @@ def test_a_csv_task_with_two_inputs_and_one_file_per_split(tmp_path):
     (results,) = results_of(tmp_path)
     assert results["dataset"] == "pairs" and results["split_sizes"] == {"train": 21, "valid": 3, "test": 12}
     assert results["chance_acc"] == pytest.approx(1 / 3, abs=1e-3)
-    out = command("eval.py", tmp_path, f"ckpt_path={results['best_checkpoint']}", "threads=1")
+    out = command("eval.py", tmp_path, f"ckpt_path={results['exported_student']}", "threads=1")
     assert out.returncode == 0, out.stderr[-3000:]
+    (metrics,) = (tmp_path / "outputs" / "eval").rglob("metrics.json")
+    assert json.loads(metrics.read_text())["acc"] == results["test_acc"]
+    rows = "".join(json.dumps({"premise": p, "hypothesis": h}) + "\n" for p, h, _ in pairs[:3])
+    predicted = subprocess.run([sys.executable, "-m", "kdlight.predict", results["exported_student"], "-", "--threads", "1"], cwd=REPO_ROOT,
+                               input=rows, capture_output=True, text=True, timeout=HANG_GUARD, env=clean_env(tmp_path))
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert [json.loads(line)["input"] for line in predicted.stdout.splitlines()] == [f"{p} </s> {h}" for p, h, _ in pairs[:3]]
+    from kdlight.reports.report import main as report
+
+    assert report([str(tmp_path / "outputs" / "train"), "--out", str(tmp_path / "report")]) == 0
+    assert "| pairs |" in (tmp_path / "report" / "table.md").read_text()
+
+
+def test_a_hub_dataset_without_the_hub_fails_at_once_saying_how_to_work_offline(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "kdlight.data", "dataset=files", "dataset.source=hub", "dataset.hub={name: imdb}",
+                          "dataset.labels=[neg,pos]", f"paths.cache_dir={tmp_path}"], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=HANG_GUARD, env=clean_env(tmp_path))
+    assert out.returncode == 2 and "imdb" in out.stderr and "HF_DATASETS_OFFLINE=1" in out.stderr, out.stderr[-2000:]
 
 
 def test_a_missing_file_is_named_before_any_work(tmp_path):
