@@ -5,10 +5,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 from tests.helpers import HANG_GUARD, clean_env
 
 
+@pytest.mark.slow  # 30 s; CI runs it (.ci/run includes slow tests)
 def test_the_gpu_check_runs_every_section_at_tiny_shapes_on_the_cpu(tmp_path):
     out = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--cpu-smoke", "--out", str(tmp_path / "check.json")], cwd=REPO_ROOT,
                          capture_output=True, text=True, timeout=HANG_GUARD, env=clean_env(tmp_path))

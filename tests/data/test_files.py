@@ -161,6 +161,7 @@ def test_a_jsonl_task_trains_evaluates_predicts_exports_and_reports_from_config_
     assert "reviews" in (tmp_path / "report" / "table.md").read_text()
 
 
+@pytest.mark.slow  # the JSONL test runs the same commands by default; CI runs this one too
 def test_a_csv_task_with_two_inputs_and_one_file_per_split(tmp_path):
     pairs = [("a man plays a guitar", "a person makes music", "entailment"), ("a dog sleeps", "the dog runs fast", "contradiction"),
              ("kids eat lunch", "the kids are hungry", "neutral")] * 12
