@@ -313,3 +313,21 @@ def test_the_last_step_is_always_validated(tmp_path, release_root, steps, interv
     with open(Path(results["output_dir"]) / "csv" / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted({int(r["step"]) + 1 for r in rows if r.get("val/acc")}) == validated_at
+
+
+def test_a_run_that_failed_after_training_resumes_at_its_last_step_with_its_best_validation(tmp_path):
+    """Trained, then failed (e.g. while writing the export): the same command resumes at the last step,
+    trains no further, and still reports the best val/acc the checkpoints kept."""
+    args = ["debug=tiny", "dataset=cue_words", "method=finetune", "threads=1"]
+    out = train(tmp_path, *args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (first,) = results_of(tmp_path)
+    path = Path(first["output_dir"]) / "results.json"
+    path.write_text(json.dumps({"status": "failed", "error": "OSError: disk full", "output_dir": first["output_dir"]}))
+    again = train(tmp_path, *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stdout + again.stderr
+    resumed = json.loads(path.read_text())
+    assert resumed["status"] == "finished" and resumed["steps"] == first["steps"]
+    assert resumed["val_acc_best"] == first["val_acc_best"] and resumed["val_acc_best"] is not None
+    assert resumed["test_acc"] == first["test_acc"]

@@ -126,6 +126,11 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
     trainer.fit(student, datamodule=datamodule, ckpt_path=checkpoint)
     progress["stage"] = "test"
     metrics = dict(trainer.callback_metrics)  # the test below replaces the trainer's metrics
+    callback = trainer.checkpoint_callback
+    if "val/acc_best" not in metrics and callback is not None and callback.best_model_score is not None:
+        # resumed at the last step (the run had trained, then failed): no validation ran in this process,
+        # but the checkpoint callback kept the best val/acc
+        metrics["val/acc_best"] = callback.best_model_score
     best = best_checkpoint(trainer)
     trainer.test(student, datamodule=datamodule, ckpt_path=best, verbose=False)
     metrics.update(trainer.callback_metrics)
