@@ -107,6 +107,7 @@ def test_a_pretrained_encoder_without_its_head_is_refused_as_a_teacher(tmp_path,
     assert "has no trained multiple_choice head" in out.stderr and "teacher.finetune=true" in out.stderr
 
 
+@pytest.mark.slow  # 10-35 s: CI runs it (.ci/run includes the slow tests)
 def test_an_encoder_run_logs_to_wandb_like_the_others(tmp_path, release_root):
     from tests.test_wandb import runs_below
 

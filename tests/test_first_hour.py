@@ -72,6 +72,7 @@ def test_missing_data_is_one_line_naming_the_folder_and_both_settings(tmp_path):
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow  # 10-35 s: CI runs it (.ci/run includes the slow tests)
 def test_a_release_without_anli_train_says_stand_in_first(tmp_path):
     release = tmp_path / "dsbs"
     (release / "anli1").mkdir(parents=True)

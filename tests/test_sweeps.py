@@ -116,6 +116,7 @@ def test_notebook_executes_against_the_sweep_outputs(tiny_sweep):
     assert {"image/png", "text/html", "text/markdown"} <= kinds
 
 
+@pytest.mark.slow  # 10-35 s: CI runs it (.ci/run includes the slow tests)
 def test_joblib_launcher_runs_the_grid_in_two_workers_sharing_one_teacher_run(tmp_path):
     needs_dsbs()
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
@@ -147,6 +148,7 @@ def test_named_sweep_runs_without_dash_m(tmp_path):
     assert all(r["similarity"]["examples"] == 4 for r in analysis["runs"])
 
 
+@pytest.mark.slow  # 10-35 s: CI runs it (.ci/run includes the slow tests)
 def test_one_command_compares_attribution_methods(tmp_path):
     """`python train.py sweep=attribution_methods dataset=cqa k=5`: four caches, quality measured once
     each, four students, one report with the quality chart."""

@@ -174,6 +174,7 @@ def test_rerunning_a_finished_command_retrains_nothing_and_leaves_its_folder_alo
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow  # 10-35 s: CI runs it (.ci/run includes the slow tests)
 def test_early_stopping_ends_a_run_that_stops_improving(tmp_path, release_root):
     out = train(tmp_path, "dataset=cqa", f"paths.data_dir={release_root}", *TINY, "callbacks=early_stopping",
                 "callbacks.early_stopping.patience=1", "trainer.max_steps=60", "trainer.val_check_interval=2", "student.optimizer.lr=1e-9")
@@ -205,7 +206,8 @@ STUDENT_FAMILIES = {
 
 
 @pytest.mark.dsbs
-@pytest.mark.parametrize("family", sorted(STUDENT_FAMILIES))
+@pytest.mark.parametrize("family", [family if family == "t5" else pytest.param(family, marks=pytest.mark.slow)  # the others in CI
+                                    for family in sorted(STUDENT_FAMILIES)])
 def test_a_student_of_every_family_trains_on_32_svamp_rows_and_exports(tmp_path, dsbs_root, family):
     out = train(tmp_path, "dataset=svamp", f"paths.data_dir={dsbs_root}", "method=random", *TINY, "dataset.max_rows=32",
                 *STUDENT_FAMILIES[family])

@@ -60,6 +60,7 @@ def test_a_sweep_groups_its_runs_and_tags_them(tmp_path, dsbs_root):
     assert sorted("k=1" in r["tags"] for r in train_runs) == [False, True]
 
 
+@pytest.mark.slow  # 10-35 s: CI runs it (.ci/run includes the slow tests)
 def test_job_types_artifacts_lineage_and_a_resumed_run_id(tmp_path, dsbs_root):
     env = clean_env(tmp_path, WANDB_MODE="offline", WANDB_DIR=str(tmp_path / "wandb"))
     args = ["logger=wandb", "dataset=cqa", f"paths.data_dir={dsbs_root}", *TINY, "teacher.finetune=true",

@@ -152,6 +152,7 @@ def attribute_command(cache_dir, *extra):
             "threads=1", *extra]
 
 
+@pytest.mark.slow  # 10-35 s: CI runs it (.ci/run includes the slow tests)
 def test_a_killed_extraction_resumes_to_an_identical_cache(tmp_path):
     env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"}
     proc = subprocess.Popen(attribute_command(tmp_path / "killed"), cwd=REPO_ROOT, stdout=subprocess.DEVNULL,

@@ -140,6 +140,7 @@ def test_a_lora_run_exports_merged_weights_that_give_evals_predictions(tmp_path,
         assert json.loads((run / "results.json").read_text())["steps"] == 9
 
 
+@pytest.mark.slow  # 10-35 s: CI runs it (.ci/run includes the slow tests)
 def test_an_adapter_only_export_loads_onto_its_base_in_kdlight_and_in_peft(tmp_path):
     base = save_tiny_folder(tmp_path / "base")
     out = train(tmp_path, *LORA_RUN, f"student.model.name_or_path={base}", "export.merge=false")
