@@ -274,9 +274,9 @@ def check_model_scale(cfg: DictConfig) -> None:
 
     student, teacher = cfg.get("student") or {}, cfg.get("teacher") or {}
     try:
-        for key, node, settings in (("student.peft", student, "lora"), ("teacher.finetune_peft", teacher, "finetune_lora")):
-            if node and check_peft(key, node.get(key.split(".")[1], "none")) == "lora":
-                lora_settings(node.get(settings))
+        for role, node, peft, lora in (("student", student, "peft", "lora"), ("teacher", teacher, "finetune_peft", "finetune_lora")):
+            if node and check_peft(f"{role}.{peft}", node.get(peft, "none")) == "lora":
+                lora_settings(node.get(lora))
     except ValueError as err:
         raise ConfigError(str(err)) from None
     export = cfg.get("export") or {}

@@ -164,17 +164,25 @@ class KDDataModule(pl.LightningDataModule):
             return raw
         name, config, split_map = sources.HUB_SPECS[self.task.name]
         for split, theirs in split_map.items():
-            dataset = sources.load_hub_dataset(name, config, theirs, f"{self.task.name} split {theirs!r} ({name})", self.hub_timeout)
             llm = sources.palm_files(self.root, self.task, split) if self.root is not None and self.root.is_dir() else []
-            key_fields = {"source": "hub", "dataset": [name, config, theirs], "fingerprint": getattr(dataset, "_fingerprint", None),
-                          "on_bad_row": self.on_bad_row, "palm": [memo.digest(p) for p in llm]}
-
-            def build(report, dataset=dataset, llm=llm, split=split):
-                examples = sources.examples_from_rows(self.task, iter(dataset), f"hub:{name}[{split}]", self.on_bad_row, report, first_line=0)
-                return sources.attach_palm(self.task, examples, llm, f"hub[{split}]", report) if llm else examples
-
-            raw[split] = self._stored(split, key_fields, build)
+            attach = (lambda examples, report, llm=llm, split=split: sources.attach_palm(
+                self.task, examples, llm, f"hub[{split}]", report)) if llm else None
+            raw[split] = self._hub_split(split, name, config, theirs, f"hub:{name}[{split}]", {"palm": [memo.digest(p) for p in llm]}, attach)
         return raw
+
+    def _hub_split(self, split: str, name: str, config: str | None, theirs: str, origin: str, key_extra: dict,
+                   then: Callable | None = None) -> tuple[SplitExamples, sources.LoadReport]:
+        """One split of a hub dataset (datasets.load_dataset) through the task's row check into the store;
+        `then(examples, report)` adds to its examples (the release's PaLM completions)."""
+        dataset = sources.load_hub_dataset(name, config, theirs, f"{self.task.name} split {theirs!r} ({name})", self.hub_timeout)
+        key_fields = {"source": "hub", "dataset": [name, config, theirs], "fingerprint": getattr(dataset, "_fingerprint", None),
+                      "on_bad_row": self.on_bad_row, **key_extra}
+
+        def build(report):
+            examples = sources.examples_from_rows(self.task, iter(dataset), origin, self.on_bad_row, report, first_line=0)
+            return then(examples, report) if then is not None else examples
+
+        return self._stored(split, key_fields, build)
 
     def _raw_splits(self) -> dict[str, tuple[SplitExamples, sources.LoadReport]]:
         memo = DigestMemo(self.cache_dir)
@@ -527,11 +535,6 @@ class CueWordsDataModule(KDDataModule):
         return raw
 
 
-def typed_escapes(template: str) -> str:
-    """\\n and \\t typed on a command line (where Hydra keeps them as two characters) as the newline and tab they mean."""
-    return template.replace("\\n", "\n").replace("\\t", "\t")
-
-
 class FilesDataModule(KDDataModule):
     """dataset=files: a task defined in config (kdlight.data.files.FilesTask) over local JSONL, CSV or
     Parquet files (one per split, or one split by seeded fractions) or a hub dataset."""
@@ -556,7 +559,7 @@ class FilesDataModule(KDDataModule):
         source: str = "files",
         **kwargs: Any,
     ) -> None:
-        from kdlight.data.files import FilesTask
+        from kdlight.data.files import FilesTask, typed_escapes
 
         super().__init__(source=source, **kwargs)
         mapping = dict(fields or {})
@@ -620,14 +623,8 @@ class FilesDataModule(KDDataModule):
 
     def _hub_task_splits(self) -> dict[str, tuple[SplitExamples, sources.LoadReport]]:
         name, config = self.hub["name"], self.hub.get("config")
-        raw = {}
-        for split, theirs in dict(self.hub.get("splits") or {"train": "train", "test": "test"}).items():
-            dataset = sources.load_hub_dataset(name, config, theirs, f"{self.task.name} split {theirs!r} ({name})", self.hub_timeout)
-            key_fields = {"source": "hub", "task": self.task.definition(), "dataset": [name, config, theirs],
-                          "fingerprint": getattr(dataset, "_fingerprint", None), "on_bad_row": self.on_bad_row}
-            raw[split] = self._stored(split, key_fields, lambda report, dataset=dataset, theirs=theirs: sources.examples_from_rows(
-                self.task, iter(dataset), f"hub:{name}[{theirs}]", self.on_bad_row, report, first_line=0))
-        return raw
+        return {split: self._hub_split(split, name, config, theirs, f"hub:{name}[{theirs}]", {"task": self.task.definition()})
+                for split, theirs in dict(self.hub.get("splits") or {"train": "train", "test": "test"}).items()}
 
     def chance_accuracy(self) -> float | None:
         if self.task.choices:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from kdlight.data import sources
-from kdlight.data.tasks import CHOICES, LETTERS, BadRow, Example, PalmParse, Task, parse_marked, template_fields
+from kdlight.data.tasks import CHOICES, LETTERS, BadRow, Example, PalmParse, Task, _require_text, parse_marked, template_fields
 
 LABEL_KINDS = {"class": "text", "text": "text", "number": "equation"}  # label kind -> the answer checker's kind
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -154,14 +154,19 @@ class FilesTask(Task):
 
 
 def _text(row: dict, name: str) -> str:
-    if name not in row or row[name] is None:
+    """The release rows' text check (_require_text), also taking an empty cell (None) as missing and a
+    number (a CSV or Parquet cell) as its text."""
+    value = row.get(name)
+    if value is None:
         raise BadRow(f"missing field {name!r}")
-    value = row[name]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise BadRow(f"field {name!r} is empty or not text: {value!r:.80}")
-    return value
+        return str(value)
+    return _require_text(row, name)
+
+
+def typed_escapes(template: str) -> str:
+    """\\n and \\t typed on a command line (where Hydra keeps them as two characters) as the newline and tab they mean."""
+    return template.replace("\\n", "\n").replace("\\t", "\t")
 
 
 def _decoded_list(value):

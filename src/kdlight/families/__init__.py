@@ -16,7 +16,7 @@ import_package(__name__)  # each module registers its families (plugins register
 def get_family(name: str) -> ModelFamily:
     if name not in FAMILIES:
         raise ValueError(f"model family {name!r} is not known; use one of {sorted(FAMILIES)} or auto")
-    return FAMILIES.lookup(name)
+    return FAMILIES[name]
 
 
 def architectures_of(model_or_config) -> list[str]:

@@ -275,14 +275,14 @@ class RationaleCache:
             shutil.rmtree(self.path, ignore_errors=True)
             return False
 
+    def siblings(self) -> list[Path]:
+        """The other cache folders of the same dataset, split and teacher."""
+        prefix = self.path.name.rsplit("-", 1)[0] + "-"
+        return [folder for folder in self.path.parent.glob(prefix + "*") if folder.is_dir() and folder != self.path]
+
     def older_formats(self) -> list[Path]:
         """Folders of the same dataset, split and teacher written in an older format (never read)."""
-        prefix = self.path.name.rsplit("-", 1)[0] + "-"
-        found = []
-        for folder in self.path.parent.glob(prefix + "*"):
-            if folder.is_dir() and folder != self.path and _manifest_format(folder) not in (None, FORMAT_VERSION):
-                found.append(folder)
-        return found
+        return [folder for folder in self.siblings() if _manifest_format(folder) not in (None, FORMAT_VERSION)]
 
     def made_by_other_code(self) -> list[Path]:
         """Folders of the same rows, teacher and settings whose attribution method had other code or
@@ -291,15 +291,13 @@ class RationaleCache:
             attribution = {k: v for k, v in (fields.get("attribution") or {}).items() if k not in ("code", "version")}
             return json.dumps({**fields, "attribution": attribution}, sort_keys=True, default=str)
 
-        prefix, ours = self.path.name.rsplit("-", 1)[0] + "-", without_code(self.fields)
-        found = []
-        for folder in self.path.parent.glob(prefix + "*"):
+        ours, found = without_code(self.fields), []
+        for folder in self.siblings():
             try:
                 theirs = json.loads((folder / "key.json").read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-            fields = {k: v for k, v in theirs.items() if k not in ("key", "format", "about")}
-            if folder != self.path and without_code(fields) == ours:
+            if without_code({k: v for k, v in theirs.items() if k not in ("key", "format", "about")}) == ours:
                 found.append(folder)
         return found
 

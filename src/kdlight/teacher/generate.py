@@ -78,15 +78,6 @@ def cot_prompt(cot: dict, example: Example) -> Rendered:
     return render_template(cot["prompt"], example.fields, cot.get("choice", "\n- {choice}"))
 
 
-def prompt_renderer(cot: dict, chat_tokenizer=None) -> Callable[[Example], Rendered]:
-    """The generator's prompt per example; wrapped in `chat_tokenizer`'s chat template when given."""
-    if chat_tokenizer is None:
-        return partial(cot_prompt, cot)
-    from kdlight.text import apply_chat_template
-
-    return lambda example: apply_chat_template(cot_prompt(cot, example), chat_tokenizer)
-
-
 def generated_tokens(sequences, end_id: int | None) -> int:
     """Tokens generated in a batch: each row up to and including its end token (all of it without one)."""
     import torch
@@ -269,7 +260,7 @@ class GenerationStage:
                             generator = self.teacher.load_teacher(datamodule, finetuned)
                             generator[0].eval()
                             complete = self.completer(generator, finetuned)
-                        render = prompt_renderer(datamodule.cot, generator[1] if self.teacher.chat_template else None)
+                        render = self.teacher.prompt_renderer(datamodule, generator[1], partial(cot_prompt, datamodule.cot))
                         checker = AnswerChecker(datamodule.task.answer_kind, partial(round_trip, generator[1]))
                         record = {"cache_hit": False, **generate_split(cache, datamodule.examples[split], render, complete,
                                                                        datamodule.task, checker, self.decoding)}

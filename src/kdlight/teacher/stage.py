@@ -114,12 +114,15 @@ class TeacherStage:
             callbacks=callbacks,
         )
 
-    def prompt_renderer(self, datamodule, tokenizer) -> Callable[[Example], Rendered]:
+    def prompt_renderer(self, datamodule, tokenizer, render: Callable[[Example], Rendered] | None = None) -> Callable[[Example], Rendered]:
+        """What the teacher reads per example: `render` (default: the task's teacher prompt), wrapped in the
+        tokenizer's chat template when teacher.chat_template."""
+        render = render or datamodule.task.render_teacher
         if not self.chat_template:
-            return datamodule.task.render_teacher
+            return render
         from kdlight.text import apply_chat_template
 
-        return lambda example: apply_chat_template(datamodule.task.render_teacher(example), tokenizer)
+        return lambda example: apply_chat_template(render(example), tokenizer)
 
     # ------------------------------------------------------------ caches
     def cache(self, datamodule, split: str, teacher_folder: str | None = None) -> RationaleCache:
