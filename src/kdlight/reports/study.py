@@ -134,3 +134,63 @@ class AttributionStudy(Callback):
 def quality_examples(study: dict) -> int | None:
     first = next(iter(study["methods"].values()), {})
     return (first.get("quality") or {}).get("examples")
+
+
+def planned_jobs(config: DictConfig) -> list[dict[str, str]]:
+    """Each job of the basic sweeper's grid as {key: value} (the command line's values win over the config's)."""
+    from itertools import product
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    params = config.hydra.sweeper.get("params")
+    params = OmegaConf.to_container(params) if params else {}
+    by_key = {}
+    for override in OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)):
+        by_key[override.get_key_element()] = override
+    keys = list(by_key)
+    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()] for o in by_key.values()]
+    return [dict(zip(keys, combo)) for combo in product(*values)]
+
+
+def study_estimate(jobs: list[dict[str, str]], finished: dict[str, int], minutes_per_job: dict[str, float], parallel: int,
+                   default_method: str) -> tuple[list[str], float]:
+    """Lines per method (planned, finished, left) and the minutes left with `parallel` jobs at a time."""
+    planned: dict[str, int] = {}
+    for job in jobs:
+        method = job.get("method", default_method)
+        planned[method] = planned.get(method, 0) + 1
+    lines, minutes = [], 0.0
+    for method, count in planned.items():
+        left = max(0, count - finished.get(method, 0))
+        per_job = float(minutes_per_job.get(method, max(minutes_per_job.values(), default=10.0)))
+        minutes += left * per_job
+        lines.append(f"{method}: {count} jobs, {count - left} finished, {left} to run (~{per_job:.0f} min each)")
+    return lines, minutes / max(1, parallel)
+
+
+class StudyPlan(Callback):
+    """Prints, before the first job, how many jobs the command holds, how many already finished in its
+    (fixed) sweep folder, and an estimate of the time left; the per-job minutes are measured and stated
+    in the experiment's config."""
+
+    def __init__(self, minutes_per_job: dict[str, float] | None = None, teacher_minutes: float = 0.0) -> None:
+        self.minutes_per_job = dict(minutes_per_job or {})
+        self.teacher_minutes = float(teacher_minutes)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from kdlight.reports.runs import collect_runs
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        finished: dict[str, int] = {}
+        if sweep_dir.is_dir():
+            for run in collect_runs([sweep_dir]).finished:
+                finished[run.get("method")] = finished.get(run.get("method"), 0) + 1
+        jobs = planned_jobs(config)
+        parallel = int(config.hydra.launcher.get("n_jobs", 1) or 1)
+        lines, minutes = study_estimate(jobs, finished, self.minutes_per_job, parallel, str(config.method.name))
+        print(f"[plan] {config.get('task_name')}: {len(jobs)} jobs in {sweep_dir}, {parallel} at a time", flush=True)
+        for line in lines:
+            print(f"[plan]   {line}", flush=True)
+        print(f"[plan] estimated time left: ~{minutes:.0f} min for the students"
+              + (f", plus ~{self.teacher_minutes:.0f} min if the teacher is not cached yet" if self.teacher_minutes else ""), flush=True)
