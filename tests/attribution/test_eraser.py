@@ -106,6 +106,49 @@ def test_eraser_quality_measures_probability_drops_bins_and_tau_on_a_known_model
         full - p(without_words(prompt, {words[0], words[1]})), abs=1e-5)
 
 
+class AnswerReadingScorer:
+    """Reads the target it is given: log p(yes) = log sigmoid(sum of the word weights), log p(no) its complement.
+    A scorer that pairs a deleted word with another example's target gives the wrong leave-one-out drops."""
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        self.weights = weights
+
+    def answers(self, prompts):
+        return ["yes" if sum(self.weights.get(w, 0.0) for w in p.text.split()) > 0 else "no" for p in prompts]
+
+    def targets(self, prompts, answers):
+        return [[1] if a == "yes" else [0] for a in answers]
+
+    def log_probs(self, prompts, targets):
+        assert len(prompts) == len(targets), "one target per prompt"
+        out = []
+        for prompt, target in zip(prompts, targets):
+            z = sum(self.weights.get(w, 0.0) for w in prompt.text.split())
+            out.append(-math.log1p(math.exp(-z if target == [1] else z)))
+        return out
+
+
+def test_leave_one_out_scores_each_deletion_against_its_own_examples_answer():
+    """The issue's reproducer: "Q: good fine" (yes) and "Q: bad poor" (no), weights +-2 / +-1: deleting the
+    stronger word hurts more in both examples, so the rankings by weight have tau 1 (it was 0.0)."""
+    from kdlight.attribution.quality import eraser_quality
+    from kdlight.data.tasks import TASKS, Example, Rendered, content_words
+
+    weights = {"good": 2.0, "fine": 1.0, "bad": -2.0, "poor": -1.0}
+    prompts, rows, examples = [], [], []
+    for i, text in enumerate(["Q: good fine", "Q: bad poor"]):
+        prompt = Rendered(text, ((3, len(text)),))
+        words = content_words(prompt)
+        strength = [abs(weights[text[a:b]]) for a, b in words]
+        ranked = [w for _, w in sorted(zip(strength, words), reverse=True)]
+        rows.append({"id": f"r{i}", "unit_starts": [a for a, _ in words], "unit_ends": [b for _, b in words], "unit_scores": strength,
+                     "starts": [a for a, _ in ranked], "ends": [b for _, b in ranked]})
+        prompts.append(prompt)
+        examples.append(Example(f"r{i}", {"text": text}, "yes" if i == 0 else "no"))
+    result = eraser_quality(AnswerReadingScorer(weights), prompts, prompts, rows, examples, TASKS["cue_words"], ks=[1], seed=0)
+    assert result["kendall_tau_loo"]["teacher"] == pytest.approx(1.0)
+
+
 def test_an_unknown_convention_is_named(compose):
     from kdlight.config import ConfigError, validate_config
 

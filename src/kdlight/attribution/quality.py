@@ -301,8 +301,9 @@ def eraser_quality(
     answers = scorer.answers(prompts)
     targets = scorer.targets(prompts, answers)  # the teacher's own prediction, as ERASER scores the predicted class
 
-    def probabilities(altered: Sequence[Rendered]) -> list[float]:
-        return [math.exp(v) for v in scorer.log_probs(altered, targets)]
+    def probabilities(altered: Sequence[Rendered], scored_against: Sequence | None = None) -> list[float]:
+        # log_probs pairs prompts and targets by position: every altered prompt needs its own example's target
+        return [math.exp(v) for v in scorer.log_probs(altered, targets if scored_against is None else scored_against)]
 
     full = probabilities(prompts)
 
@@ -330,8 +331,9 @@ def eraser_quality(
     result["plausibility"] = {source: eraser_plausibility(ranked, plain, examples, task, ks) for source, ranked in rankings.items()}
     if leave_one_out:
         loo = [
-            [f - p for p in probabilities([without_words(prompt, {unit}) for unit in zip(r["unit_starts"], r["unit_ends"])])]
-            for f, prompt, r in zip(full, prompts, rows)
+            [f - p for p in probabilities([without_words(prompt, {unit}) for unit in zip(r["unit_starts"], r["unit_ends"])],
+                                          [target] * len(r["unit_starts"]))]
+            for f, prompt, r, target in zip(full, prompts, rows, targets)
         ]
         result["kendall_tau_loo"] = {
             source: eraser.mean([eraser.kendall_tau(r["unit_scores"], drops_) for r, drops_ in zip(ranked, loo)], 4)
