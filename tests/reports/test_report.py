@@ -64,14 +64,45 @@ def test_report_writes_tables_charts_and_names_the_problem_runs(sweep, tmp_path)
     assert summary["finished"] == 4 and len(summary["failed"]) == 1 and len(summary["unfinished"]) == 1
     table = (tmp_path / "report" / "table.md").read_text()
     # t interval of 0.6 and 0.7: 0.65 +- t(0.975, 1) * 0.0707 / sqrt(2) = 0.65 +- 0.635
-    assert "| cqa | - | saliency | grad_x_input | 5 | 0.50 | 0.6500 +- 0.0707 | [0.015, 1.285] | 2 | 0.6400 | - |" in table
-    assert "| cqa | - | finetune | - | - | 0.00 | 0.4000 | - | 1 | 0.4100 | - |" in table
+    assert "| cqa | - | saliency | grad_x_input | 5 | 0.50 | - | 0.6500 +- 0.0707 | [0.015, 1.285] | 2 | 0.6400 | - | - | - |" in table
+    assert "| cqa | - | finetune | - | - | 0.00 | - | 0.4000 | - | 1 | 0.4100 | - | - | - |" in table
     assert f"failed: `{(sweep / '4').resolve()}`: RuntimeError: out of memory" in table
     assert f"unfinished (no results.json yet): `{(sweep / '5').resolve()}`" in table
     with open(tmp_path / "report" / "table.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 3
     for chart in ("k_curve.png", "methods.png"):
         assert (tmp_path / "report" / chart).stat().st_size > 1000
+
+
+def _with_predictions(folder: Path, correct: list[int], overrides: list[str]) -> None:
+    (folder / "predictions-test.jsonl").write_text("".join(json.dumps({"index": i, "correct": bool(c)}) + "\n" for i, c in enumerate(correct)))
+    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+
+
+def test_the_report_compares_by_seed_against_the_finetune_setting_chosen_on_validation(tmp_path):
+    """A learning-rate grid of fine-tuning becomes one row per rate (its variant); a method is compared with
+    the rate whose mean validation accuracy is best (not its test accuracy), seed by seed."""
+    rows_per_run = 200
+    for seed in range(3):
+        for lr, val, correct in (("1e-4", 0.50, 80), ("2e-4", 0.60, 90), ("3e-4", 0.40, 140)):  # 3e-4: best on test, worst on val
+            folder = tmp_path / f"ft-{lr}-{seed}"
+            finished(folder, method="finetune", attribution=None, k=None, alpha=0.0, seed=seed, val_acc_best=val,
+                     test_acc=correct / rows_per_run, steps=300 + seed)
+            _with_predictions(folder, [1] * correct + [0] * (rows_per_run - correct), ["method=finetune", f"student.optimizer.lr={lr}", f"seed={seed}"])
+        folder = tmp_path / f"sal-{seed}"
+        better = 90 + (10, 12, 8)[seed]
+        finished(folder, seed=seed, val_acc_best=0.65, test_acc=better / rows_per_run)
+        _with_predictions(folder, [1] * better + [0] * (rows_per_run - better), ["method=saliency", f"seed={seed}"])
+    summary = build_report([tmp_path], tmp_path / "report")
+    rows = {(r["method"], r["variant"]): r for r in summary["rows"]}
+    assert set(rows) == {("finetune", "lr=1e-4"), ("finetune", "lr=2e-4"), ("finetune", "lr=3e-4"), ("saliency", "")}
+    paired = rows[("saliency", "")]["vs_reference"]
+    assert paired["reference_variant"] == "lr=2e-4" and paired["per_seed"] == pytest.approx({"0": 0.05, "1": 0.06, "2": 0.04})
+    assert paired["difference"] == pytest.approx(0.05) and paired["p_value"] < 0.05 and paired["row_level"]["p_value"] < 0.05
+    assert rows[("finetune", "lr=1e-4")]["steps"] == [300, 301, 302]
+    table = (tmp_path / "report" / "table.md").read_text()
+    assert "+0.0500 [+0.025, +0.075], p=0.0132 (3 seeds)".replace("0.0132", f"{paired['p_value']:.2g}") in table
 
 
 def test_quality_rows_pair_each_method_and_k_with_its_students(tmp_path):
@@ -179,12 +210,13 @@ def test_methods_are_compared_with_finetune_over_the_same_seeds_and_rows(tmp_pat
     rows = {(r["method"], r["train_rows"]): r for r in summary["rows"]}
     planted = rows[("saliency", 100)]["vs_reference"]
     assert planted["reference"] == "finetune" and planted["seeds"] == ["0", "1", "2"] and planted["rows"] == 200
-    assert planted["difference"] > 0.03 and planted["low"] > 0 and planted["p_value"] < 0.01
+    assert planted["difference"] > 0.03 and planted["low"] > 0 and planted["p_value"] < 0.05  # t over 3 per-seed differences
+    assert planted["row_level"]["p_value"] < 0.01 and planted["row_level"]["rows"] == 200
     same = rows[("random", 100)]["vs_reference"]
     assert same["difference"] == 0 and same["p_value"] == 1.0
     assert rows[("finetune", 50)]["vs_reference"] is None  # the reference itself
     table = (tmp_path / "report" / "table.md").read_text()
-    assert f"{planted['difference']:+.4f} [" in table and "(3 seeds x 200 rows)" in table
+    assert f"{planted['difference']:+.4f} [" in table and "(3 seeds) |" in table and "(3 x 200 rows) |" in table
     assert all(r["test_acc_bootstrap95"][0] < r["test_acc"] < r["test_acc_bootstrap95"][1] for r in summary["runs"])
     assert (tmp_path / "report" / "data_size.png").stat().st_size > 1000  # two train sizes: a data-size chart
 

@@ -6,7 +6,8 @@
 Writes into --out (default: <first PATH>/report): table.md and table.csv (dataset x method x
 attribution x k x alpha x train rows: test accuracy mean +- sample std over seeds with a 95% t
 interval, runs, best validation accuracy; each method against `finetune` with the same seeds and
-test rows: the paired difference, its bootstrap interval and a permutation p-value), k_curve.png,
+test rows: the mean of the per-seed paired differences with its t interval and p-value over seeds,
+and the row-level permutation p-value as a second column), k_curve.png,
 methods.png (the paired differences marked), data_size.png (accuracy against train rows, when the
 runs have several sizes), quality.png (rationale quality against k per attribution method beside the
 students' accuracy, when the runs measured it) and report.json (also each run's accuracy with a
@@ -27,9 +28,12 @@ from pathlib import Path
 from kdlight.io import atomic_path, write_json, write_text
 from kdlight.reports.markdown import markdown_table
 from kdlight.reports.runs import collect_runs, format_mean_std, mean_std
-from kdlight.reports.statistics import bootstrap_interval, paired_comparison, t_interval
+from kdlight.reports.statistics import bootstrap_interval, paired_comparison, seed_level_comparison, t_interval
 
-KEY = ("dataset", "method", "attribution", "k", "alpha", "train_rows")
+KEY = ("dataset", "method", "attribution", "k", "alpha", "train_rows", "variant")
+# Overrides that KEY already names (or that are the seed): never a variant of their own.
+NOT_VARIANTS = {"seed", "method", "alpha", "k", "attribution", "attribution.method", "dataset", "dataset.train_size",
+                "dataset.train_fraction", "experiment", "hydra/launcher", "resume", "threads"}
 REFERENCE = "finetune"  # what every method is compared with, pairwise
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 QUALITY_PANELS = (("comprehensiveness", "comprehensiveness (drop of log p(gold))"),
@@ -41,8 +45,31 @@ def train_rows(run: dict) -> int | None:
     return (run.get("split_sizes") or {}).get("train")
 
 
+def run_overrides(run: dict) -> dict[str, str]:
+    """The command-line overrides of a run (its .hydra/overrides.yaml, read as data), key -> value."""
+    import yaml
+
+    path = Path(run.get("path", "")) / ".hydra" / "overrides.yaml"
+    try:
+        listed = yaml.safe_load(path.read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return {}
+    pairs = (str(o).split("=", 1) for o in listed if isinstance(o, str) and "=" in o)
+    return {key.lstrip("+~"): value for key, value in pairs}
+
+
+def add_variants(finished: list[dict]) -> None:
+    """run["variant"]: the overrides that tell apart runs KEY would pool (e.g. a learning-rate grid,
+    `lr=0.0002`); empty where every run shares them."""
+    overrides = [run_overrides(r) for r in finished]
+    keys = {k for o in overrides for k in o} - NOT_VARIANTS
+    varying = sorted(k for k in keys if len({o.get(k) for o in overrides}) > 1)
+    for run, own in zip(finished, overrides):
+        run["variant"] = " ".join(f"{k.rsplit('.', 1)[-1]}={own[k]}" for k in varying if k in own)
+
+
 def table_rows(finished: list[dict]) -> list[dict]:
-    """One row per (dataset, method, attribution, k, alpha, train rows), aggregated over seeds."""
+    """One row per (dataset, method, attribution, k, alpha, train rows, variant), aggregated over seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in finished:
         groups[tuple(train_rows(r) if key == "train_rows" else r.get(key) for key in KEY)].append(r)
@@ -55,10 +82,11 @@ def table_rows(finished: list[dict]) -> list[dict]:
             **dict(zip(KEY, key)),
             "test_acc_mean": test_mean, "test_acc_std": test_std, "test_acc_t95": t_interval(test), "runs": len(members),
             "seeds": sorted({r.get("seed") for r in members}, key=str), "val_acc_best_mean": mean_std(val)[0],
+            "steps": [r.get("steps") for r in sorted(members, key=lambda r: str(r.get("seed")))],
             "chance_acc": next((r.get("chance_acc") for r in members if r.get("chance_acc") is not None), None),
         })
     return sorted(rows, key=lambda r: (str(r["dataset"]), r["train_rows"] or 0, str(r["method"]), str(r["attribution"]),
-                                       r["k"] or 0, r["alpha"] or 0))
+                                       r["k"] or 0, r["alpha"] or 0, str(r["variant"] or "")))
 
 
 def test_results(run: dict) -> list[float] | None:
@@ -82,9 +110,19 @@ def run_intervals(finished: list[dict]) -> list[dict]:
     return out
 
 
+def reference_row(row: dict, rows: list[dict], reference: str = REFERENCE) -> dict | None:
+    """The reference method's row a row is compared with: same dataset and train rows, the same variant
+    where the reference ran it, else the reference's variant with the best mean validation accuracy
+    (chosen on validation, never on test)."""
+    partners = [o for o in rows if o["method"] == reference and o["dataset"] == row["dataset"] and o["train_rows"] == row["train_rows"]]
+    same = [o for o in partners if o.get("variant") == row.get("variant")]
+    return (same or sorted(partners, key=lambda o: -(o["val_acc_best_mean"] if o["val_acc_best_mean"] is not None else -1.0)) or [None])[0]
+
+
 def add_paired_comparisons(rows: list[dict], finished: list[dict], reference: str = REFERENCE) -> None:
-    """Each row against the reference method's row of the same dataset and train rows: paired over the
-    seeds both ran and the test rows they share (row["vs_reference"]; None where there is no pair)."""
+    """Each row against the reference method's row of the same dataset and train rows, over the seeds
+    both ran and the test rows they share: row["vs_reference"] is the seed-level comparison (the unit is
+    the seed), with the row-level test under "row_level"; None where there is no pair."""
     by_key: dict[tuple, list[dict]] = defaultdict(list)
     for r in finished:
         by_key[tuple(train_rows(r) if key == "train_rows" else r.get(key) for key in KEY)].append(r)
@@ -92,16 +130,16 @@ def add_paired_comparisons(rows: list[dict], finished: list[dict], reference: st
         row["vs_reference"] = None
         if row["method"] == reference:
             continue
-        partner = next((o for o in rows if o["method"] == reference and o["dataset"] == row["dataset"]
-                        and o["train_rows"] == row["train_rows"]), None)
+        partner = reference_row(row, rows, reference)
         if partner is None:
             continue
         results = [{r.get("seed"): test_results(r) for r in by_key[tuple(x[key] for key in KEY)]} for x in (row, partner)]
         if any(v is None for side in results for v in side.values()):
             continue
-        compared = paired_comparison(*results)
+        compared = seed_level_comparison(*results)
         if compared is not None:
-            row["vs_reference"] = {"reference": reference, **compared}
+            row["vs_reference"] = {"reference": reference, "reference_variant": partner.get("variant") or None, **compared,
+                                   "row_level": paired_comparison(*results)}
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -113,19 +151,30 @@ def _interval(interval, digits: int = 3) -> str:
 
 
 def paired_text(paired: dict | None) -> str:
+    """The seed-level comparison: mean difference [95% t interval over seeds], p (t over per-seed differences)."""
     if not paired:
         return "-"
-    return (f"{paired['difference']:+.4f} [{paired['low']:+.3f}, {paired['high']:+.3f}], p={paired['p_value']:.3g}"
-            f" ({len(paired['seeds'])} seeds x {paired['rows']} rows)")
+    if paired.get("p_value") is None:
+        return f"{paired['difference']:+.4f} (1 seed: no interval)"
+    return (f"{paired['difference']:+.4f} [{paired['low']:+.3f}, {paired['high']:+.3f}], p={paired['p_value']:.2g}"
+            f" ({len(paired['seeds'])} seeds)")
+
+
+def row_level_text(paired: dict | None) -> str:
+    """The row-level test (test rows pooled over seeds), shown only as a second check."""
+    row_level = (paired or {}).get("row_level")
+    return "-" if not row_level else f"p={row_level['p_value']:.2g} ({len(row_level['seeds'])} x {row_level['rows']} rows)"
 
 
 def results_table(rows: list[dict]) -> str:
     lines = markdown_table(
-        ["dataset", "train rows", "method", "attribution", "k", "alpha", "test acc (mean +- std)", "95% t interval (seeds)", "runs",
-         "best val acc (mean)", f"vs {REFERENCE}: difference [95% CI], p"],
+        ["dataset", "train rows", "method", "attribution", "k", "alpha", "setting", "test acc (mean +- std)", "95% t interval (seeds)",
+         "runs", "best val acc (mean)", "steps (per seed)", f"vs {REFERENCE}, seed level: difference [95% t CI], p",
+         "row-level p (rows pooled over seeds)"],
         ([r["dataset"], r["train_rows"] if r["train_rows"] is not None else "-", r["method"], r["attribution"] or "-",
-          _fmt(r["k"]) or "-", _fmt(r["alpha"], 2), format_mean_std(r["test_acc_mean"], r["test_acc_std"]),
-          _interval(r.get("test_acc_t95")), r["runs"], _fmt(r["val_acc_best_mean"]), paired_text(r.get("vs_reference"))]
+          _fmt(r["k"]) or "-", _fmt(r["alpha"], 2), r.get("variant") or "-", format_mean_std(r["test_acc_mean"], r["test_acc_std"]),
+          _interval(r.get("test_acc_t95")), r["runs"], _fmt(r["val_acc_best_mean"]),
+          ", ".join(str(s) for s in r.get("steps") or [] if s is not None) or "-", paired_text(r.get("vs_reference")), row_level_text(r.get("vs_reference"))]
          for r in rows),
     )
     return "\n".join(lines) + "\n"
@@ -144,7 +193,7 @@ def csv_table(rows: list[dict]) -> str:
 
 def _series_label(row: dict) -> str:
     name = row["method"] + (f" [{row['attribution']}]" if row.get("attribution") else "")
-    return f"{name} (alpha {row['alpha']:g})"
+    return f"{name} (alpha {row['alpha']:g}{', ' + row['variant'] if row.get('variant') else ''})"
 
 
 def _seeds_caption(rows: list[dict], levels: bool) -> str:
@@ -258,7 +307,7 @@ def plot_methods(rows: list[dict], path: Path) -> None:
             top = r["test_acc_mean"] + (r["test_acc_std"] or 0.0)
             ax.text(i, min(top + 0.02, 0.97), f"{r['test_acc_mean']:.3f}", ha="center", fontsize=8)  # a bar of 0 still reads
             paired = r.get("vs_reference")
-            if paired:  # the paired difference against fine-tuning, starred where p < 0.05
+            if paired and paired.get("p_value") is not None:  # the seed-level difference from fine-tuning, starred where p < 0.05
                 ax.text(i, min(top + 0.06, 0.93), f"{paired['difference']:+.3f}{'*' if paired['p_value'] < 0.05 else ''}\np={paired['p_value']:.2g}",
                         ha="center", fontsize=6.5, color="0.3")
             setting = ", ".join(s for s in (f"k={r['k']}" if r["k"] is not None else "", f"a={r['alpha']:g}") if s)
@@ -272,7 +321,7 @@ def plot_methods(rows: list[dict], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     caption = _seeds_caption(chosen, levels=False)  # fine-tuning has its own bar here
     if any(r.get("vs_reference") for r in chosen):
-        caption += f"; grey: paired difference from {REFERENCE} (same seeds and test rows), * p < 0.05"
+        caption += f"; grey: difference from {REFERENCE} paired by seed (t over the per-seed differences), * p < 0.05"
     _caption(fig, caption)
     _save(fig, path)
 
@@ -292,8 +341,12 @@ def plot_data_size(rows: list[dict], path: Path) -> bool:
             series[_series_label(r) + (f" k={r['k']}" if r["k"] is not None else "")].append(r)
         for i, (label, points) in enumerate(sorted(series.items())):
             points.sort(key=lambda r: r["train_rows"])
-            ax.errorbar([r["train_rows"] for r in points], [r["test_acc_mean"] for r in points],
-                        yerr=[r["test_acc_std"] or 0.0 for r in points], marker=MARKERS[i % len(MARKERS)], capsize=3, label=label)
+            sizes_ = [r["train_rows"] for r in points]
+            ax.plot(sizes_, [r["test_acc_mean"] for r in points], marker=MARKERS[i % len(MARKERS)], color=f"C{i}", label=label)
+            banded = [r for r in points if r.get("test_acc_t95")]
+            if banded:  # the 95% t interval over seeds as a band
+                ax.fill_between([r["train_rows"] for r in banded], [r["test_acc_t95"][0] for r in banded],
+                                [r["test_acc_t95"][1] for r in banded], color=f"C{i}", alpha=0.15, linewidth=0)
         chance_line(ax, mine)
         ax.set_xscale("log", base=2)
         sizes = sorted({r["train_rows"] for r in mine})
@@ -305,7 +358,9 @@ def plot_data_size(rows: list[dict], path: Path) -> bool:
         ax.set_title(dataset)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    _caption(fig, _seeds_caption(rows, levels=False))
+    counts = sorted({r["runs"] for r in rows})
+    _caption(fig, f"Lines: test accuracy, mean over seeds (n = {'-'.join(str(c) for c in (counts[0], counts[-1]) if c) if counts[0] != counts[-1] else counts[0]}"
+                  " per point); bands: the 95% t interval over seeds (none with one seed). Dotted: chance.")
     _save(fig, path)
     return True
 
@@ -391,6 +446,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> dict:
     runs = collect_runs(paths)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    add_variants(runs.finished)
     rows = table_rows(runs.finished)
     add_paired_comparisons(rows, runs.finished)
     quality = quality_rows(runs.finished)

@@ -3,11 +3,15 @@
 - `bootstrap_interval`: one run's test accuracy with a percentile bootstrap interval over its test
   examples (how much the number would move on another test set of the same size);
 - `t_interval`: the mean over seeds with Student's t interval (how much it moves with another seed);
-- `paired_comparison`: a method against a reference trained with the same seeds and tested on the
-  same rows: the mean difference of accuracy, a paired bootstrap interval (test rows resampled, the
-  same rows for both methods and every seed) and a two-sided sign-flip permutation p-value (per test
-  row, the two methods' results are exchangeable under "no difference"). Identical methods give a
-  difference of 0 and p = 1.
+- `seed_level_comparison` (what reports show): a method against a reference trained with the same
+  seeds (and, per seed, the same train rows) and tested on the same rows. The unit is the seed: each
+  seed gives one paired difference of test accuracy, and the interval and the two-sided p-value are
+  Student's t over those differences (df = seeds - 1). A difference that one seed carries is not
+  significant; one that every seed shows is. Needs two seeds or more for an interval.
+- `paired_comparison` (the row-level test, a second column only): the mean difference with a paired
+  bootstrap interval over test rows and a sign-flip permutation p-value per test row, pooled over
+  seeds. Its unit is the test row, so it ignores how much another seed would move the result.
+  Identical methods give a difference of 0 and p = 1.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from scipy import stats
 
-# Student's t quantile t(0.975, df) for df = 1..30; beyond 30 the normal 1.96 is within 2%.
-T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+def t_quantile(df: int, level: float = 0.95) -> float:
+    """Student's t quantile for a two-sided `level` interval with `df` degrees of freedom."""
+    return float(stats.t.ppf(0.5 + level / 2, df))
 
 
 def bootstrap_interval(correct: Sequence[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
@@ -36,8 +42,38 @@ def t_interval(values: Sequence[float]) -> tuple[float, float] | None:
     data = np.asarray(values, dtype=np.float64)
     if data.size < 2:
         return None
-    half = (T975[data.size - 2] if data.size - 1 <= len(T975) else 1.96) * data.std(ddof=1) / np.sqrt(data.size)
+    half = t_quantile(data.size - 1) * data.std(ddof=1) / np.sqrt(data.size)
     return float(data.mean() - half), float(data.mean() + half)
+
+
+def seed_level_comparison(method: Mapping[object, Sequence[float]], reference: Mapping[object, Sequence[float]]) -> dict | None:
+    """`method` minus `reference`, each {seed: per-test-row results in test order}: one paired difference of
+    accuracy per seed both ran; mean, 95% t interval and two-sided t-test p-value over those differences."""
+    seeds = sorted(set(method) & set(reference), key=str)
+    if not seeds:
+        return None
+    differences = []
+    for s in seeds:
+        ours, theirs = np.asarray(method[s], dtype=np.float64), np.asarray(reference[s], dtype=np.float64)
+        if ours.shape != theirs.shape:
+            raise ValueError(f"paired runs must be tested on the same rows: seed {s} has {ours.shape} against {theirs.shape} rows")
+        differences.append(float(ours.mean() - theirs.mean()))
+    diffs = np.asarray(differences)
+    mean = float(diffs.mean())
+    low = high = p_value = None
+    if diffs.size >= 2:
+        spread = float(diffs.std(ddof=1))
+        if spread == 0.0:  # every seed moved by exactly the same amount: no seed-to-seed variance to test against
+            low = high = mean
+            p_value = 1.0 if mean == 0.0 else 0.0
+        else:
+            error = spread / np.sqrt(diffs.size)
+            half = t_quantile(diffs.size - 1) * error
+            low, high = mean - half, mean + half
+            p_value = float(2 * stats.t.sf(abs(mean) / error, diffs.size - 1))
+    return {"difference": mean, "low": low, "high": high, "p_value": p_value, "test": "t over per-seed paired differences",
+            "per_seed": dict(zip((str(s) for s in seeds), differences)), "seeds": [str(s) for s in seeds],
+            "rows": int(np.asarray(method[seeds[0]]).size)}
 
 
 def paired_comparison(
