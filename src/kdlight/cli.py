@@ -57,8 +57,18 @@ def validate_eval_config(cfg, methods: bool = True) -> None:
 
     if cfg.split not in SPLITS:
         raise ConfigError(f"split={cfg.split!r} is not accepted; use one of {list(SPLITS)}")
-    if not Path(str(cfg.ckpt_path)).exists():
+    ckpt = Path(str(cfg.ckpt_path))
+    if not ckpt.exists():
         raise ConfigError(f"ckpt_path={cfg.ckpt_path} does not exist; pass <run>/checkpoints/<name>.ckpt or an exported <run>/student")
+    from kdlight.evaluate import run_dataset_config
+    from kdlight.trust import check_weights_format, load_checkpoint
+
+    if ckpt.is_dir():  # what a shared artifact holds is data: refused here, before any folder is made
+        check_weights_format(ckpt)
+    else:
+        load_checkpoint(ckpt, mmap=True)
+    if not cfg.get("dataset"):
+        run_dataset_config(ckpt)
 
 
 VALIDATORS = {"train": validate_config, "eval": validate_eval_config}
@@ -79,6 +89,7 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
     from kdlight.compose import compose_config
     from kdlight.hub import HubUnavailableError
     from kdlight.runtime import export_threads
+    from kdlight.trust import RefusedArtifact
 
     overrides = [a for a in argv if not a.startswith("-")]
     try:
@@ -113,7 +124,7 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
             for cfg in composed:  # the attribution registry imports torch
                 if cfg.method.get("needs_teacher"):
                     check_attribution(cfg.attribution)
-    except (ConfigError, HubUnavailableError) as err:  # one line, no traceback, no run folder
+    except (ConfigError, HubUnavailableError, RefusedArtifact) as err:  # one line, no traceback, no run folder
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OmegaConfBaseException as err:
@@ -160,8 +171,14 @@ def _evaluate(cfg):
     from kdlight.evaluate import evaluate
     from kdlight.plugins import load_plugins
 
+    from kdlight.trust import RefusedArtifact
+
     load_plugins(cfg.get("plugins") or [])
-    return evaluate(cfg)
+    try:
+        return evaluate(cfg)
+    except RefusedArtifact as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _main(task, config_name: str) -> None:

@@ -29,10 +29,13 @@ def load_student(path: str | Path):
     from kdlight.export import read_input_format
     from kdlight.models import from_folder
 
+    from kdlight.trust import check_weights_format, load_checkpoint
+
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"ckpt_path={path} does not exist; pass <run>/checkpoints/<name>.ckpt or <run>/student")
+        raise FileNotFoundError(f"{path} does not exist; pass <run>/checkpoints/<name>.ckpt or <run>/student")
     if path.is_dir():
+        check_weights_format(path)
         fmt = read_input_format(path)
         model, tokenizer, family = from_folder(path)
         return model, tokenizer, family, fmt
@@ -42,7 +45,7 @@ def load_student(path: str | Path):
     from kdlight.families import get_family
     from kdlight.models import load_tokenizer
 
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint(path)
     info = checkpoint.get("kdlight")
     if info is None:
         raise ValueError(f"{path} is not a checkpoint of a kdlight run (it has no 'kdlight' entry); pass a kdlight run's checkpoint or export")
@@ -67,12 +70,20 @@ def load_student(path: str | Path):
 
 
 def run_dataset_config(ckpt_path: Path) -> dict | None:
-    """The dataset config of the run a checkpoint belongs to (<run>/.hydra/config.yaml), if there is one."""
+    """The dataset config of the run a checkpoint belongs to (<run>/.hydra/config.yaml), if there is one,
+    checked against kdlight's own dataset options (kdlight.trust) before anything builds it."""
+    from kdlight.trust import RefusedArtifact, trusted_dataset_node
+
     run_dir = ckpt_path.parent.parent if ckpt_path.is_file() else ckpt_path.parent
     saved = run_dir / ".hydra" / "config.yaml"
     if not saved.is_file():
         return None
-    return OmegaConf.to_container(OmegaConf.load(saved).dataset, resolve=True)  # its ${paths...} and ${seed} resolve in the run's config
+    try:
+        stored = OmegaConf.load(saved)
+        node = OmegaConf.to_container(stored.dataset, resolve=True)  # its ${paths...} and ${seed} resolve in the run's config
+    except Exception as err:  # noqa: BLE001 - any unreadable stored config is refused with its name
+        raise RefusedArtifact(f"{saved}: not a readable run config ({str(err).strip().splitlines()[0][:200]})") from None
+    return trusted_dataset_node(node, saved)
 
 
 def evaluate(cfg: DictConfig) -> float:

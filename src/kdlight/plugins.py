@@ -55,9 +55,18 @@ def load_plugins(extra: list[str] | tuple[str, ...] = (), builtins: bool = True)
 
 
 def import_plugin(name: str) -> ModuleType:
-    """One plugin module; one that cannot be imported is named with where plugins are declared."""
+    """One plugin module the user named; found on the import path or, failing that, in the current folder
+    (a console script's path does not hold it). One that cannot be imported is named with where plugins are declared."""
+    import sys
+
     try:
-        return importlib.import_module(name)
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name.split(".")[0] or os.getcwd() in sys.path:
+                raise
+            sys.path.append(os.getcwd())  # last: never in place of an installed module
+            return importlib.import_module(name)
     except ImportError as err:
         raise ImportError(
             f"plugin module {name!r} (from the {ENTRY_POINT_GROUP} entry points, {ENV} or the config's plugins list) "

@@ -64,14 +64,28 @@ def generate(model, tokenizer, family, inputs: list[Rendered], max_input_length:
     return answers
 
 
-def predict(student: str | Path, lines: Iterable[str], out: TextIO, explain: bool = False, batch_size: int = 32) -> int:
+def needed_task(task_from_format, fmt: dict, student: str | Path, imported: list[str]):
+    """The student's task. Plugins an export names are never imported from the file that names them: unless
+    the user named each of them (--plugins, KDLIGHT_PLUGINS), the command stops with one line saying which."""
+    from kdlight.trust import RefusedArtifact
+
+    missing = [str(p) for p in fmt.get("plugins") or [] if str(p) not in imported]
+    if missing:
+        where = Path(student) / "kdlight.json" if Path(student).is_dir() else Path(student)
+        raise RefusedArtifact(f"{where}: refused to import plugins {missing}: kdlight imports only the plugins you name; "
+                              f"if you trust them, run again with --plugins {','.join(missing)} (or KDLIGHT_PLUGINS)")
+    return task_from_format(fmt)
+
+
+def predict(student: str | Path, lines: Iterable[str], out: TextIO, explain: bool = False, batch_size: int = 32,
+            plugins: list[str] | None = None) -> int:
     from kdlight.data.tasks import TaskWords, task_from_format
     from kdlight.evaluate import load_student
     from kdlight.plugins import load_plugins
 
     model, tokenizer, family, fmt = load_student(student)
-    load_plugins(fmt.get("plugins") or [])  # a plugin's task reads its rows
-    task = task_from_format(fmt)
+    named = load_plugins(plugins or [])  # only the plugins the user names: an export's list is reported, never imported
+    task = needed_task(task_from_format, fmt, student, [m.__name__ for m in named])
     inputs = read_inputs(lines, task, fmt.get("separator"), fmt["rendering"])
     rendered = [r for _, r in inputs]
     words = TaskWords.from_format(fmt)
@@ -98,11 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", type=Path, default=None, help="write the JSON lines here instead of standard output")
     parser.add_argument("--threads", default="auto", help="CPU threads (auto: half the cores, at most 4)")
+    parser.add_argument("--plugins", default="", help="plugin modules to import (comma-separated; also KDLIGHT_PLUGINS): "
+                        "the ones an export was trained with are never imported unless you name them")
     args = parser.parse_args(argv)
     from kdlight.runtime import apply_threads, quiet_libraries
 
     apply_threads(int(args.threads) if str(args.threads).isdigit() else args.threads)
     quiet_libraries()
+    plugins = [name.strip() for name in args.plugins.split(",") if name.strip()]
     try:
         if args.inputs == "-":
             lines = sys.stdin.read().splitlines()
@@ -110,13 +127,13 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.inputs, encoding="utf-8") as handle:
                 lines = handle.read().splitlines()
         if args.out is None:
-            predict(args.student, lines, sys.stdout, args.explain, args.batch_size)
+            predict(args.student, lines, sys.stdout, args.explain, args.batch_size, plugins)
         else:
             from kdlight.io import atomic_path
 
             with atomic_path(args.out) as tmp, open(tmp, "w", encoding="utf-8") as out:
-                predict(args.student, lines, out, args.explain, args.batch_size)
-    except (BadInput, FileNotFoundError, ValueError, UnicodeDecodeError) as err:
+                predict(args.student, lines, out, args.explain, args.batch_size, plugins)
+    except (BadInput, FileNotFoundError, ValueError, UnicodeDecodeError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

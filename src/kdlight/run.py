@@ -75,9 +75,9 @@ def interrupted_message(output_dir: Path, progress: dict) -> str:
 def checkpoint_step(path: Path) -> int | None:
     if not path.is_file():
         return None
-    import torch
+    from kdlight.trust import load_checkpoint
 
-    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+    return int(load_checkpoint(path, mmap=True)["global_step"])
 
 
 def _run(cfg: DictConfig, progress: dict) -> float | None:

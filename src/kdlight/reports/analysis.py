@@ -47,13 +47,16 @@ DEFAULT_KS = (1, 3, 5, 10)
 
 
 def cache_datamodule(cache: RationaleCache):
-    """The datamodule the cache's rows belong to (from the dataset config recorded in key.json)."""
+    """The datamodule the cache's rows belong to (from the dataset config recorded in key.json, checked
+    against kdlight's own dataset options before it is built: a cache may come from someone else)."""
     from hydra.utils import instantiate
+
+    from kdlight.trust import trusted_dataset_node
 
     dataset_config = cache.about.get("dataset_config")
     if dataset_config is None:
         raise ValueError(f"{cache.path}/key.json records no dataset_config; extract it again")
-    return instantiate(dataset_config)
+    return instantiate(trusted_dataset_node(dataset_config, Path(cache.path) / "key.json"))
 
 
 def student_rows(student_dir: str | Path, datamodule, split: str, attribution: dict, limit: int) -> list[dict]:
