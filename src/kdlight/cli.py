@@ -170,7 +170,6 @@ def _train(cfg):
 def _evaluate(cfg):
     from kdlight.evaluate import evaluate
     from kdlight.plugins import load_plugins
-
     from kdlight.trust import RefusedArtifact
 
     load_plugins(cfg.get("plugins") or [])

@@ -28,7 +28,6 @@ def load_student(path: str | Path):
     """(model, tokenizer, family, input format) from a Lightning checkpoint of a kdlight run or an export folder."""
     from kdlight.export import read_input_format
     from kdlight.models import from_folder
-
     from kdlight.trust import check_weights_format, load_checkpoint
 
     path = Path(path)
@@ -39,7 +38,6 @@ def load_student(path: str | Path):
         fmt = read_input_format(path)
         model, tokenizer, family = from_folder(path)
         return model, tokenizer, family, fmt
-    import torch
     import transformers
 
     from kdlight.families import get_family
