@@ -25,7 +25,19 @@ from kdlight.data.collate import TaskCollator
 from kdlight.data.cue_words import CueWordsSpec, generate_rows
 from kdlight.data.features import FeatureRows, feature_batch, features_key, write_features
 from kdlight.data.store import DigestMemo, ExampleSet, SplitExamples, build_or_open
-from kdlight.data.tasks import TASKS, ANLITask, CQATask, CueWordsTask, ESNLITask, Example, Rendered, SVAMPTask, Task, TaskWords
+from kdlight.data.tasks import (
+    TASKS,
+    ANLITask,
+    CQATask,
+    CueWordsTask,
+    ESNLITask,
+    Example,
+    Rendered,
+    SVAMPTask,
+    Task,
+    TaskWords,
+    check_cot_prompt,
+)
 from kdlight.runtime import collector_paused, tokenizing_worker_init
 
 log = logging.getLogger(__name__)
@@ -98,6 +110,8 @@ class KDDataModule(pl.LightningDataModule):
         self.cot = {key: str(value) for key, value in dict(cot).items()} if cot else None
         if task is not None:  # a registered task by name (a plugin's): no DataModule subclass needed
             self.task = TASKS.lookup(task)
+        if getattr(self, "task", None) is not None:
+            check_cot_prompt(self.cot, self.task.template_names())
         self.source = _choice("source", source, self.accepted_sources)
         self.on_bad_row = _choice("on_bad_row", on_bad_row, sources.BAD_ROW_POLICIES)
         self.train_stand_in = _choice("train_stand_in", train_stand_in, (None, *TRAIN_STAND_INS))
@@ -225,6 +239,9 @@ class KDDataModule(pl.LightningDataModule):
         if self.max_rows is not None:
             log.warning("dataset.max_rows=%d: keeping only the first %d rows of every split", self.max_rows, self.max_rows)
             splits = {name: rows.head(self.max_rows) for name, rows in splits.items()}
+        for name, rows in splits.items():
+            if len(rows) == 0:  # before training: a sampler of 0 rows fails far from the cause
+                raise sources.DataSourceError(sources.empty_split_message(name, raw.get(name, raw.get("train", (None, None)))[1]))
         splits["train"] = self._subsample(splits["train"])
         for name, rows in splits.items():
             rows.name = name
@@ -576,6 +593,7 @@ class FilesDataModule(KDDataModule):
             **({"templates": {key: typed_escapes(str(value)) for key, value in dict(templates).items()}} if templates else {}),
             **{key: str(kwargs["cot"][key]) for key in ("answer_marker", "next_example") if (kwargs.get("cot") or {}).get(key)},
         )
+        check_cot_prompt(self.cot, self.task.template_names())
         self.files = {"train": train, "valid": valid, "test": test}
         if source == "hub":
             if not hub or not hub.get("name"):

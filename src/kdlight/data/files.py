@@ -66,6 +66,9 @@ class FilesTask(Task):
                     raise ValueError(f"dataset.templates.{key} names {{{name}}}; it may use {{letter}} and {{choice}}")
 
     # ------------------------------------------------------------ what the task is
+    def template_names(self) -> list[str]:
+        return [*self.inputs, *([CHOICES] if self.choices else [])]
+
     @property
     def label_set(self) -> tuple[str, ...] | None:
         return tuple(self.labels) if self.label_kind == "class" else None
@@ -121,11 +124,14 @@ class FilesTask(Task):
             raise BadRow(f"missing field {self.label!r}")
         raw = row[self.label]
         if self.label_kind == "class":
-            if isinstance(raw, str) and raw in self.labels:
-                return raw
-            if (isinstance(raw, (int, np.integer)) and not isinstance(raw, bool)) or (isinstance(raw, str) and raw.strip().isdigit()):
-                if 0 <= int(raw) < len(self.labels):
-                    return self.labels[int(raw)]
+            # by value first: 3 (a JSON number) or "3" (a CSV cell) is the class named "3" when there is one;
+            # only a whole number that names no class is read as a 0-based position in dataset.labels
+            integer = (isinstance(raw, (int, np.integer)) and not isinstance(raw, bool)) or (isinstance(raw, str) and raw.strip().isdigit())
+            text = str(int(raw)) if integer else raw
+            if isinstance(text, str) and text in self.labels:
+                return text
+            if integer and 0 <= int(raw) < len(self.labels):
+                return self.labels[int(raw)]
             raise BadRow(f"label {raw!r} is not one of dataset.labels {list(self.labels)} (nor an index into them)")
         label = str(raw).strip()
         if self.label_kind == "number":
@@ -200,22 +206,64 @@ def file_format(path: Path, declared: str = "auto") -> str:
     return kind
 
 
+CSV_FIELD_LIMIT = 1 << 24  # characters in one CSV field (Python's default, 131,072, is less than a long document)
+
+
 def read_rows(path: Path, kind: str) -> tuple[Iterator[object], int]:
-    """(rows, the line of the first row): JSON Lines line by line, CSV after its header (line 2 is the
-    first row), Parquet by row (its "line" is the row number, from 1)."""
+    """(rows, the line of the first row): JSON Lines line by line, CSV records with the physical line each
+    starts on (sources.At), Parquet by row (its "line" is the row number, from 1)."""
     if kind == "jsonl":
         return sources.read_json_lines(path), 1
     if kind == "csv":
-        def csv_rows():
-            with open(path, newline="", encoding="utf-8") as handle:
-                yield from csv.DictReader(handle)
-        return csv_rows(), 2
+        return read_csv(path), 2
+    return read_parquet(path), 1
+
+
+def read_csv(path: Path) -> Iterator[sources.At]:
+    """CSV records as {header: field} rows, each at the physical line it starts on. Bytes are read as UTF-8
+    (a byte-order mark before the header dropped); a record that is not UTF-8 or not valid CSV becomes an
+    InvalidLine at its line, so it is named and can be skipped, and reading goes on after it."""
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    with open(path, "rb") as handle:
+        lines = (raw.decode("utf-8", "surrogateescape").lstrip("\ufeff") if number == 0 else raw.decode("utf-8", "surrogateescape")
+                 for number, raw in enumerate(handle))
+        reader = csv.reader(lines)
+        header = next(reader, None)
+        if header is None:
+            return
+        done = reader.line_num
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                yield sources.At(done + 1, sources.InvalidLine(f"not valid CSV ({err})"))
+                if reader.line_num == done:
+                    return  # the reader cannot move past it
+                done = reader.line_num
+                continue
+            line, done = done + 1, reader.line_num
+            if not record:
+                continue  # a blank line
+            if sources.has_surrogates(record) or sources.has_surrogates(header):
+                yield sources.At(line, sources.InvalidLine("invalid UTF-8 (bytes that are not UTF-8 text)"))
+                continue
+            row = dict(zip(header, record))
+            row.update({name: None for name in header[len(record):]})  # csv.DictReader's restval for short records
+            yield sources.At(line, row)
+
+
+def read_parquet(path: Path) -> Iterator[dict]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    def parquet_rows():
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-            yield from batch.to_pylist()
-    return parquet_rows(), 1
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise sources.DataSourceError(f"{path}: not a readable Parquet file ({str(err).strip().splitlines()[0][:200]})") from None
+    for batch in parquet.iter_batches(batch_size=4096):
+        yield from batch.to_pylist()
 
 
 def split_positions(n: int, fractions: dict, seed: int) -> dict[str, np.ndarray]:

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -98,19 +99,58 @@ class InvalidLine:
         self.message = message
 
 
+class At(NamedTuple):
+    """A row with the physical line it starts on (a CSV record may span lines)."""
+
+    line: int
+    value: object
+
+
+def has_surrogates(value) -> bool:
+    """A lone surrogate (a JSON "\\ud800" escape, or bytes that were not UTF-8) anywhere in a parsed value:
+    such text cannot be stored or encoded."""
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(has_surrogates(k) or has_surrogates(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_surrogates(v) for v in value)
+    return False
+
+
+def parse_json_line(text: str) -> object:
+    """One JSON Lines row, or an InvalidLine saying what is wrong with it."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        return InvalidLine(f"not valid JSON ({err.msg})")
+    except RecursionError:
+        return InvalidLine("not a row: its JSON is nested too deeply to read")
+    if "\\u" in text and has_surrogates(value):
+        return InvalidLine("a \\ud800-\\udfff escape (a lone surrogate) is not text")
+    return value
+
+
 def read_json_lines(path: Path) -> Iterator[object]:
     """One entry per line, streamed: the parsed row, or an InvalidLine saying what is wrong."""
     with open(path, "rb") as handle:
-        for raw in handle:
+        for number, raw in enumerate(handle):
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode("utf-8-sig" if number == 0 else "utf-8")  # a byte-order mark before the first row
             except UnicodeDecodeError as err:
                 yield InvalidLine(f"invalid UTF-8 ({err.reason} at byte {err.start} of the line)")
                 continue
-            try:
-                yield json.loads(text)
-            except json.JSONDecodeError as err:
-                yield InvalidLine(f"not valid JSON ({err.msg})")
+            yield parse_json_line(text)
+
+
+def empty_split_message(split: str, report: LoadReport | None) -> str:
+    """One line for a split with no examples: how many rows were read and skipped, and the first skipped one."""
+    if report is None or report.rows == 0:
+        return f"0 {split} rows: the file holds no rows (an empty file, or a CSV with only its header)"
+    first = report.rejected[0] if report.rejected else None
+    where = f"; the first: {first.file}:{first.line}: {first.reason}" if first else ""
+    return (f"0 {split} rows: {report.rows} read, {report.rejected_count} skipped by dataset.on_bad_row=skip{where}. "
+            "Fix the rows (kdlight-data lists them), or point at another file")
 
 
 def release_file(root: Path, task: Task, split: str) -> Path:
@@ -166,6 +206,8 @@ def examples_from_rows(
     rows = iter(rows)
     for index, row in enumerate(rows):
         line = index + first_line
+        if isinstance(row, At):  # a reader that knows the physical line (CSV records may span lines)
+            line, row = row.line, row.value
         report.rows += 1
         completion = None
         if completions is not None:

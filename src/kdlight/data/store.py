@@ -86,9 +86,12 @@ def take_rows(table: pa.Table, indices) -> pa.Table:
 
 
 def file_digest(path: Path, memo: dict | None = None) -> str:
-    """sha256 of a file's content, remembered by (size, mtime) in `memo` so unchanged files are read once."""
+    """sha256 of a file's content, remembered in `memo` so unchanged files are read once. The memo's stamp
+    adds the inode's change time and number to size and mtime: tools that restore an mtime (cp -p, rsync -t,
+    tar, touch -r) cannot restore the change time, which the kernel sets on every write, so an edit that
+    keeps size and mtime is hashed again."""
     stat = path.stat()
-    stamp = f"{stat.st_size}-{stat.st_mtime_ns}"
+    stamp = f"{stat.st_size}-{stat.st_mtime_ns}-{stat.st_ctime_ns}-{stat.st_ino}"
     key = str(path.resolve())
     if memo is not None and memo.get(key, {}).get("stamp") == stamp:
         return memo[key]["sha256"]
@@ -151,7 +154,27 @@ def build_or_open(
         write_json(info, {"key": key, "task": task.name, "split": split, "built_from": key_fields, **report.as_dict()})
         log.info("%s %s: %d examples stored in %s", task.name, split, rows, path)
     report = LoadReport.from_dict(json.loads(info.read_text()))
+    remove_orphans(path.parent)
     return open_table(path), report, key
+
+
+ORPHAN_AGE = 600.0  # seconds without a write: a store file being built by a live process is written to much more often
+
+
+def remove_orphans(folder: Path, age: float = ORPHAN_AGE) -> list[Path]:
+    """Temporary store files a killed build left behind (.<name>.*.arrow.tmp, untouched for `age` seconds)."""
+    import time
+
+    removed = []
+    for tmp in folder.glob(".*.arrow.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > age:
+                tmp.unlink()
+                removed.append(tmp)
+                log.info("removed %s: a store file a killed run left unfinished", tmp)
+        except OSError:
+            continue
+    return removed
 
 
 def built_by_other_code(folder: Path, task: str, split: str, key_fields: dict) -> list[Path]:

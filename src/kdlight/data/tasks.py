@@ -195,6 +195,19 @@ def template_fields(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
 
 
+def check_cot_prompt(cot: dict | None, allowed: list[str]) -> None:
+    """dataset.cot's prompt and choice template are checked as the renderings' templates are: a name that
+    is not a field of the task would render as nothing (every prompt cut to its instructions)."""
+    if not cot:
+        return
+    for name in template_fields(str(cot.get("prompt", ""))):
+        if name not in allowed:
+            raise ValueError(f"dataset.cot.prompt names {{{name}}}, which is not a field of the task; use {sorted(allowed)}")
+    for name in template_fields(str(cot.get("choice", ""))):
+        if name not in ("letter", "choice"):
+            raise ValueError(f"dataset.cot.choice names {{{name}}}; it may use {{letter}} and {{choice}}")
+
+
 def _require_text(row: dict, key: str) -> str:
     if key not in row:
         raise BadRow(f"missing field {key!r}")
@@ -250,6 +263,10 @@ class Task:
     # step-by-step input), "teacher" (the FLAN prompt), and how {choices} renders each choice in them
     # ("choice", or "student_choice" / "teacher_choice" where they differ).
     templates: ClassVar[dict] = {}
+
+    def template_names(self) -> list[str]:
+        """The example fields a template of this task may name (those its own renderings name)."""
+        return sorted({name for key in ("student", "teacher") for name in template_fields(self.templates.get(key, "")) if name != "eos"})
 
     def render(self, rendering: str, example: Example, variables: dict | None = None) -> Rendered:
         choice = self.templates.get(f"{rendering}_choice", self.templates.get("choice", "\n- {choice}"))
