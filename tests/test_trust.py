@@ -150,3 +150,55 @@ def test_the_runs_own_artifacts_still_load(shared_run, tmp_path):
     model, tokenizer, family, fmt = load_student(best)
     assert fmt["dataset"] == "cue_words"
     assert run_dataset_config(best)["_target_"] == "kdlight.data.CueWordsDataModule"
+
+
+# ---------------------------------------------------------------- one set of checks for every entry point
+ENTRY_POINTS = {
+    "train.py": ["train.py", "dataset=cue_words", *TINY],
+    "eval.py": ["eval.py", "ckpt_path=/nonexistent"],
+    "kdlight-data": ["-m", "kdlight.data", "dataset=cue_words"],
+    "kdlight-attribute": ["-m", "kdlight.attribute", "dataset=cue_words", "teacher=tiny"],
+    "kdlight-analyze": ["-m", "kdlight.reports.analysis", "/tmp"],
+}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_a_plugin_that_cannot_be_imported_is_one_line_at_every_entry_point(tmp_path, entry):
+    done = subprocess.run([sys.executable, *ENTRY_POINTS[entry]], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                          env=clean_env(tmp_path, KDLIGHT_PLUGINS="nonexistent_plugin"))
+    assert one_error_line(done).startswith("error: plugin module 'nonexistent_plugin' (from the kdlight.plugins entry points, "
+                                           "KDLIGHT_PLUGINS or the config's plugins list) cannot be imported")
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["dataset=cue_words", "teacher=tiny", "teacher.quantization=4bit"], "error: teacher.quantization=4bit applies to a pretrained teacher"),
+    (["dataset=cqa", "teacher=tiny", "dataset.root=/nonexistent"], "error: no data for cqa: dataset.root=/nonexistent does not exist"),
+])
+def test_kdlight_attribute_runs_train_pys_checks_before_any_work(tmp_path, overrides, expected):
+    done = console(tmp_path, "-m", "kdlight.attribute", *overrides, f"paths.cache_dir={tmp_path / 'cache'}")
+    assert one_error_line(done).startswith(expected) and not (tmp_path / "cache").exists()
+    trained = console(tmp_path, "train.py", *overrides, "method=saliency", "student=tiny", f"paths.log_dir={tmp_path / 'outputs'}")
+    assert one_error_line(trained).startswith(expected)  # the same line from train.py
+
+
+def test_a_bad_row_found_during_training_is_one_line(tmp_path):
+    rows = tmp_path / "reviews.jsonl"
+    rows.write_text("".join(json.dumps({"review": f"film {i}", "sentiment": ["negative", "positive"][i % 2]}) + "\n" for i in range(20))
+                    + '{"review": "", "sentiment": "positive"}\n')
+    done = console(tmp_path, "train.py", *TINY, "dataset=files", f"dataset.path={rows}", "dataset.fields.inputs=[review]",
+                   "dataset.fields.label=sentiment", "dataset.labels=[negative,positive]", "dataset.templates.student='{review}'",
+                   "dataset.templates.teacher='Review: {review}'", "method=finetune", f"paths.log_dir={tmp_path / 'outputs'}",
+                   f"paths.cache_dir={tmp_path / 'cache'}")
+    assert one_error_line(done) == (f"error: {rows}:21: field 'review' is empty or not text: ''. Fix the row, or set "
+                                    "dataset.on_bad_row=skip to drop such rows.")
+
+
+@pytest.mark.parametrize("line, expected", [
+    (b'{"review": "truncated json\n', "error: line 1: not valid JSON (Unterminated string starting at)"),
+    (b'"fine"\n"caf\xff"\n', "error: {rows}:2: invalid UTF-8 (invalid start byte at byte 4 of the line)"),
+])
+def test_kdlight_predict_names_a_truncated_row_and_bad_bytes_by_line(shared_run, tmp_path, line, expected):
+    rows = tmp_path / "in.jsonl"
+    rows.write_bytes(line)
+    done = console(tmp_path, "-m", "kdlight.predict", str(shared_run["run"] / "student"), str(rows))
+    assert one_error_line(done).startswith(expected.format(rows=rows))

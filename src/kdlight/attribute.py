@@ -21,15 +21,15 @@ from hydra.errors import HydraException
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from kdlight.compose import compose_config
-    from kdlight.config import ConfigError, check_attribution, check_sources
-    from kdlight.hub import HubUnavailableError
+    from kdlight.config import check_sources, check_teacher_command
+    from kdlight.errors import user_errors
     from kdlight.runtime import export_threads
 
     started = time.monotonic()
     try:
         cfg = compose_config(sys.argv[1:] if argv is None else argv)
         export_threads(cfg.get("threads", "auto"))
-        check_attribution(cfg.attribution)
+        check_teacher_command(cfg)  # the checks train.py runs for its teacher, before any work
         check_sources(cfg, roles=("teacher",))
         from hydra.utils import instantiate
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         with numeric_settings(bool(cfg.get("flush_denormal", True))):
             caches, summary = stage.rationale_caches(datamodule)  # fine-tunes the teacher first if teacher.finetune
         tracking.log_extraction(cfg, caches, summary)
-    except (HydraException, ConfigError, ValueError, OSError, HubUnavailableError) as err:
+    except (HydraException, ValueError, OSError, *user_errors()) as err:
         cause = err.__cause__ if isinstance(err, HydraException) and err.__cause__ else err
         print(f"error: {cause}", file=sys.stderr)
         return 2

@@ -158,24 +158,25 @@ def _train(cfg):
 
     load_plugins(cfg.get("plugins") or [])  # in the job's own process too (launchers start fresh ones)
     validate_config(cfg)  # again inside the job: also guards in-process and launcher-started jobs
+    from kdlight.errors import user_errors
     from kdlight.run import run
 
     try:
         return run(cfg)
-    except ConfigError as err:  # found once the models are loaded (e.g. a vocabulary logit_kd cannot compare)
+    except user_errors() as err:  # found once data or models are loaded (a bad row, a vocabulary logit_kd cannot compare)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 
 
 def _evaluate(cfg):
+    from kdlight.errors import user_errors
     from kdlight.evaluate import evaluate
     from kdlight.plugins import load_plugins
-    from kdlight.trust import RefusedArtifact
 
     load_plugins(cfg.get("plugins") or [])
     try:
         return evaluate(cfg)
-    except RefusedArtifact as err:
+    except user_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

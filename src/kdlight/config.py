@@ -295,6 +295,20 @@ def check_model_scale(cfg: DictConfig) -> None:
             raise ConfigError(problem)
 
 
+def check_teacher_command(cfg: DictConfig) -> None:
+    """A teacher-only command (kdlight-attribute) runs the checks train.py runs for its teacher: attribution
+    settings, quantization and placement, and every path (model, tokenizer, data), before any work."""
+    from kdlight.models import placement_problem
+
+    check_attribution(cfg.attribution)
+    teacher = cfg.get("teacher") or {}
+    problem = placement_problem(teacher.get("quantization", "none"), teacher.get("device_map"),
+                                OmegaConf.select(teacher, "model._target_", default=None), cfg.get("trainer") or {})
+    if problem:
+        raise ConfigError(problem)
+    check_paths([cfg], roles=("teacher",))
+
+
 def check_attribution(attribution, method: bool = True) -> None:
     """The shared attribution settings and, with `method`, the chosen method's own (the registry says
     which exist; importing it imports torch)."""
@@ -368,9 +382,9 @@ def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher
     return [p for p in problems if p is not None]
 
 
-def check_paths(configs: list[DictConfig], data: bool = True) -> None:
+def check_paths(configs: list[DictConfig], data: bool = True, roles: tuple[str, ...] = ("student", "teacher")) -> None:
     """One ConfigError naming every wrong path of the command's jobs (the first line says how many)."""
-    problems = list(dict.fromkeys(p for cfg in configs for p in path_problems(cfg, data=data)))
+    problems = list(dict.fromkeys(p for cfg in configs for p in path_problems(cfg, roles=roles, data=data)))
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:

@@ -22,6 +22,12 @@ from pathlib import Path
 from types import ModuleType
 
 ENTRY_POINT_GROUP = "kdlight.plugins"
+
+
+class PluginImportError(ImportError):
+    """A plugin the user named cannot be imported (the message says where plugins are declared)."""
+
+
 ENV = "KDLIGHT_PLUGINS"
 BUILTIN_PACKAGES = ("kdlight.attribution", "kdlight.families")
 
@@ -68,7 +74,7 @@ def import_plugin(name: str) -> ModuleType:
             sys.path.append(os.getcwd())  # last: never in place of an installed module
             return importlib.import_module(name)
     except ImportError as err:
-        raise ImportError(
+        raise PluginImportError(
             f"plugin module {name!r} (from the {ENTRY_POINT_GROUP} entry points, {ENV} or the config's plugins list) "
             f"cannot be imported: {err}. A plugin must be importable: an installed package, or a folder on PYTHONPATH"
         ) from err

@@ -35,7 +35,10 @@ def read_inputs(lines: Iterable[str], task, separator: str | None, rendering: st
             continue
         try:
             value = json.loads(line)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as err:
+            if line.lstrip().startswith(("{", "[", '"')):  # meant as JSON: a truncated row is an error, not text to answer
+                raise BadInput(f"line {number}: not valid JSON ({err.msg}); a row is one JSON object per line, "
+                               "and a line of plain text must not start with {, [ or a quote") from None
             value = line.rstrip("\n")
         if isinstance(value, str):
             inputs.append((number, Rendered(value, ((0, len(value)),))))
@@ -49,6 +52,17 @@ def read_inputs(lines: Iterable[str], task, separator: str | None, rendering: st
         rendered = task.render_student(example, separator or "</s>") if rendering == "student" else task.render_teacher(example)
         inputs.append((number, rendered))
     return inputs
+
+
+def decoded_lines(data: bytes, where: str) -> list[str]:
+    """The input's lines as text; a line that is not UTF-8 is named (a byte-order mark at the start is dropped)."""
+    lines = []
+    for number, raw in enumerate(data.splitlines(), 1):
+        try:
+            lines.append(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+        except UnicodeDecodeError as err:
+            raise BadInput(f"{where}:{number}: invalid UTF-8 ({err.reason} at byte {err.start} of the line)") from None
+    return lines
 
 
 def generate(model, tokenizer, family, inputs: list[Rendered], max_input_length: int, max_new_tokens: int, batch_size: int) -> list[str]:
@@ -122,10 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     plugins = [name.strip() for name in args.plugins.split(",") if name.strip()]
     try:
         if args.inputs == "-":
-            lines = sys.stdin.read().splitlines()
+            lines = decoded_lines(sys.stdin.buffer.read(), "standard input")
         else:
-            with open(args.inputs, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
+            lines = decoded_lines(Path(args.inputs).read_bytes(), args.inputs)
         if args.out is None:
             predict(args.student, lines, sys.stdout, args.explain, args.batch_size, plugins)
         else:
@@ -133,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
             with atomic_path(args.out) as tmp, open(tmp, "w", encoding="utf-8") as out:
                 predict(args.student, lines, out, args.explain, args.batch_size, plugins)
-    except (BadInput, FileNotFoundError, ValueError, UnicodeDecodeError, ImportError) as err:
+    except (BadInput, FileNotFoundError, ValueError, UnicodeDecodeError, ImportError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

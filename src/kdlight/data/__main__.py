@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet_libraries()
         datamodule = instantiate(cfg.dataset)
         summary = datamodule.summary()
-    except (HydraException, ValueError, RuntimeError, OSError) as err:
+    except (HydraException, ValueError, RuntimeError, OSError, ImportError) as err:  # every user_errors() is one of these
         cause = err.__cause__ if isinstance(err, HydraException) and err.__cause__ else err
         print(f"error: {cause}", file=sys.stderr)
         return 2

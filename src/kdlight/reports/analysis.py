@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kdlight.errors import user_errors
 from kdlight.io import write_json, write_text
 from kdlight.reports import measures
 from kdlight.reports.markdown import markdown_table
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         try:
             result = compare_caches(*args.compare, sorted(set(args.k)), args.out)
-        except (FileNotFoundError, ValueError, CacheCorrupt, CacheFormatError) as err:
+        except (FileNotFoundError, ValueError, CacheCorrupt, CacheFormatError, *user_errors()) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(Path(result["out_dir"], "compare.md").read_text())
@@ -325,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = analyse(args.paths, sorted(set(args.k)), args.split, args.examples, args.views, args.out, not args.no_faithfulness,
                          args.convention)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CacheCorrupt, CacheFormatError, *user_errors()) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(Path(result["out_dir"], "analysis.md").read_text())
