@@ -48,7 +48,9 @@ def student_pipeline(path: str | Path, device=None):
     the generative families, text-classification for a sequence classifier."""
     from kdlight.hf_pipeline import Text2TextGenerationPipeline
     from kdlight.models import from_folder
+    from kdlight.trust import check_weights_format
 
+    check_weights_format(path)
     model, tokenizer, family = from_folder(path)
     if not family.writes_rationales:  # a classifier: transformers' own pipeline of its task, where there is one
         if family.pipeline_tag != "text-classification":

@@ -5,9 +5,13 @@ transformers 5 removed the built-in "text2text-generation" pipeline and blocks t
 `config.json` `custom_pipelines` plus the pipeline's code beside the weights (the Hub's mechanism
 for custom pipelines). The export ships this file, so the usual call works for every family:
 
+    from kdlight.export import student_pipeline          # this class, imported from kdlight: nothing in the folder runs
+    student = student_pipeline("outputs/train/.../student")
+    student("predict: <input in the step-by-step format>")   # -> [{"generated_text": "..."}]
+
+    # without kdlight (runs the folder's copy of this file: only for a folder you trust)
     from transformers import pipeline
     student = pipeline("text2text-generation", model="outputs/train/.../student", trust_remote_code=True)
-    student("predict: <input in the step-by-step format>")   # -> [{"generated_text": "..."}]
 
 Encoder-decoders generate from the encoder's input; decoder-only models continue the prompt
 (left-padded), and only the continuation is returned. Greedy decoding and the length come from the

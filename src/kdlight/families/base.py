@@ -142,10 +142,13 @@ class ModelFamily:
             "## Usage",
             "",
             "```python",
-            "from transformers import pipeline",
-            "student = pipeline(\"text2text-generation\", model=\"PATH/TO/student\", trust_remote_code=True)",
+            "from kdlight.export import student_pipeline   # kdlight's own pipeline class: no code from this folder runs",
+            "student = student_pipeline(\"PATH/TO/student\")",
             f"student({json.dumps(words.apply('label', example_input))})",
             "```",
+            "",
+            "Without kdlight, `pipeline(\"text2text-generation\", model=\"PATH/TO/student\", trust_remote_code=True)` runs the "
+            "`hf_pipeline.py` saved in this folder: use it only for a folder whose origin you trust.",
         ]
 
     # ------------------------------------------------------------ text
