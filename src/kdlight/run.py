@@ -123,7 +123,7 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
     tracking.use_caches(trainer, caches)
 
     progress.update(stage="training", trainer=trainer)
-    trainer.fit(student, datamodule=datamodule, ckpt_path=checkpoint)
+    trainer.fit(student, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)  # a resumed folder may be shared: data only
     progress["stage"] = "test"
     metrics = dict(trainer.callback_metrics)  # the test below replaces the trainer's metrics
     callback = trainer.checkpoint_callback
@@ -132,7 +132,7 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
         # but the checkpoint callback kept the best val/acc
         metrics["val/acc_best"] = callback.best_model_score
     best = best_checkpoint(trainer)
-    trainer.test(student, datamodule=datamodule, ckpt_path=best, verbose=False)
+    trainer.test(student, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     metrics.update(trainer.callback_metrics)
 
     results = {
