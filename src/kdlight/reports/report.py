@@ -49,6 +49,8 @@ def run_overrides(run: dict) -> dict[str, str]:
     """The command-line overrides of a run (its .hydra/overrides.yaml, read as data), key -> value."""
     import yaml
 
+    if run.get("record"):
+        return dict(run.get("overrides") or {})
     path = Path(run.get("path", "")) / ".hydra" / "overrides.yaml"
     try:
         listed = yaml.safe_load(path.read_text()) or []
@@ -90,7 +92,10 @@ def table_rows(finished: list[dict]) -> list[dict]:
 
 
 def test_results(run: dict) -> list[float] | None:
-    """A run's per-test-row results (1 correct, 0 wrong) in test order, from predictions-test.jsonl."""
+    """A run's per-test-row results (1 correct, 0 wrong) in test order, from predictions-test.jsonl (or a
+    committed study record's 0/1 string)."""
+    if run.get("record"):
+        return None if run.get("correct") is None else [float(c == "1") for c in run["correct"]]
     path = Path(run["path"]) / "predictions-test.jsonl"
     if not path.is_file():
         return None
@@ -140,6 +145,10 @@ def add_paired_comparisons(rows: list[dict], finished: list[dict], reference: st
         if compared is not None:
             row["vs_reference"] = {"reference": reference, "reference_variant": partner.get("variant") or None, **compared,
                                    "row_level": paired_comparison(*results)}
+
+
+def _setting(setting: dict) -> str:
+    return ", ".join(s for s in (f"alpha {setting['alpha']:g}" if setting.get("alpha") else "", setting.get("variant") or "") if s) or "alpha 0"
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -291,6 +300,25 @@ def best_setting_per_method(rows: list[dict]) -> list[dict]:
         if key not in best or score > (best[key]["val_acc_best_mean"] or -1.0):
             best[key] = r
     return [best[key] for key in sorted(best, key=str)]
+
+
+def validation_choices(rows: list[dict]) -> list[dict]:
+    """For each (dataset, train rows, method, attribution) run at several settings (alpha, a grid variant such
+    as a learning rate): the grid with each setting's mean best validation accuracy, and the setting chosen
+    by it. Only validation fields are read: the choice is made before any test accuracy is looked at."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["dataset"], r["train_rows"], r["method"], r["attribution"])].append(r)
+    choices = []
+    for (dataset, size, method, attribution), members in sorted(groups.items(), key=lambda item: str(item[0])):
+        if len(members) < 2:
+            continue
+        grid = [{"alpha": m["alpha"], "variant": m.get("variant") or "", "val_acc_best_mean": m["val_acc_best_mean"], "runs": m["runs"]}
+                for m in members]
+        best = max(grid, key=lambda g: g["val_acc_best_mean"] if g["val_acc_best_mean"] is not None else -1.0)
+        choices.append({"dataset": dataset, "train_rows": size, "method": method, "attribution": attribution, "grid": grid,
+                         "chosen": {"alpha": best["alpha"], "variant": best["variant"]}})
+    return choices
 
 
 def plot_methods(rows: list[dict], path: Path) -> None:
@@ -470,10 +498,18 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> dict:
         plot_data_size(rows, out / "data_size.png")
     if quality:
         plot_quality(quality, out / "quality.png")
+    choices = validation_choices(rows)
+    if choices:
+        markdown += ["\n## Settings chosen on validation (mean best validation accuracy over seeds; test accuracy not read)\n",
+                     "\n".join(f"- {c['dataset']}, {c['train_rows']} train rows, {c['method']}"
+                               + (f" [{c['attribution']}]" if c["attribution"] else "") + ": "
+                               + ", ".join(f"{_setting(g)} {_fmt(g['val_acc_best_mean'])}" for g in c["grid"])
+                               + f" -> **{_setting(c['chosen'])}**" for c in choices) + "\n"]
+        write_text(out / "table.md", "\n".join(markdown))
     summary = {
         "paths": [str(p) for p in paths], "finished": len(runs.finished), "failed": runs.failed,
         "unfinished": runs.unfinished, "teacher_runs": runs.teacher_runs, "rows": rows, "quality": quality,
-        "runs": run_intervals(runs.finished),
+        "choices": choices, "runs": run_intervals(runs.finished),
     }
     write_json(out / "report.json", summary)
     return summary

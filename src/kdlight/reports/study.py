@@ -169,6 +169,34 @@ def study_estimate(jobs: list[dict[str, str]], finished: dict[str, int], minutes
     return lines, minutes / max(1, parallel)
 
 
+def commit_study(sweep_dir: str | Path, out_dir: str | Path) -> dict:
+    """A study command's finished runs as committed records: <out_dir>/runs.jsonl (each run's results,
+    overrides and per-test-row results) and kdlight-report's tables and charts beside them, so a later
+    session on a fresh machine can merge the parts (kdlight-report benchmarks/results/studies/...)."""
+    from kdlight.io import atomic_path
+    from kdlight.reports.runs import RUN_RECORDS, collect_runs, run_record
+
+    out = Path(out_dir)
+    runs = collect_runs([Path(sweep_dir)])
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / RUN_RECORDS) as tmp:
+        tmp.write_text("".join(json.dumps(run_record(r)) + "\n" for r in sorted(runs.finished, key=lambda r: r["path"])))
+    summary = build_report([out], out)
+    print(f"[study] {len(runs.finished)} finished runs ({len(runs.failed)} failed, {len(runs.unfinished)} unfinished) -> "
+          f"{out} (runs.jsonl, table.md, report.json, charts): commit them", flush=True)
+    return summary
+
+
+class StudyResults(Callback):
+    """commit_study when a study's command ends (python -m kdlight.reports.study SWEEP OUT does the same by hand)."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        commit_study(config.hydra.sweep.dir, self.out_dir)
+
+
 class StudyPlan(Callback):
     """Prints, before the first job, how many jobs the command holds, how many already finished in its
     (fixed) sweep folder, and an estimate of the time left; the per-job minutes are measured and stated
@@ -194,3 +222,21 @@ class StudyPlan(Callback):
             print(f"[plan]   {line}", flush=True)
         print(f"[plan] estimated time left: ~{minutes:.0f} min for the students"
               + (f", plus ~{self.teacher_minutes:.0f} min if the teacher is not cached yet" if self.teacher_minutes else ""), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m kdlight.reports.study", description=commit_study.__doc__.split("\n")[0])
+    parser.add_argument("sweep_dir", type=Path, help="the study command's sweep folder (multirun/studies/<name>)")
+    parser.add_argument("out_dir", type=Path, help="where the records go (benchmarks/results/studies/<name>)")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"error: {args.sweep_dir} is not a folder", file=sys.stderr)
+        return 2
+    commit_study(args.sweep_dir, args.out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The real-language study's design (experiment=minilm_esnli_*): nested seeded subsets, a validation slice
+nobody trains on, choices made on validation only, finished runs skipped, committed records that merge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from kdlight.data.sources import subsample_positions
+from tests.conftest import needs_dsbs
+
+SIZES = (250, 500, 1000, 2000)
+
+
+def test_each_seeds_smaller_subsets_are_inside_its_larger_ones():
+    for seed in range(5):
+        subsets = [set(subsample_positions(8857, size, seed).tolist()) for size in SIZES]
+        assert [len(s) for s in subsets] == list(SIZES)
+        assert all(small < large for small, large in zip(subsets, subsets[1:]))
+    assert set(subsample_positions(8857, 250, 0).tolist()) != set(subsample_positions(8857, 250, 1).tolist())  # each seed its own
+
+
+@pytest.mark.dsbs
+def test_the_validation_slice_is_disjoint_from_every_students_and_the_teachers_train_rows(compose, tmp_path):
+    """Through the study's own config: the students' subsets (every size and seed) and the teacher's
+    fine-tuning rows never hold a row of the 985-row slice every choice is made on, nor a test row."""
+    from hydra.utils import instantiate
+
+    from kdlight.teacher.finetune import finetune_datamodule
+    from kdlight.teacher.stage import TeacherStage
+
+    root = needs_dsbs("esnli/esnli_valid.json")
+    teacher_rows = None
+    for size in (250, 2000):
+        for seed in (0, 1, 2):
+            cfg = compose(["experiment=minilm_esnli_lr", f"dataset.train_size={size}", f"seed={seed}", f"paths.data_dir={root}",
+                           "hydra.mode=RUN"])
+            data = instantiate(cfg.dataset)
+            splits = {name: {e.id for e in rows} for name, rows in data.examples.splits.items()}  # ids: rows of the valid file
+            assert len(splits["valid"]) == 985 and len(splits["test"]) == 9824 and len(splits["train"]) == size
+            assert not splits["train"] & splits["valid"]
+            pairs = {name: {(e.fields["premise"], e.fields["hypothesis"]) for e in rows} for name, rows in data.examples.splits.items()}
+            assert not pairs["train"] & pairs["test"] and not pairs["valid"] & pairs["test"]  # the test file is another file
+            if teacher_rows is None:
+                stage = TeacherStage.from_config(cfg)
+                teacher_data = finetune_datamodule(stage, data)
+                teacher_rows = {e.id for e in teacher_data.examples.splits["train"]}
+                assert len(teacher_rows) == 8857 and {e.id for e in teacher_data.examples.splits["valid"]} == splits["valid"]
+            assert splits["train"] <= teacher_rows and not teacher_rows & splits["valid"]
+
+
+def row(method: str, val: float, test: float, alpha: float = 0.0, variant: str = "", size: int = 1000) -> dict:
+    return {"dataset": "esnli", "train_rows": size, "method": method, "attribution": None, "alpha": alpha, "variant": variant,
+            "val_acc_best_mean": val, "test_acc_mean": test, "runs": 3}
+
+
+def test_the_choice_is_made_on_validation_and_never_reads_test_accuracy():
+    from kdlight.reports.report import validation_choices
+
+    rows = [row("saliency", 0.55, 0.70, alpha=0.1), row("saliency", 0.60, 0.50, alpha=0.3), row("saliency", 0.50, 0.80, alpha=0.5),
+            row("finetune", 0.52, 0.61, variant="lr=1e-4"), row("finetune", 0.57, 0.40, variant="lr=2e-4"), row("random", 0.4, 0.4, 0.3)]
+    choices = {c["method"]: c for c in validation_choices(rows)}
+    assert choices["saliency"]["chosen"] == {"alpha": 0.3, "variant": ""} and choices["finetune"]["chosen"]["variant"] == "lr=2e-4"
+    assert "random" not in choices  # one setting: nothing was chosen
+    blind = [{k: v for k, v in r.items() if not k.startswith("test")} for r in rows]  # no test field at all
+    assert validation_choices(blind) == validation_choices(rows)
+
+
+def test_the_study_configs_compose_with_a_fixed_sweep_folder_and_the_plan(compose):
+    from kdlight.reports.study import planned_jobs, study_estimate
+
+    cfg = compose(["experiment=minilm_esnli_lr"])
+    assert cfg.dataset.train_stand_in == "valid" and cfg.dataset.subsample_seed == cfg.seed and cfg.trainer.min_steps == 300
+    assert cfg.callbacks.early_stopping.patience == 4 and cfg.student.optimizer.weight_decay == 0.01
+    config = OmegaConf.create({"hydra": {"sweeper": {"params": {"method": "finetune", "student.optimizer.lr": "1e-4,2e-4,3e-4",
+                                                                "seed": "0,1,2"}}, "overrides": {"task": ["seed=0,1"]}}})
+    jobs = planned_jobs(config)
+    assert len(jobs) == 6 and {j["seed"] for j in jobs} == {"0", "1"}  # the command line's seeds win over the config's
+    lines, minutes = study_estimate(jobs, {"finetune": 2}, {"finetune": 8}, parallel=2, default_method="saliency")
+    assert lines == ["finetune: 6 jobs, 2 finished, 4 to run (~8 min each)"] and minutes == 16
+
+
+def test_committed_records_reproduce_the_report_of_the_run_folders(tmp_path):
+    """runs.jsonl keeps what the seed-level comparison needs: the report from the records equals the report from the folders."""
+    from kdlight.reports.report import build_report
+    from kdlight.reports.study import commit_study
+    from tests.reports.test_report import finished
+
+    sweep = tmp_path / "sweep"
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        for method, accuracy in (("finetune", 0.5), ("saliency", 0.58)):
+            folder = sweep / f"{method}-{seed}"
+            correct = (rng.random(300) < accuracy).astype(int)
+            finished(folder, method=method, seed=seed, test_acc=float(correct.mean()), val_acc_best=accuracy, split_sizes={"train": 250},
+                     attribution=None if method == "finetune" else "grad_x_input", k=None if method == "finetune" else 3,
+                     alpha=0.0 if method == "finetune" else 0.3)
+            (folder / "predictions-test.jsonl").write_text("".join(json.dumps({"index": i, "correct": bool(c)}) + "\n"
+                                                                   for i, c in enumerate(correct)))
+    from_folders = build_report([sweep], tmp_path / "from-folders")
+    commit_study(sweep, tmp_path / "committed")
+    from_records = build_report([tmp_path / "committed"], tmp_path / "from-records")
+    keys = ("method", "test_acc_mean", "vs_reference")
+    assert [{k: r[k] for k in keys} for r in from_records["rows"]] == [{k: r[k] for k in keys} for r in from_folders["rows"]]
+    assert from_records["rows"][1]["vs_reference"]["seeds"] == ["0", "1", "2"]
+    assert Path(tmp_path / "committed" / "table.md").read_text().count("| esnli |") == 0  # the fixture's dataset is cqa
