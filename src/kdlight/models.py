@@ -77,14 +77,17 @@ def pretrained_source(name_or_path: str, kind: str, timeout: float = 5.0) -> dic
 
 def load_model(
     name_or_path: str, revision: str | None = None, tokenizer=None, dtype: str | None = None, family: str = "auto",
-    label_set=None, keep_layers: int | None = None, quantization: str = "none", device_map=None,
+    label_set=None, keep_layers: int | None = None, quantization: str = "none", device_map=None, pooling: str | None = None,
 ):
     """A pretrained model of any supported family, the family read from the folder's architectures
     (`family` names one instead, or `encoder` for the classifier head the dataset needs: a bare encoder
     such as MiniLM gets that family's head, initialised here and marked untrained). `label_set` sizes a classifier head whose folder declares no labels;
     `keep_layers` keeps the first N layers (a smaller student from the same weights). `quantization`
     (8bit, 4bit: bitsandbytes, on a GPU) and `device_map` (accelerate's placement, e.g. auto: one model
-    spread over the devices this process sees) are passed to from_pretrained."""
+    spread over the devices this process sees) are passed to from_pretrained. `pooling` (an encoder
+    classifier: cls, its own [CLS] pooler, or mean, the mean of the token vectors, how sentence encoders
+    such as all-MiniLM-L6-v2 were trained) is recorded in the model's config, so checkpoints and exports
+    load with it."""
     import torch
     import transformers
 
@@ -97,6 +100,14 @@ def load_model(
         head_untrained = not adapter.matches(config, architectures_of(config))
         if adapter.needs_label_set:
             with_label_set(config, label_set, name_or_path)
+        if pooling is not None:
+            from kdlight.families.encoder import POOLINGS, EncoderFamily
+
+            if pooling not in POOLINGS:
+                raise ValueError(f"model.pooling={pooling!r} is not accepted; use one of {list(POOLINGS)}")
+            if not isinstance(adapter, EncoderFamily):
+                raise ValueError(f"model.pooling={pooling!r} applies to an encoder classifier; {name_or_path!r} loads as {adapter.name}")
+            config.kdlight_pooling = pooling
         auto = getattr(transformers, adapter.auto_class)
         if dtype is not None:
             kwargs["dtype"] = getattr(torch, dtype)

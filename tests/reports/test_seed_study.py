@@ -74,7 +74,7 @@ def test_the_study_configs_compose_with_a_fixed_sweep_folder_and_the_plan(compos
     from kdlight.reports.study import planned_jobs, study_estimate
 
     cfg = compose(["experiment=minilm_esnli_lr"])
-    assert cfg.dataset.train_stand_in == "valid" and cfg.dataset.subsample_seed == cfg.seed and cfg.trainer.min_steps == 300
+    assert cfg.dataset.train_stand_in == "valid" and cfg.dataset.subsample_seed == cfg.seed and cfg.trainer.min_steps == 200 and cfg.student.model.pooling == "mean"
     assert cfg.callbacks.early_stopping.patience == 4 and cfg.student.optimizer.weight_decay == 0.01
     config = OmegaConf.create({"hydra": {"sweeper": {"params": {"method": "finetune", "student.optimizer.lr": "1e-4,2e-4,3e-4",
                                                                 "seed": "0,1,2"}}, "overrides": {"task": ["seed=0,1"]}}})

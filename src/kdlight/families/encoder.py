@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -105,6 +106,8 @@ class EncoderFamily(ModelFamily):
     def prepare(self, model, tokenizer) -> None:
         if getattr(model.config, "pad_token_id", None) is None:
             model.config.pad_token_id = tokenizer.pad_token_id
+        if getattr(model.config, "kdlight_pooling", "cls") == "mean":
+            use_mean_pooling(model)
 
     def prepare_student(self, model) -> None:
         if not hasattr(model, TAGGING_HEAD):
@@ -252,7 +255,8 @@ class EncoderFamily(ModelFamily):
             segments = segments[:, 0] if segments is not None else None
         else:
             mask = layout.mask
-        output = model(inputs_embeds=rows, attention_mask=mask, token_type_ids=segments, output_hidden_states=hidden)
+        with pooling_mask(model, mask):
+            output = model(inputs_embeds=rows, attention_mask=mask, token_type_ids=segments, output_hidden_states=hidden)
         return output, layout
 
     def logits(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -296,6 +300,48 @@ class EncoderFamily(ModelFamily):
     def target_token_log_probs(self, model, embeds, attention_mask, labels) -> torch.Tensor:
         log_probs = torch.log_softmax(self.forward(model, embeds, attention_mask)[0].logits.float(), dim=-1)
         return log_probs.gather(-1, labels[:, :1].clamp(min=0)) * labels[:, :1].ne(IGNORE_INDEX)
+
+
+POOLINGS = ("cls", "mean")
+
+
+class MeanPooler(torch.nn.Module):
+    """In place of a BERT-style [CLS] pooler: the mean of the token vectors over the attention mask (how a
+    sentence encoder such as all-MiniLM-L6-v2 was trained to be read). The family hands it the mask of each
+    forward (pooling_mask); called without one, it averages every position."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask: torch.Tensor | None = None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.mask is None:
+            return hidden_states.mean(dim=1)
+        mask = self.mask.reshape(-1, self.mask.shape[-1]).to(hidden_states.dtype).unsqueeze(-1)  # multiple choice: rows flattened
+        return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def use_mean_pooling(model) -> None:
+    base = getattr(model, model.base_model_prefix, None)
+    if base is None or not hasattr(base, "pooler"):
+        raise ValueError(f"pooling=mean replaces a BERT-style pooler; {type(model).__name__} has none")
+    if not isinstance(base.pooler, MeanPooler):
+        base.pooler = MeanPooler()
+    model.config.kdlight_pooling = "mean"
+
+
+@contextmanager
+def pooling_mask(model, mask: torch.Tensor):
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    pooler = getattr(base, "pooler", None)
+    if not isinstance(pooler, MeanPooler):
+        yield
+        return
+    pooler.mask = mask
+    try:
+        yield
+    finally:
+        pooler.mask = None
 
 
 def tagging_loss(tag_logits: torch.Tensor, stored_tags: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
