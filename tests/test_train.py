@@ -319,8 +319,9 @@ def test_the_last_step_is_always_validated(tmp_path, release_root, steps, interv
 
 def test_a_run_that_failed_after_training_resumes_at_its_last_step_with_its_best_validation(tmp_path):
     """Trained, then failed (e.g. while writing the export): the same command resumes at the last step,
-    trains no further, and still reports the best val/acc the checkpoints kept."""
-    args = ["debug=tiny", "dataset=cue_words", "method=finetune", "threads=1"]
+    trains no further, and still reports the best val/acc the checkpoints kept. (checkpoints=all: a run that
+    failed before its end still has last.ckpt, which the default policy removes only once a run has finished.)"""
+    args = ["debug=tiny", "dataset=cue_words", "method=finetune", "threads=1", "checkpoints=all"]
     out = train(tmp_path, *args)
     assert out.returncode == 0, out.stderr[-3000:]
     (first,) = results_of(tmp_path)
@@ -333,3 +334,28 @@ def test_a_run_that_failed_after_training_resumes_at_its_last_step_with_its_best
     assert resumed["status"] == "finished" and resumed["steps"] == first["steps"]
     assert resumed["val_acc_best"] == first["val_acc_best"] and resumed["val_acc_best"] is not None
     assert resumed["test_acc"] == first["test_acc"]
+
+
+@pytest.mark.parametrize("policy", ["best", "all"])
+def test_a_finished_run_keeps_its_best_weights_once(tmp_path, policy):
+    """checkpoints=best (the default): no last.ckpt and no optimiser state once the run is finished and
+    exported, and the best checkpoint still evaluates to the run's test accuracy; checkpoints=all keeps both."""
+    import torch
+
+    done = train(tmp_path, "dataset=cue_words", "method=finetune", *TINY, "trainer.max_steps=6", f"checkpoints={policy}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (results,) = results_of(tmp_path)
+    folder = Path(results["output_dir"]) / "checkpoints"
+    names = sorted(p.name for p in folder.glob("*.ckpt"))
+    best = Path(results["best_checkpoint"])
+    state = torch.load(best, map_location="cpu", weights_only=True)
+    assert results["checkpoints"]["policy"] == policy and results["checkpoints"]["kept"] == names
+    assert results["checkpoints"]["bytes"] == sum((folder / n).stat().st_size for n in names)
+    if policy == "best":
+        assert names == [best.name] and "optimizer_states" not in state and results["checkpoints"]["removed"] == ["last.ckpt"]
+        evaluated = command("eval.py", tmp_path, f"ckpt_path={best}", "threads=1")
+        assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+        (metrics,) = [json.loads(p.read_text()) for p in (tmp_path / "outputs" / "eval").rglob("metrics.json")]
+        assert metrics["acc"] == pytest.approx(results["test_acc"])
+    else:
+        assert "last.ckpt" in names and "optimizer_states" in state

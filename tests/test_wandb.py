@@ -63,7 +63,7 @@ def test_a_sweep_groups_its_runs_and_tags_them(tmp_path, dsbs_root):
 @pytest.mark.slow  # 10-35 s: CI runs it (.ci/run includes the slow tests)
 def test_job_types_artifacts_lineage_and_a_resumed_run_id(tmp_path, dsbs_root):
     env = clean_env(tmp_path, WANDB_MODE="offline", WANDB_DIR=str(tmp_path / "wandb"))
-    args = ["logger=wandb", "dataset=cqa", f"paths.data_dir={dsbs_root}", *TINY, "teacher.finetune=true",
+    args = ["logger=wandb", "checkpoints=all", "dataset=cqa", f"paths.data_dir={dsbs_root}", *TINY, "teacher.finetune=true",
             "teacher.finetune_trainer.max_steps=2", "teacher.finetune_trainer.val_check_interval=1", "teacher.finetune_batch_size=8"]
     out = train(tmp_path, *args, env=env)
     assert out.returncode == 0, out.stderr[-3000:]

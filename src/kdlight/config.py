@@ -192,6 +192,9 @@ def _number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
+CHECKPOINT_POLICIES = ("best", "all")  # what a finished run keeps (kdlight.run.finish_checkpoints)
+
+
 def validate_config(cfg: DictConfig, methods: bool = True) -> None:
     """Reject a config that cannot work, before any model or data is loaded. `methods=False` leaves
     out the attribution method's own settings (checking them imports the registry, and torch)."""
@@ -201,6 +204,8 @@ def validate_config(cfg: DictConfig, methods: bool = True) -> None:
     method = cfg.method.name
     if method not in group_options("method"):
         raise ConfigError(f"method.name={method!r} is not known; use one of {group_options('method')}")
+    if cfg.get("checkpoints", "best") not in CHECKPOINT_POLICIES:
+        raise ConfigError(f"checkpoints={cfg.get('checkpoints')!r} is not accepted; use one of {list(CHECKPOINT_POLICIES)}")
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed={seed!r} is not accepted; use an integer")

@@ -159,6 +159,7 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
     if trainer.is_global_zero:
         write_predictions(output_dir / "predictions-test.jsonl", student.predictions)
         results["exported_student"] = export(cfg, student, results, output_dir / "student")
+        results["checkpoints"] = finish_checkpoints(output_dir / "checkpoints", best, cfg.get("checkpoints", "best"))
         log_to_wandb(trainer, datamodule, source, results)
         write_json(output_dir / RESULTS, results)
         log.info("results: test/acc=%s val/acc_best=%s -> %s", results["test_acc"], results["val_acc_best"], output_dir / RESULTS)
@@ -250,6 +251,32 @@ def resume_checkpoint(output_dir: Path, enabled: bool) -> str | None:
     dropped = trim_metrics(output_dir / "csv" / "metrics.csv", step)
     log.warning("resuming from %s (step %d; %d logged rows after it are redone)", last, step, dropped)
     return str(last)
+
+
+TRAINING_STATE = ("optimizer_states", "lr_schedulers")  # what only resuming needs: a finished run is not resumed
+
+
+def finish_checkpoints(folder: Path, best: str | None, policy: str = "best") -> dict:
+    """What a finished run keeps. best: its best checkpoint once, without the optimiser's state (eval,
+    predict and a test need only the weights and kdlight's entry), and no last.ckpt; all: both as trained."""
+    removed = []
+    if policy == "best" and best is not None and Path(best).is_file():
+        import torch
+
+        from kdlight.trust import load_checkpoint
+
+        checkpoint = load_checkpoint(best)
+        if any(key in checkpoint for key in TRAINING_STATE):
+            for key in TRAINING_STATE:
+                checkpoint.pop(key, None)
+            with atomic_path(best, suffix=".ckpt") as tmp:
+                torch.save(checkpoint, tmp)
+        for other in folder.glob("*.ckpt"):
+            if other.resolve() != Path(best).resolve():
+                other.unlink()
+                removed.append(other.name)
+    kept = sorted(p for p in folder.glob("*.ckpt")) if folder.is_dir() else []
+    return {"policy": policy, "kept": [p.name for p in kept], "removed": removed, "bytes": sum(p.stat().st_size for p in kept)}
 
 
 def best_checkpoint(trainer: pl.Trainer) -> str | None:
