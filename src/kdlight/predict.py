@@ -105,6 +105,9 @@ def predict(student: str | Path, lines: Iterable[str], out: TextIO, explain: boo
     words = TaskWords.from_format(fmt)
     if explain and not family.writes_rationales:
         raise ValueError(f"--explain generates the rationale task's text; a {family.name} student tags input words instead and writes none")
+    if explain and fmt.get("learned_rationales") is False:
+        print("note: this student was trained without a rationale task (alpha 0, e.g. method=finetune): its --explain text "
+              "was never learned and explains nothing", file=sys.stderr)
     answers = generate(model, tokenizer, family, [words.render("label", r) for r in rendered], fmt["max_input_length"],
                        fmt["max_new_tokens"], batch_size)
     rationales = generate(model, tokenizer, family, [words.render("rationale", r) for r in rendered], fmt["max_input_length"],

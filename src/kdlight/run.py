@@ -301,7 +301,8 @@ def input_format(cfg: DictConfig, datamodule, student) -> dict:
         "max_input_length": datamodule.max_input_length, "max_target_length": datamodule.max_target_length,
         "max_new_tokens": student.max_new_tokens, "answer_kind": datamodule.task.answer_kind,
         **({"task_definition": datamodule.task.definition()} if hasattr(datamodule.task, "definition") else {}),
-        **({"plugins": list(cfg.plugins)} if cfg.get("plugins") else {}),  # what kdlight-predict imports to read its rows
+        **({"plugins": list(cfg.plugins)} if cfg.get("plugins") else {}),  # reported by kdlight-predict, imported only when named
+        "learned_rationales": float(cfg.method.alpha) > 0 and cfg.method.get("rationale") is not None,  # --explain says so when not
     }
 
 

@@ -168,3 +168,15 @@ def test_a_corrupt_parquet_file_is_named(tmp_path):
     path.write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(DataSourceError, match=f"^{path}: not a readable Parquet file"):
         module(tmp_path, path).summary()
+
+
+def test_a_column_name_typo_is_named_with_the_files_real_columns(tmp_path):
+    path = tmp_path / "colors.csv"
+    path.write_text(csv_text(good_rows(10)))
+    with pytest.raises(DataSourceError, match=r"^dataset.fields.inputs names 'reviw', which is not a column of .*colors.csv; "
+                                              r"its columns are \['id', 'review', 'sentiment'\]$"):
+        module(tmp_path, path, fields={**FIELDS, "inputs": ["reviw"]}, templates={"student": "{reviw}", "teacher": "{reviw}"}).summary()
+    rows = [json.dumps(r) for r in good_rows(10)]
+    rows[0] = json.dumps({"id": "r0", "sentiment": "positive"})  # one row without the column is a bad row, not a typo
+    assert first_bad(tmp_path / "jsonl", jsonl(tmp_path / "reviews.jsonl", rows)).endswith(
+        "1: missing field 'review'. Fix the row, or set dataset.on_bad_row=skip to drop such rows.")

@@ -607,7 +607,7 @@ class FilesDataModule(KDDataModule):
         self.split_fractions, self.split_seed = dict(split_fractions or {"valid": 0.1, "test": 0.1}), split_seed
 
     def _file_split(self, name: str, path: str, memo: DigestMemo) -> tuple[SplitExamples, sources.LoadReport]:
-        from kdlight.data.files import file_format, read_rows
+        from kdlight.data.files import check_columns, file_format, read_rows
 
         file = Path(path).expanduser().resolve()
         if not file.is_file():
@@ -616,6 +616,7 @@ class FilesDataModule(KDDataModule):
         key_fields = {"source": "files", "task": self.task.definition(), "on_bad_row": self.on_bad_row, "file": memo.digest(file)}
 
         def build(report):
+            check_columns(self.task, file, kind)
             rows, first_line = read_rows(file, kind)
             return sources.examples_from_rows(self.task, rows, str(file), self.on_bad_row, report, first_line=first_line)
 

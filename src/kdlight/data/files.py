@@ -219,6 +219,44 @@ def read_rows(path: Path, kind: str) -> tuple[Iterator[object], int]:
     return read_parquet(path), 1
 
 
+def file_columns(path: Path, kind: str, sample: int = 20) -> list[str]:
+    """The columns a file has: a CSV's header, a Parquet schema, the keys of a JSONL file's first `sample` rows."""
+    if kind == "parquet":
+        return list(read_parquet_schema(path))
+    columns: dict[str, None] = {}
+    rows, _ = read_rows(path, kind)
+    for _, row in zip(range(sample), rows):
+        value = row.value if isinstance(row, sources.At) else row
+        if isinstance(value, dict):
+            columns.update(dict.fromkeys(str(k) for k in value))
+    return list(columns)
+
+
+def check_columns(task: FilesTask, path: Path, kind: str) -> None:
+    """A column dataset.fields names that the file does not have is a config typo, not a bad row: named once,
+    with the file's real columns."""
+    wanted = {"inputs": list(task.inputs), "label": [task.label],
+              "choices": list(task.choices) if isinstance(task.choices, tuple) else [task.choices] if task.choices else []}
+    columns = file_columns(path, kind)
+    if not columns:
+        return  # an empty file: the empty-split check names it
+    for key, names in wanted.items():
+        missing = [n for n in names if n not in columns]
+        if missing:
+            raise sources.DataSourceError(f"dataset.fields.{key} names {missing[0]!r}, which is not a column of {path}; "
+                                          f"its columns are {columns}")
+
+
+def read_parquet_schema(path: Path) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except (pa.ArrowException, OSError) as err:
+        raise sources.DataSourceError(f"{path}: not a readable Parquet file ({str(err).strip().splitlines()[0][:200]})") from None
+
+
 def read_csv(path: Path) -> Iterator[sources.At]:
     """CSV records as {header: field} rows, each at the physical line it starts on. Bytes are read as UTF-8
     (a byte-order mark before the header dropped); a record that is not UTF-8 or not valid CSV becomes an
