@@ -18,6 +18,7 @@ from kdlight.config import (
     config_dir,
     path_problems,
     unknown_group_options,
+    unknown_keys,
     validate_config,
 )
 
@@ -134,7 +135,11 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
             return 2
         return None  # Hydra reports it
     except HydraException:
-        return None  # unknown group options and the like: Hydra reports them with the choices
+        typos = unknown_keys(overrides, config_name)  # every unknown key of the command, each with the closest ones
+        if typos:
+            print("error: " + "\nerror: ".join(typos), file=sys.stderr)
+            return 2
+        return None  # other composition errors: Hydra reports them
     finally:
         from hydra.core.global_hydra import GlobalHydra
 

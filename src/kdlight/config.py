@@ -102,10 +102,14 @@ def run_tags(user_tags, dataset, method, k, alpha, seed, attribution=None, needs
     return tags
 
 
+def config_groups() -> list[str]:
+    """The config groups a command chooses options of (dataset, teacher, ...; hydra's own left out)."""
+    return sorted(p.name for p in config_dir().iterdir() if p.is_dir() and not p.name.startswith("_") and p.name != "hydra")
+
+
 def config_groups_text() -> str:
     """The config groups and their options for --help (base files, starting with _, left out)."""
-    groups = sorted(p.name for p in config_dir().iterdir() if p.is_dir() and not p.name.startswith("_") and p.name != "hydra")
-    return "\n".join(f"{group}: {', '.join(group_options(group))}" for group in groups)
+    return "\n".join(f"{group}: {', '.join(group_options(group))}" for group in config_groups())
 
 
 def installed_folder(location: str, extra: str) -> str:
@@ -188,6 +192,86 @@ def unknown_group_options(overrides: list[str]) -> list[str]:
     return problems
 
 
+def unknown_keys(overrides: list[str], config_name: str = "train") -> list[str]:
+    """`key=value` overrides naming no key of the composed config (Hydra: "Key ... is not in struct"), every
+    one of the command at once, each with the closest existing keys. Composes the command once without
+    each such override until it composes (a handful of compositions, a fraction of a second each)."""
+    import difflib
+
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    from kdlight.compose import compose_config
+
+    remaining, problems = [o for o in overrides if not o.startswith("-")], []
+    for _ in range(len(remaining) + 1):
+        try:
+            base = compose_config(remaining, config_name=config_name)
+        except HydraException as err:
+            match = re.search(r"Could not override '([^']+)'", str(err)) or re.search(r"Key '([^']+)' is not in struct", str(err))
+            culprit = next((o for o in remaining if match and o.partition("=")[0].lstrip("+~") == match.group(1)), None)
+            if culprit is None:
+                return problems  # another composition error: Hydra reports it
+            problems.append(culprit)
+            remaining.remove(culprit)
+            continue
+        break
+    else:
+        return []
+    keys = _flat_keys(OmegaConf.to_container(base, resolve=False))
+    lines = []
+    for override in problems:
+        key = override.partition("=")[0].lstrip("+~")
+        close = difflib.get_close_matches(key, keys, n=2, cutoff=0.6)
+        group = difflib.get_close_matches(key, config_groups(), n=1, cutoff=0.6) if "." not in key else []
+        names = group or close  # a key without a dot is most likely a group's name
+        guess = f"did you mean {' or '.join(names)}? " if names else ""
+        lines.append(f"{key} is not a key of the config; {guess}(a new key needs a +: +{override.lstrip('+~')})")
+    return lines
+
+
+def _flat_keys(node, prefix: str = "") -> list[str]:
+    keys = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "hydra" and not prefix:
+                continue
+            path = f"{prefix}{key}"
+            keys.append(path)
+            keys += _flat_keys(value, path + ".")
+    return keys
+
+
+# The Trainer arguments kdlight's configs set, with the types Lightning's Trainer takes (a wrong type fails
+# there only after the data is loaded and a run folder exists): checked with the rest of the config.
+TRAINER_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "max_steps": ((int,), "an integer (-1: no limit)"),
+    "min_steps": ((int, type(None)), "an integer or null"),
+    "max_epochs": ((int, type(None)), "an integer (-1: no limit) or null"),
+    "val_check_interval": ((int, float), "a number of training batches, or a fraction of an epoch"),
+    "check_val_every_n_epoch": ((int, type(None)), "an integer or null"),
+    "limit_val_batches": ((int, float), "a number of batches, or a fraction"),
+    "limit_train_batches": ((int, float), "a number of batches, or a fraction"),
+    "accumulate_grad_batches": ((int,), "an integer"),
+    "log_every_n_steps": ((int,), "an integer"),
+    "num_sanity_val_steps": ((int,), "an integer"),
+    "gradient_clip_val": ((int, float, type(None)), "a number or null"),
+    "deterministic": ((bool, str, type(None)), "true, false or warn"),
+    "enable_model_summary": ((bool,), "true or false"),
+}
+
+
+def check_trainer(trainer) -> None:
+    for key, (types, what) in TRAINER_TYPES.items():
+        if trainer is None or key not in trainer:
+            continue
+        value = trainer.get(key)
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            raise ConfigError(f"trainer.{key}={value!r} is not accepted; use {what} (Lightning's Trainer argument)")
+        if key in ("max_steps", "max_epochs") and isinstance(value, int) and value < -1:
+            raise ConfigError(f"trainer.{key}={value!r} is not accepted; use {what}")
+
+
 def _number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
@@ -204,6 +288,7 @@ def validate_config(cfg: DictConfig, methods: bool = True) -> None:
     method = cfg.method.name
     if method not in group_options("method"):
         raise ConfigError(f"method.name={method!r} is not known; use one of {group_options('method')}")
+    check_trainer(cfg.get("trainer"))
     if cfg.get("checkpoints", "best") not in CHECKPOINT_POLICIES:
         raise ConfigError(f"checkpoints={cfg.get('checkpoints')!r} is not accepted; use one of {list(CHECKPOINT_POLICIES)}")
     seed = cfg.get("seed")
