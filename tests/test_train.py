@@ -112,6 +112,8 @@ def test_a_tiny_run_writes_results_predictions_and_a_complete_export(tiny_run):
     metrics = (run / "csv" / "metrics.csv").read_text()
     assert "train/loss_label" in metrics and "train/loss_rationale" in metrics and "val/acc" in metrics
     assert (run / "config_tree.log").read_text().startswith("config")
+    assert f"config: {run / 'config_tree.log'} (print_config=true prints it here)" in out.stdout  # one line, not ~240
+    assert "├── dataset" not in out.stdout
     assert len((run / "predictions-test.jsonl").read_text().splitlines()) == 24
     for name in ("README.md", "generation_config.json", "kdlight.json", "hf_pipeline.py", "model.safetensors"):
         assert (run / "student" / name).is_file(), name

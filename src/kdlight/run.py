@@ -379,9 +379,9 @@ def record_failure(cfg: DictConfig, err: BaseException) -> None:
 
 
 def show_config(cfg: DictConfig, output_dir: Path) -> None:
-    """The resolved config as a tree: saved in the run folder (config_tree.log) and printed for a
-    single run (lightning-hydra-template's habit); a sweep's jobs only save it, so its log stays one
-    line per job."""
+    """The resolved config as a tree, saved in the run folder (config_tree.log); printed whole only with
+    print_config=true (lightning-hydra-template's habit), else one line says where it is: ~240 lines
+    before every run buried the lines that matter. A sweep's jobs only save it."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from pytorch_lightning.utilities import rank_zero_only
@@ -393,7 +393,8 @@ def show_config(cfg: DictConfig, output_dir: Path) -> None:
     text = config_tree(cfg)
     write_text(output_dir / "config_tree.log", text)
     if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
-        print(text, flush=True)
+        print(text if cfg.get("print_config", False) else f"config: {output_dir / 'config_tree.log'} (print_config=true prints it here)",
+              flush=True)
 
 
 def parameter_counts(model) -> dict[str, int]:
