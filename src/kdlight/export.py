@@ -70,19 +70,32 @@ def read_input_format(path: str | Path) -> dict:
     return json.loads(file.read_text())
 
 
+def card_data(input_format: dict, card: dict, family):
+    """The card's metadata as the hub reads it (huggingface_hub's ModelCardData): base model, dataset,
+    metrics and a model-index entry with the test accuracy."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    metrics = card.get("metrics", {})
+    dataset = str(input_format.get("dataset"))
+    results = [EvalResult(task_type=family.pipeline_tag or "text-classification", dataset_type=dataset, dataset_name=dataset,
+                          dataset_split="test", metric_type="accuracy", metric_value=float(metrics["test_acc"]))] \
+        if metrics.get("test_acc") is not None else None
+    return ModelCardData(library_name="transformers", pipeline_tag=family.pipeline_tag, base_model=card.get("base_model"),
+                         datasets=[dataset], metrics=["accuracy"], tags=["kdlight", "knowledge-distillation", "rationale-distillation"],
+                         model_name=card.get("title", "kdlight student"), eval_results=results)
+
+
 def model_card(input_format: dict, card: dict, family) -> str:
-    """The README.md of an export: what it is, how it was trained, how well it does, how to call it."""
+    """The README.md of an export (a huggingface_hub ModelCard): what it is, how it was trained, how well it
+    does, how to call it; its metadata from card_data."""
+    from huggingface_hub import ModelCard
+
     from kdlight.data.tasks import TaskWords
 
     f = input_format
     words = TaskWords.from_format(f)
     metrics = card.get("metrics", {})
     lines = [
-        "---",
-        "library_name: transformers",
-        f"pipeline_tag: {family.pipeline_tag}",
-        "tags: [kdlight, knowledge-distillation, rationale-distillation]",
-        "---",
         f"# {card.get('title', 'kdlight student')}",
         "",
         "A student trained with kdlight (knowledge distillation with teacher insights, "
@@ -108,7 +121,7 @@ def model_card(input_format: dict, card: dict, family) -> str:
         "or, from raw dataset rows: `kdlight-predict PATH/TO/student rows.jsonl [--explain]`.",
         "",
     ]
-    return "\n".join(lines)
+    return str(ModelCard(f"---\n{card_data(input_format, card, family).to_yaml()}\n---\n" + "\n".join(lines)))
 
 
 def push_to_hub(path: str | Path, repo_id: str, private: bool = True) -> str:

@@ -306,13 +306,20 @@ def input_format(cfg: DictConfig, datamodule, student) -> dict:
     }
 
 
+def hub_id(name_or_path) -> str | None:
+    """A model's hub id for the card's base_model (None for a random model or a local folder: no id to name)."""
+    from kdlight.models import is_local
+
+    return name_or_path if isinstance(name_or_path, str) and not is_local(name_or_path) else None
+
+
 def export(cfg: DictConfig, student, results: dict, path: Path) -> str:
     from kdlight.export import push_to_hub, save_student
 
     card = {
         "title": f"kdlight student: {results['dataset']} {results['method']}", "method": results["method"], "k": results["k"],
         "alpha": results["alpha"], "teacher": results["teacher"], "attribution": results.get("attribution"),
-        "student": results["student"], "steps": results["steps"],
+        "student": results["student"], "steps": results["steps"], "base_model": hub_id(OmegaConf.select(cfg, "student.model.name_or_path")),
         "metrics": {"test_acc": results["test_acc"], "val_acc_best": results["val_acc_best"]},
     }
     settings = cfg.get("export") or {}

@@ -38,6 +38,12 @@ def test_export_reloads_and_generates_the_same_text_with_every_entry(tmp_path, f
     assert generation["max_new_tokens"] == 4 and generation["do_sample"] is False
     card = (tmp_path / "student" / "README.md").read_text()
     assert "| method | saliency |" in card and "| k (rationale words) | 5 |" in card and "predict: " in card and "0.5" in card
+    from huggingface_hub import ModelCard
+
+    read = ModelCard.load(tmp_path / "student" / "README.md")  # the hub's own reader
+    assert read.data.library_name == "transformers" and read.data.metrics == ["accuracy"] and "kdlight" in read.data.tags
+    (result,) = read.data.eval_results
+    assert (result.metric_type, result.metric_value, result.dataset_split) == ("accuracy", 0.5, "test")
 
     reloaded, reloaded_tokenizer, reloaded_family = from_folder(path)
     assert reloaded_family.name == family.name
