@@ -96,3 +96,31 @@ def test_job_types_artifacts_lineage_and_a_resumed_run_id(tmp_path, dsbs_root):
     evals = [r for rs in runs_below(tmp_path).values() for r in rs if r["job_type"] == "eval"]
     assert len(evals) == 1 and "eval/test/acc" in evals[0]["summary"]
     assert json.loads(evals[0]["config"]["inputs"])[0].startswith("student-")
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "mlflow"])
+def test_tensorboard_and_mlflow_loggers_write_what_can_be_read_back(tmp_path, logger):
+    """logger=tensorboard / logger=mlflow (a local SQLite store) beside the CSV log: the student's loss and
+    validation accuracy read back with each tool's own reader."""
+    done = train(tmp_path, f"logger={logger}", "dataset=cue_words", "method=finetune", *TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (results,) = results_of(tmp_path)
+    run = Path(results["output_dir"])
+    assert (run / "csv" / "metrics.csv").is_file()
+    if logger == "tensorboard":
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+        accumulator = EventAccumulator(str(run / "tensorboard"))
+        accumulator.Reload()
+        tags = accumulator.Tags()["scalars"]
+        assert "train/loss" in tags and "val/acc" in tags
+        assert [e.step for e in accumulator.Scalars("val/acc")] == [1, 3]  # validations after steps 2 and 4
+    else:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+        (experiment,) = [e for e in client.search_experiments() if e.name.startswith("kdlight-")]
+        (found,) = client.search_runs([experiment.experiment_id])
+        assert "train/loss" in found.data.metrics and "val/acc" in found.data.metrics
+        assert found.data.tags["method"] == "finetune" and found.info.run_name.startswith("cue_words-finetune-seed")
