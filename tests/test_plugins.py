@@ -176,3 +176,24 @@ def test_the_built_ins_are_what_their_packages_register():
 
     assert set(METHODS) <= set(group_options("attribution")) and set(TASKS) <= set(group_options("dataset"))
     assert {"seq2seq", "causal", "sequence_classification", "multiple_choice"} <= set(FAMILIES)
+
+
+def readme_block(marker: str) -> str:
+    """The bash block that follows `<!-- marker ... -->` in the README, as a user would copy it."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    after = text[text.index(f"<!-- {marker}"):]
+    return after[after.index("```bash\n") + len("```bash\n"):after.index("\n```", after.index("```bash\n"))]
+
+
+def test_the_readmes_plugin_walkthrough_runs_as_written_from_an_empty_folder(tmp_path):
+    """The Plugins section's commands, verbatim, with the console script from the installed package: the
+    plugin module is found in the current folder, its YAML joins the config, its task and method train."""
+    import subprocess
+
+    script = readme_block("plugin-walkthrough")
+    bin_dir = str(Path(sys.executable).parent)  # where kdlight-train is (the venv's bin)
+    env = clean_env(tmp_path, PATH=f"{bin_dir}:{__import__('os').environ.get('PATH', '')}", KDLIGHT_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=1800, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "my_plugin" / "outputs" / "yesno" / "results.json").read_text())
+    assert (results["status"], results["dataset"], results["attribution"]) == ("finished", "yesno", "input_norm")
