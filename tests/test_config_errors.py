@@ -33,3 +33,9 @@ def test_trainer_arguments_are_typed_before_any_work(tmp_path, override, expecte
     (line,) = error_lines(train(tmp_path, override, "debug=tiny", "dataset=cue_words"))
     assert line.startswith(expected)
     assert not (tmp_path / "outputs").exists()
+
+
+def test_an_unquoted_list_for_the_configs_sweep_says_how_to_quote_it(tmp_path):
+    (line,) = error_lines(train(tmp_path, "experiment=quickstart", "hydra.sweeper.params.seed=0,1"))
+    assert line == ("error: hydra.sweeper.params.seed=0,1: a list for the config's sweep must be quoted, "
+                    "\"hydra.sweeper.params.seed='0,1'\" (one shell argument), or sweep the key itself: seed=0,1")

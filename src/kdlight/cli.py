@@ -19,6 +19,7 @@ from kdlight.config import (
     path_problems,
     unknown_group_options,
     unknown_keys,
+    unquoted_sweep_lists,
     validate_config,
 )
 
@@ -77,7 +78,7 @@ VALIDATORS = {"train": validate_config, "eval": validate_eval_config}
 
 def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
     """None: go on; 0: nothing to do (a finished run); 2: the config cannot work (the message was printed)."""
-    typos = unknown_group_options([a for a in argv if not a.startswith("-")])
+    typos = unknown_group_options([a for a in argv if not a.startswith("-")]) + unquoted_sweep_lists(argv)
     if typos:  # before Hydra's own error, which lists the private bases and guesses nothing
         print("error: " + "\nerror: ".join(typos), file=sys.stderr)
         return 2

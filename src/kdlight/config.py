@@ -192,6 +192,19 @@ def unknown_group_options(overrides: list[str]) -> list[str]:
     return problems
 
 
+def unquoted_sweep_lists(overrides: list[str]) -> list[str]:
+    """`hydra.sweeper.params.KEY=a,b` (a list for the config's own sweep) is read by Hydra as a sweep over
+    its own config and refused; say how to write it."""
+    lines = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if sep and key.lstrip("+~").startswith("hydra.sweeper.params.") and "," in value and value[:1] not in "'\"":
+            name = key.lstrip("+~")[len("hydra.sweeper.params."):]
+            lines.append(f"{override}: a list for the config's sweep must be quoted, \"{key}='{value}'\" "
+                         f"(one shell argument), or sweep the key itself: {name}={value}")
+    return lines
+
+
 def unknown_keys(overrides: list[str], config_name: str = "train") -> list[str]:
     """`key=value` overrides naming no key of the composed config (Hydra: "Key ... is not in struct"), every
     one of the command at once, each with the closest existing keys. Composes the command once without
