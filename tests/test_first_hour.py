@@ -138,3 +138,32 @@ def test_a_checkout_whose_configs_are_not_the_ones_in_use_is_named(tmp_path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KDLIGHT_CONFIG_DIR", str(config_dir()))  # chosen on purpose: nothing to say
         assert other_checkout_warning(clone / "src") is None
+
+
+def test_the_small_lines_of_the_first_hour(tmp_path):
+    """kdlight-predict on a missing path names the path (not an argument it does not have); kdlight-data --help
+    prints its usage and a look at a dataset shows one rendered example of each template; --explain on a
+    student trained without a rationale task says its text was never learned."""
+    import json
+
+    from tests.helpers import TINY
+
+    def run(*args, stdin=None):
+        return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD,
+                              env=clean_env(tmp_path), input=stdin)
+
+    missing = run("-m", "kdlight.predict", str(tmp_path / "nowhere"), "-")
+    assert missing.returncode == 2 and errors(missing) == [
+        f"error: {tmp_path / 'nowhere'} does not exist; pass <run>/checkpoints/<name>.ckpt or <run>/student"]
+    usage = run("-m", "kdlight.data", "--help")
+    assert usage.returncode == 0 and usage.stdout.startswith("Look at a dataset before spending a GPU day on it.")
+    looked = run("-m", "kdlight.data", "dataset=cue_words", f"paths.cache_dir={tmp_path / 'cache'}")
+    example = json.loads(looked.stdout)["rendered_example"]
+    assert example["teacher"].startswith("Which class do the words point to?\nText: ") and example["student"] in example["teacher"]
+    done = train(tmp_path, "dataset=cue_words", "method=finetune", *TINY)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (results,) = results_of(tmp_path)
+    explained = run("-m", "kdlight.predict", results["exported_student"], "-", "--explain", stdin='"alpha beta"\n')
+    assert explained.returncode == 0 and errors(explained)[-1] == (
+        "note: this student was trained without a rationale task (alpha 0, e.g. method=finetune): its --explain text was never "
+        "learned and explains nothing")
