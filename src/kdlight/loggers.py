@@ -4,8 +4,9 @@
   100 steps; a killed and resumed run lost its rows. This one appends each row as it is logged and
   keeps the file; the run trims the rows after the checkpoint's step (they are computed again), so
   every step appears once.
-- ProgressLog: a few lines over a long stage where no bar is shown (the teacher's fine-tuning in a
-  sweep): "teacher fine-tuning: step 120/300, val/acc 0.91".
+- ProgressLog: a line at most every `every_s` seconds (30) over a long stage where no bar is shown
+  (the teacher's fine-tuning, a sweep job's training), so a log never goes quiet for long:
+  "[teacher fine-tuning] step 120/300 {'train/loss': 0.41, 'val/acc': 0.91}".
 - StepProgressBar: one bar over the run's optimizer steps ("train 120/200"), not per epoch (a
   step-based run printed "Epoch 24/-2"); no validation and test bars; in a log file (not a terminal)
   about 20 updates per run instead of one per step.
@@ -69,14 +70,21 @@ def trim_metrics(path: str | Path, global_step: int) -> int:
 
 
 class ProgressLog(Callback):
-    def __init__(self, what: str, lines: int = 5) -> None:
-        self.what, self.lines = what, lines
+    def __init__(self, what: str, every_s: float = 30.0) -> None:
+        self.what, self.every_s = what, float(every_s)
+        self._last: float | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        total = trainer.max_steps
-        if total and total > 0 and trainer.is_global_zero and trainer.global_step % max(1, total // self.lines) == 0:
-            metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k in ("train/loss", "val/acc")}
-            log.info("%s: step %d/%d %s", self.what, trainer.global_step, total, metrics)
+        import time
+
+        now = time.monotonic()
+        last_step = trainer.max_steps and trainer.global_step >= trainer.max_steps
+        if not trainer.is_global_zero or (self._last is not None and now - self._last < self.every_s and not last_step):
+            return
+        self._last = now
+        metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k in ("train/loss", "val/acc")}
+        total = f"/{trainer.max_steps}" if trainer.max_steps and trainer.max_steps > 0 else ""
+        print(f"[{self.what}] step {trainer.global_step}{total} {metrics}", flush=True)
 
 
 class StepProgressBar(TQDMProgressBar):

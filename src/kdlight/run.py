@@ -225,7 +225,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from kdlight.loggers import StepProgressBar
+    from kdlight.loggers import ProgressLog, StepProgressBar
 
     loggers = []
     for name, node in (cfg.get("logger") or {}).items():
@@ -237,6 +237,8 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
     progress = not multirun and cfg.trainer.get("enable_progress_bar", True)  # a sweep prints one line per job instead
     if progress:
         callbacks.append(StepProgressBar())
+    elif multirun:  # a sweep job's heartbeat: a line at most every 30 s, named after the job
+        callbacks.append(ProgressLog(f"train, job {HydraConfig.get().job.num + 1}"))
     return instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, enable_progress_bar=progress)
 
 
