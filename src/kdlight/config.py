@@ -438,12 +438,16 @@ def dataset_name(cfg: DictConfig) -> str:
     return dataset_task(cfg.dataset).name
 
 
-def dataset_task(dataset: DictConfig):
-    """The task a dataset config reads: the one its `task` key names, else its DataModule class's."""
-    if dataset.get("task"):
-        from kdlight.data.tasks import TASKS
+def dataset_task(dataset: DictConfig, option: str | None = None):
+    """The task a dataset config reads: the one its `task` key names, else the registered task named like
+    the chosen dataset option (no Lightning import: a wrong data folder is reported in about a second),
+    else its DataModule class's."""
+    from kdlight.data.tasks import TASKS
 
+    if dataset.get("task"):
         return TASKS.lookup(dataset.task)
+    if option is not None and option in TASKS and not dataset.get("name"):
+        return TASKS.lookup(option)
     from hydra.utils import get_class
 
     return get_class(dataset._target_).task
@@ -480,7 +484,7 @@ def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher
 
         from kdlight.data.sources import missing_release
 
-        task = dataset_task(dataset)
+        task = dataset_task(dataset, OmegaConf.select(cfg, "hydra.runtime.choices.dataset", default=None))
         problems.append(missing_release(Path(str(dataset.root)).expanduser().resolve(), task, dataset.get("train_stand_in")))
     return [p for p in problems if p is not None]
 
