@@ -95,7 +95,8 @@ def test_default_targets_are_the_attention_projections_and_bad_settings_are_name
 
 # ---------------------------------------------------------------- runs
 LORA_RUN = ["debug=tiny", "dataset=cue_words", "method=saliency", "k=2", "threads=1", "student.peft=lora", "student.lora.r=4",
-            "student.optimizer.lr=1e-2", "trainer.max_steps=6", "trainer.val_check_interval=3"]
+            "student.optimizer.lr=1e-2", "trainer.max_steps=6", "trainer.val_check_interval=3",
+            "checkpoints=all"]  # keeps last.ckpt once finished: the test resumes from it after removing results.json
 
 
 def predictions(path: Path) -> list[dict]:
