@@ -357,7 +357,9 @@ def test_a_finished_run_keeps_its_best_weights_once(tmp_path, policy):
         assert names == [best.name] and "optimizer_states" not in state and results["checkpoints"]["removed"] == ["last.ckpt"]
         evaluated = command("eval.py", tmp_path, f"ckpt_path={best}", "threads=1")
         assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-        (metrics,) = [json.loads(p.read_text()) for p in (tmp_path / "outputs" / "eval").rglob("metrics.json")]
-        assert metrics["acc"] == pytest.approx(results["test_acc"])
+        (metrics_path,) = (tmp_path / "outputs" / "eval").rglob("metrics.json")
+        assert json.loads(metrics_path.read_text())["acc"] == pytest.approx(results["test_acc"])
+        # the eval folder says which run and what of it was evaluated (not the checkpoint path spelled out)
+        assert metrics_path.parent.name.startswith("cue_words-finetune-") and metrics_path.parent.name.endswith(best.stem)
     else:
         assert "last.ckpt" in names and "optimizer_states" in state

@@ -79,6 +79,17 @@ def run_slug(overrides: str, limit: int = 80) -> str:
     return slug
 
 
+def eval_folder_name(ckpt_path: str, overrides: str = "") -> str:
+    """An evaluation's folder: the run it evaluates (its `<dataset>-<method>` folder and a hash of its path)
+    and what of it (`student`, `step40-acc0.61`), then the other overrides (dataset, split) that change it:
+    `reviews-saliency-1a2b3c4d-student`, not the ckpt_path spelled out."""
+    path = Path(str(ckpt_path)).expanduser().resolve()
+    run = path.parent.parent if path.suffix == ".ckpt" and path.parent.name == "checkpoints" else path.parent
+    other = str(overrides or "")  # conf/eval.yaml leaves ckpt_path out of it (a run folder's name holds commas)
+    where = hashlib.sha1(str(run).encode()).hexdigest()[:8]
+    return run_slug(f"{run.parent.name}-{where}-{path.stem}" + (f",{other}" if other else ""))
+
+
 def sweep_group() -> str | None:
     """The W&B group of a multirun job: its sweep folder (<date>/<time> under multirun/); None for a single run."""
     from hydra.core.hydra_config import HydraConfig
@@ -147,6 +158,7 @@ def register_resolvers() -> None:
         ("kd_config_groups", config_groups_text),
         ("kd_precision", _best_precision),
         ("kd_slug", run_slug),
+        ("kd_eval_name", eval_folder_name),
         ("kd_sweep_group", sweep_group),
         ("kd_run_tags", run_tags),
         ("kd_model_name", model_name),
