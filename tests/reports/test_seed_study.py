@@ -108,3 +108,15 @@ def test_committed_records_reproduce_the_report_of_the_run_folders(tmp_path):
     assert [{k: r[k] for k in keys} for r in from_records["rows"]] == [{k: r[k] for k in keys} for r in from_folders["rows"]]
     assert from_records["rows"][1]["vs_reference"]["seeds"] == ["0", "1", "2"]
     assert Path(tmp_path / "committed" / "table.md").read_text().count("| esnli |") == 0  # the fixture's dataset is cqa
+
+
+def test_the_curve_uses_the_settings_the_committed_selection_chose(compose):
+    """The data-size curve's alpha and learning rate are the ones the selection commands chose on the
+    validation slice (benchmarks/results/studies/minilm_esnli_1000/report.json), not assumed."""
+    report = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "studies" / "minilm_esnli_1000" / "report.json"
+    if not report.is_file():
+        pytest.skip("the selection's records are not committed")
+    choices = {c["method"]: c["chosen"] for c in json.loads(report.read_text())["choices"]}
+    cfg = compose(["experiment=minilm_esnli_curve", "dataset.train_size=250"])
+    assert cfg.alpha == choices["saliency"]["alpha"]
+    assert choices["finetune"]["variant"] == f"lr={cfg.student.optimizer.lr}"
