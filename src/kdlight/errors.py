@@ -3,8 +3,6 @@ in the command, the config, the data or a shared artifact. Anything else is a bu
 
 from __future__ import annotations
 
-EXIT_USER_ERROR = 2
-
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception types that mean "fix your input" (imported here, not at the top: commands call this
