@@ -83,8 +83,10 @@ def eval_folder_name(ckpt_path: str, overrides: str = "") -> str:
     """An evaluation's folder: the run it evaluates (its `<dataset>-<method>` folder and a hash of its path)
     and what of it (`student`, `step40-acc0.61`), then the other overrides (dataset, split) that change it:
     `reviews-saliency-1a2b3c4d-student`, not the ckpt_path spelled out."""
+    from kdlight.results import run_folder_of
+
     path = Path(str(ckpt_path)).expanduser().resolve()
-    run = path.parent.parent if path.suffix == ".ckpt" and path.parent.name == "checkpoints" else path.parent
+    run = run_folder_of(path)
     other = str(overrides or "")  # conf/eval.yaml leaves ckpt_path out of it (a run folder's name holds commas)
     where = hashlib.sha1(str(run).encode()).hexdigest()[:8]
     return run_slug(f"{run.parent.name}-{where}-{path.stem}" + (f",{other}" if other else ""))

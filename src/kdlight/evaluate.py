@@ -70,10 +70,10 @@ def load_student(path: str | Path):
 def run_dataset_config(ckpt_path: Path) -> dict | None:
     """The dataset config of the run a checkpoint belongs to (<run>/.hydra/config.yaml), if there is one,
     checked against kdlight's own dataset options (kdlight.trust) before anything builds it."""
+    from kdlight.results import run_folder_of
     from kdlight.trust import RefusedArtifact, trusted_dataset_node
 
-    run_dir = ckpt_path.parent.parent if ckpt_path.is_file() else ckpt_path.parent
-    saved = run_dir / ".hydra" / "config.yaml"
+    saved = run_folder_of(ckpt_path) / ".hydra" / "config.yaml"
     if not saved.is_file():
         return None
     try:

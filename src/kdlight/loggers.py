@@ -18,6 +18,7 @@ import csv
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from pytorch_lightning.callbacks import Callback, TQDMProgressBar
@@ -75,8 +76,6 @@ class ProgressLog(Callback):
         self._last: float | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        import time
-
         now = time.monotonic()
         last_step = trainer.max_steps and trainer.global_step >= trainer.max_steps
         if not trainer.is_global_zero or (self._last is not None and now - self._last < self.every_s and not last_step):

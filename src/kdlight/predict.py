@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plugins", default="", help="plugin modules to import (comma-separated; also KDLIGHT_PLUGINS): "
                         "the ones an export was trained with are never imported unless you name them")
     args = parser.parse_args(argv)
+    from kdlight.errors import user_errors
     from kdlight.runtime import apply_threads, quiet_libraries
 
     apply_threads(int(args.threads) if str(args.threads).isdigit() else args.threads)
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
             with atomic_path(args.out) as tmp, open(tmp, "w", encoding="utf-8") as out:
                 predict(args.student, lines, out, args.explain, args.batch_size, plugins)
-    except (BadInput, FileNotFoundError, ValueError, UnicodeDecodeError, ImportError, RuntimeError) as err:
+    except (BadInput, FileNotFoundError, ValueError, UnicodeDecodeError, *user_errors()) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

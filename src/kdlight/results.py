@@ -8,6 +8,12 @@ from pathlib import Path
 RESULTS = "results.json"
 
 
+def run_folder_of(path: str | Path) -> Path:
+    """The run folder a checkpoint (<run>/checkpoints/x.ckpt) or an export (<run>/student) belongs to."""
+    path = Path(path)
+    return path.parent.parent if path.is_file() else path.parent
+
+
 def read_results(run_dir: str | Path) -> dict | None:
     """The run folder's results.json, or None when it is missing or unreadable."""
     try:

@@ -222,7 +222,7 @@ def read_rows(path: Path, kind: str) -> tuple[Iterator[object], int]:
 def file_columns(path: Path, kind: str, sample: int = 20) -> list[str]:
     """The columns a file has: a CSV's header, a Parquet schema, the keys of a JSONL file's first `sample` rows."""
     if kind == "parquet":
-        return list(read_parquet_schema(path))
+        return list(open_parquet(path).schema_arrow.names)
     columns: dict[str, None] = {}
     rows, _ = read_rows(path, kind)
     for _, row in zip(range(sample), rows):
@@ -247,14 +247,6 @@ def check_columns(task: FilesTask, path: Path, kind: str) -> None:
                                           f"its columns are {columns}")
 
 
-def read_parquet_schema(path: Path) -> list[str]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        return list(pq.read_schema(path).names)
-    except (pa.ArrowException, OSError) as err:
-        raise sources.DataSourceError(f"{path}: not a readable Parquet file ({str(err).strip().splitlines()[0][:200]})") from None
 
 
 def read_csv(path: Path) -> Iterator[sources.At]:
@@ -292,15 +284,19 @@ def read_csv(path: Path) -> Iterator[sources.At]:
             yield sources.At(line, row)
 
 
-def read_parquet(path: Path) -> Iterator[dict]:
+def open_parquet(path: Path):
+    """A Parquet file to read; one that is not Parquet is named."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:
         raise sources.DataSourceError(f"{path}: not a readable Parquet file ({str(err).strip().splitlines()[0][:200]})") from None
-    for batch in parquet.iter_batches(batch_size=4096):
+
+
+def read_parquet(path: Path) -> Iterator[dict]:
+    for batch in open_parquet(path).iter_batches(batch_size=4096):
         yield from batch.to_pylist()
 
 

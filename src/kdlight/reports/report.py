@@ -115,13 +115,20 @@ def run_intervals(finished: list[dict]) -> list[dict]:
     return out
 
 
+def validation_score(row: dict) -> float:
+    """A row's mean best validation accuracy, what every choice is made on (-1 where it has none)."""
+    return row["val_acc_best_mean"] if row["val_acc_best_mean"] is not None else -1.0
+
+
 def reference_row(row: dict, rows: list[dict], reference: str = REFERENCE) -> dict | None:
     """The reference method's row a row is compared with: same dataset and train rows, the same variant
     where the reference ran it, else the reference's variant with the best mean validation accuracy
     (chosen on validation, never on test)."""
     partners = [o for o in rows if o["method"] == reference and o["dataset"] == row["dataset"] and o["train_rows"] == row["train_rows"]]
     same = [o for o in partners if o.get("variant") == row.get("variant")]
-    return (same or sorted(partners, key=lambda o: -(o["val_acc_best_mean"] if o["val_acc_best_mean"] is not None else -1.0)) or [None])[0]
+    if same or not partners:
+        return (same or [None])[0]
+    return max(partners, key=validation_score)
 
 
 def add_paired_comparisons(rows: list[dict], finished: list[dict], reference: str = REFERENCE) -> None:
@@ -315,7 +322,7 @@ def validation_choices(rows: list[dict]) -> list[dict]:
             continue
         grid = [{"alpha": m["alpha"], "variant": m.get("variant") or "", "val_acc_best_mean": m["val_acc_best_mean"], "runs": m["runs"]}
                 for m in members]
-        best = max(grid, key=lambda g: g["val_acc_best_mean"] if g["val_acc_best_mean"] is not None else -1.0)
+        best = max(grid, key=validation_score)
         choices.append({"dataset": dataset, "train_rows": size, "method": method, "attribution": attribution, "grid": grid,
                          "chosen": {"alpha": best["alpha"], "variant": best["variant"]}})
     return choices

@@ -46,27 +46,13 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
 RUN_RECORDS = "runs.jsonl"  # a study's finished runs as committed records (kdlight.reports.study.StudyResults)
 
 
-def run_record(run: dict) -> dict:
-    """A finished run as one committed line: its results, its command-line overrides and its per-test-row
-    results as a 0/1 string in test order (what seed-level comparisons need, without the run folder)."""
-    from kdlight.reports.report import run_overrides, test_results
-
-    correct = test_results(run)
-    keep = ("dataset", "method", "attribution", "k", "alpha", "seed", "label_source", "teacher", "student", "split_sizes",
-            "train_subsample", "train_stand_in", "val_acc_best", "test_acc", "steps", "seconds", "best_checkpoint", "chance_acc",
-            "rationale_cache", "status")
-    return {**{key: run.get(key) for key in keep}, "run": Path(run["path"]).name, "overrides": run_overrides(run),
-            "correct": None if correct is None else "".join("1" if c else "0" for c in correct)}
-
-
 def collect_runs(paths: list[str | Path]) -> Runs:
     runs = Runs()
     for path in (Path(p) for p in paths):  # committed study records: one finished run a line
         records = [path] if path.name == RUN_RECORDS else sorted(path.rglob(RUN_RECORDS)) if path.is_dir() else []
         for file in records:
-            for line in file.read_text().splitlines():
-                if line.strip():
-                    runs.finished.append({**json.loads(line), "path": f"{file.parent}/{json.loads(line)['run']}", "record": True})
+            for record in (json.loads(line) for line in file.read_text().splitlines() if line.strip()):
+                runs.finished.append({**record, "path": f"{file.parent}/{record['run']}", "record": True})
     for run_dir in find_run_dirs([Path(p) for p in paths if Path(p).name != RUN_RECORDS]):
         results_path = run_dir / RESULTS
         if not results_path.is_file():

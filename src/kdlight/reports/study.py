@@ -169,12 +169,25 @@ def study_estimate(jobs: list[dict[str, str]], finished: dict[str, int], minutes
     return lines, minutes / max(1, parallel)
 
 
+def run_record(run: dict) -> dict:
+    """A finished run as one committed line: its results, its command-line overrides and its per-test-row
+    results as a 0/1 string in test order (what seed-level comparisons need, without the run folder)."""
+    from kdlight.reports.report import run_overrides, test_results
+
+    correct = test_results(run)
+    keep = ("dataset", "method", "attribution", "k", "alpha", "seed", "label_source", "teacher", "student", "split_sizes",
+            "train_subsample", "train_stand_in", "val_acc_best", "test_acc", "steps", "seconds", "best_checkpoint", "chance_acc",
+            "rationale_cache", "status")
+    return {**{key: run.get(key) for key in keep}, "run": Path(run["path"]).name, "overrides": run_overrides(run),
+            "correct": None if correct is None else "".join("1" if c else "0" for c in correct)}
+
+
 def commit_study(sweep_dir: str | Path, out_dir: str | Path) -> dict:
     """A study command's finished runs as committed records: <out_dir>/runs.jsonl (each run's results,
     overrides and per-test-row results) and kdlight-report's tables and charts beside them, so a later
     session on a fresh machine can merge the parts (kdlight-report benchmarks/results/studies/...)."""
     from kdlight.io import atomic_path
-    from kdlight.reports.runs import RUN_RECORDS, collect_runs, run_record
+    from kdlight.reports.runs import RUN_RECORDS, collect_runs
 
     out = Path(out_dir)
     runs = collect_runs([Path(sweep_dir)])
