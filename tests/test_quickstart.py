@@ -150,6 +150,27 @@ def test_quickstart_table_has_one_row_per_setting():
     assert "| saliency k=1 alpha=0.5 | 1 | 0.5 | 1 | 0.600 | 0.100 | 0.500 |" in quickstart_table(quickstart_summary(finished))
 
 
+def test_taste_summary_shows_accuracies_and_the_teachers_words_beside_cose():
+    from kdlight.reports.quickstart import quickstart_summary, taste_table
+
+    shown = [{"id": "q1", "input": "Where is a fish? | sea | sky", "gold": "sea", "teacher_answer": "sea", "words": ["fish", "Where"],
+              "highlight": ["fish"], "highlight_is_whole": False},
+             {"id": "q2", "input": "What cuts? | knife | spoon", "gold": "knife", "teacher_answer": "spoon", "words": ["cuts"],
+              "highlight": None, "highlight_is_whole": None}]
+    stage = {"finetune": {"steps": 60, "train_examples": 8766, "val_acc": 0.3, "test_acc": 0.32},
+             "splits": {"test": {"examples": 256, "teacher_accuracy": 0.31, "shown": shown}}}
+    finished = [{"method": "finetune", "k": None, "alpha": 0.0, "seed": 0, "test_acc": 0.3, "steps": 60, "teacher": "minilm",
+                 "split_sizes": {"train": 256}, "chance_acc": 0.2},
+                {"method": "saliency", "k": 5, "alpha": 0.3, "seed": 0, "test_acc": 0.25, "steps": 60, "teacher": "minilm",
+                 "split_sizes": {"train": 256}, "chance_acc": 0.2, "teacher_stage": stage}]
+    table = taste_table(quickstart_summary(finished), finished)
+    assert table.startswith("Teacher (minilm, fine-tuned 60 steps on 8766 train labels): accuracy valid 0.300, test 0.320")
+    assert "on the students' 256 test questions 0.310; chance 0.200" in table
+    assert "| saliency | 5 | 0.3 | 256 | 60 | 0.250 |" in table and "| finetune | - | 0 | 256 | 60 | 0.300 |" in table
+    assert "| Where is a fish? | sea | sea | fish, Where | fish |" in table
+    assert "| What cuts? | knife | spoon | cuts | - |" in table
+
+
 def test_notebook_runs_as_shipped_after_the_quickstart(reduced_quickstart, tmp_path):
     """The notebook copied to <root>/notebooks finds the quickstart's report by itself (no environment
     variables) and draws the report's chart, executed with nbconvert as `jupyter nbconvert --execute` does."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from kdlight import config
 from tests.conftest import DSBS_ROOT, REPO_ROOT, needs_dsbs
 from tests.helpers import HANG_GUARD, TINY, clean_env, command, results_of, train
 
@@ -22,6 +23,7 @@ from tests.helpers import HANG_GUARD, TINY, clean_env, command, results_of, trai
     "override, message",
     [("k=-1", "k=-1 is not accepted"), ("k=abc", "k='abc' is not accepted"), ("alpha=1.5", "alpha=1.5 is not accepted"),
      ("k=2.5", "k=2.5 is not accepted"), ("attribution.unit=line", "attribution.unit='line' is not accepted"),
+     ("attribution.show_rows=-1", "attribution.show_rows=-1 is not accepted; use an integer >= 0"),
      ("threads=0", "threads=0 is not accepted"), ("seed=x", "seed='x' is not accepted"),
      ("attribution=integrated_gradients attribution.n_steps=0", "attribution.n_steps=0 is not accepted"),
      ("dataset.task_word=middle", "dataset.task_word='middle' is not accepted; use one of ['before', 'after']"),
@@ -78,6 +80,21 @@ def test_offline_hub_models_fail_at_once_before_the_heavy_imports(tmp_path):
     assert "save_pretrained" in out.stderr and not (tmp_path / "outputs").exists()
     assert not {"torch", "transformers", "pytorch_lightning"} & imported_modules(out.stderr)
     assert "hydra" in imported_modules(out.stderr)
+
+
+def test_a_wrong_data_folder_fails_before_torch_with_the_cpu_trainer(tmp_path):
+    """trainer=cpu overrides the default trainer's ${kd_precision:}, which OmegaConf's merge resolves: on a
+    machine without a GPU driver that must not import torch (it did: 4 s instead of 1)."""
+    if not config._gpu_driver_absent():
+        pytest.skip("a GPU driver is present: the precision needs torch here")
+    nowhere = tmp_path / "nowhere"
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "train.py", f"paths.log_dir={tmp_path / 'outputs'}", "dataset=cqa",
+         "teacher=tiny", "student=tiny", "trainer=cpu"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD, env=clean_env(tmp_path, KDLIGHT_DATA_DIR=str(nowhere)),
+    )
+    assert out.returncode == 2 and f"no data for cqa: dataset.root={nowhere} does not exist" in out.stderr
+    assert not {"torch", "transformers", "pytorch_lightning"} & imported_modules(out.stderr)
 
 
 def test_pushing_to_an_unreachable_hub_fails_before_training(tmp_path):

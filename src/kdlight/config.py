@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -62,7 +63,17 @@ def project_root() -> Path:
     return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
 
 
+def _gpu_driver_absent() -> bool:
+    """True where Linux shows no NVIDIA or AMD GPU driver: the precision is then known without importing
+    torch (2-4 s), which OmegaConf's merges may ask for while a config is composed (trainer=cpu)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not (any(Path("/proc/driver/nvidia/gpus").glob("*")) or any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/kfd").exists())
+
+
 def _best_precision() -> str:
+    if _gpu_driver_absent():
+        return "32-true"
     import torch
 
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():

@@ -14,6 +14,7 @@ from kdlight.attribution.quality import (
     plausibility,
     precision_recall_f1,
     without_words,
+    words_beside_highlights,
 )
 from kdlight.data.tasks import TASKS, Rendered, content_words
 
@@ -67,6 +68,22 @@ def test_plausibility_equals_a_hand_computation_on_cqa_rows():
     # AUPRC of the full ranking: relevant at ranks 1, 3, 6, 7 (clean, plate?, keep, a) -> (1/1 + 2/3 + 3/6 + 4/7) / 4
     assert result["partial"]["auprc"] == round((1 + 2 / 3 + 3 / 6 + 4 / 7) / 4, 4)
     assert result["whole"]["2"]["precision"] == 1.0  # every word of a whole-question highlight is "relevant"
+
+
+def test_the_teachers_words_are_shown_beside_the_highlight_in_text_order():
+    task, (a, b) = cqa_rows()
+    prompts = [task.render_teacher(a), task.render_teacher(b)]
+    rows = [{**row_for(prompts[0], ["clean", "would", "plate?"], [0.0] * 7), "id": "a", "texts": ["clean", "would", "plate"],
+             "teacher_answer": "w"},
+            {**row_for(prompts[1], ["cuts", "What"], [0.0] * 3), "id": "b", "texts": ["cuts", "What"], "teacher_answer": None}]
+    shown = words_beside_highlights(rows, prompts, [a, b], task, k=2)
+    assert [s["words"] for s in shown] == [["clean", "would"], ["cuts", "What"]]
+    assert shown[0]["highlight"] == ["keep", "a", "clean", "plate"] and shown[0]["highlight_is_whole"] is False
+    assert shown[1]["highlight"] == ["What", "cuts", "paper"] and shown[1]["highlight_is_whole"] is True
+    assert shown[0]["input"].startswith("Where would you keep a clean plate?") and shown[0]["gold"] == "v"
+    assert shown[0]["teacher_answer"] == "w" and shown[1]["teacher_answer"] is None
+    no_highlight = task.example_from_row({"id": "c", "question": "What cuts paper?", "choices": list("vwxyz"), "answer": "v"}, 2)
+    assert words_beside_highlights(rows[1:], prompts[1:], [no_highlight], task, k=None)[0]["highlight"] is None
 
 
 def test_precision_recall_and_average_precision_edges():

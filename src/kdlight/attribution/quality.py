@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import string
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -199,6 +200,22 @@ def highlight_of(prompt: Rendered, highlights: Sequence[str]) -> dict | None:
         all((s, e) in marked for s, e in words if a <= s and e <= b) for a, b in spans_touched
     )
     return {"words": marked, "whole": whole}
+
+
+def words_beside_highlights(rows: Sequence[dict], prompts: Sequence[Rendered], examples: Sequence[Example], task: Task, k: int | None) -> list[dict]:
+    """For a person to read: each row's content, the teacher's top-k words (best first) and, where the data
+    has them, the words people highlighted (in text order; None when the row has no highlight found in
+    its content)."""
+    shown = []
+    for row, prompt, example in zip(rows, prompts, examples):
+        marked = highlight_of(prompt, task.highlights(example))
+        highlight = None if marked is None else [prompt.text[s:e].strip(string.punctuation) for s, e in sorted(marked["words"])]
+        shown.append({
+            "id": row["id"], "input": " | ".join(prompt.text[a:b] for a, b in prompt.spans), "gold": example.label,
+            "teacher_answer": row.get("teacher_answer"), "words": list(row["texts"][:k]), "highlight": highlight,
+            "highlight_is_whole": None if marked is None else marked["whole"],
+        })
+    return shown
 
 
 def precision_recall_f1(chosen: set, relevant: set) -> tuple[float, float, float]:

@@ -22,6 +22,7 @@ KEYED_SETTINGS = (
     "max_input_length", "max_target_length", "score_teacher",
 )
 POSITIVE_INTEGERS = ("max_k", "batch_size", "max_input_length", "max_target_length", "flush_batches", "shard_rows", "chunk_rows")
+NON_NEGATIVE_INTEGERS = ("num_workers", "show_rows")
 
 
 def check_shared(attribution: Mapping[str, Any]) -> None:
@@ -38,6 +39,7 @@ def check_shared(attribution: Mapping[str, Any]) -> None:
     convention = (attribution.get("quality") or {}).get("convention", "kdlight")
     if convention not in QUALITY_CONVENTIONS:
         raise ValueError(f"attribution.quality.convention={convention!r} is not accepted; use one of {list(QUALITY_CONVENTIONS)}")
-    workers = attribution.get("num_workers", 0)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"attribution.num_workers={workers!r} is not accepted; use an integer >= 0")
+    for key in NON_NEGATIVE_INTEGERS:
+        value = attribution.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"attribution.{key}={value!r} is not accepted; use an integer >= 0")

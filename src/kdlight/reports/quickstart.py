@@ -1,7 +1,9 @@
-"""The quickstart's summary (`python train.py experiment=quickstart`): one table at the end of the sweep.
+"""The quickstarts' summaries, printed at the end of their sweep: `experiment=quickstart` (generated
+cue words: the teacher's recall of the planted words, student accuracy) and `experiment=minilm_taste`
+(real weights on CQA: teacher and student accuracy, the teacher's words beside CoS-E's highlights).
 
-Printed and written to <sweep dir>/quickstart.md and quickstart.json, with kdlight-report's
-folder beside them (<sweep dir>/report).
+Printed and written to <sweep dir>/<name>.md and <name>.json, with kdlight-report's folder beside
+them (<sweep dir>/report).
 """
 
 from __future__ import annotations
@@ -75,16 +77,70 @@ def quickstart_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-class QuickstartTable(Callback):
+def taste_table(summary: dict, finished: list[dict]) -> str:
+    """The taste's summary: the teacher's accuracy, each student's, and the teacher's words for the first
+    test questions beside the words CoS-E's annotators highlighted."""
+    stage = next((r["teacher_stage"] for r in finished if r.get("teacher_stage")), None) or {}
+    tuned, test = stage.get("finetune") or {}, (stage.get("splits") or {}).get("test") or {}
+    run = finished[0]
+    sizes, chance = run.get("split_sizes") or {}, run.get("chance_acc")
+    lines = [
+        f"Teacher ({run.get('teacher')}, fine-tuned {tuned.get('steps')} steps on {tuned.get('train_examples')} train labels): "
+        f"accuracy valid {_fmt(tuned.get('val_acc'))}, test {_fmt(tuned.get('test_acc'))} (its own validation and test batches), "
+        f"on the students' {test.get('examples', '?')} test questions {_fmt(test.get('teacher_accuracy'))}; chance {_fmt(chance)}",
+        "",
+        *markdown_table(
+            ["student method", "k", "alpha", "train labels", "steps", "student test accuracy"],
+            ([name, m["k"] if m["k"] is not None else "-", f"{m['alpha']:g}", sizes.get("train", "-"),
+              next((r.get("steps") for r in finished if r["method"] == m["method"]), "-"), _fmt(m["test_acc_mean"], m["test_acc_std"])]
+             for name, m in summary["methods"].items()),
+        ),
+    ]
+    shown = test.get("shown") or []
+    if shown:
+        lines += ["", f"The teacher's words for the first {len(shown)} test questions (best first) beside the words people highlighted:", "",
+                  *markdown_table(
+                      ["question", "gold", "teacher's answer", "teacher's words", "highlighted by people"],
+                      ([row["input"].split(" | ")[0], row["gold"], row["teacher_answer"] or "-", ", ".join(row["words"]),
+                        "-" if row["highlight"] is None else ", ".join(row["highlight"]) + (" (all of it)" if row["highlight_is_whole"] else "")]
+                       for row in shown),
+                  )]
+    return "\n".join(lines) + "\n"
+
+
+class _SweepSummary(Callback):
+    """At the end of the sweep: the summary printed, and written as <name>.md/.json beside report/."""
+
+    name = ""
+    title = ""
+
+    def render(self, finished: list[dict]) -> tuple[dict, str]:
+        raise NotImplementedError
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         runs = collect_runs([sweep_dir])
-        summary = quickstart_summary(runs.finished)
-        table = quickstart_table(summary)
+        summary, table = self.render(runs.finished) if runs.finished else ({}, "No run finished.\n")
         problems = [f["path"] for f in runs.failed] + runs.unfinished
         if problems:
             table += f"\nRuns without results: {problems}\n"
-        write_json(sweep_dir / "quickstart.json", summary)
-        write_text(sweep_dir / "quickstart.md", "# kdlight quickstart\n\n" + table)
+        write_json(sweep_dir / f"{self.name}.json", summary)
+        write_text(sweep_dir / f"{self.name}.md", f"# {self.title}\n\n" + table)
         build_report([sweep_dir], sweep_dir / "report")
-        print(f"\n{table}\nresults: {sweep_dir} (quickstart.md, report/, one folder per run)\n", flush=True)
+        print(f"\n{table}\nresults: {sweep_dir} ({self.name}.md, report/, one folder per run)\n", flush=True)
+
+
+class QuickstartTable(_SweepSummary):
+    name, title = "quickstart", "kdlight quickstart"
+
+    def render(self, finished: list[dict]) -> tuple[dict, str]:
+        summary = quickstart_summary(finished)
+        return summary, quickstart_table(summary)
+
+
+class TasteSummary(_SweepSummary):
+    name, title = "taste", "kdlight: a taste of real weights"
+
+    def render(self, finished: list[dict]) -> tuple[dict, str]:
+        summary = quickstart_summary(finished)
+        return summary, taste_table(summary, finished)

@@ -189,6 +189,8 @@ class TeacherStage:
                         )}
             record.setdefault("seconds", round(time.monotonic() - started, 3))
             summaries[split] = {**record, **cache.summary(self.attribution.get("k"))}
+            if self.attribution.get("show_rows"):
+                summaries[split]["shown"] = show_words(cache, datamodule, split, self.attribution["show_rows"], self.attribution["k"])
             exceeded = summaries[split]["rows_k_exceeds_eligible"]
             if exceeded:
                 log.warning("%s: k=%s exceeds the eligible units in %d rows; those rationales hold all eligible units",
@@ -238,6 +240,22 @@ class TeacherStage:
                     log.info("measuring rationale quality on %d rows (k = %s)", examples, ks)
                     write_json(path, measure_quality(cache, datamodule, model, ks, examples, convention=convention))
         return quality_by_k(json.loads(path.read_text()))
+
+
+def show_words(cache: RationaleCache, datamodule, split: str, n: int, k: int) -> list[dict]:
+    """The teacher's words for the first n rows of a split beside the words people highlighted (where the
+    data has highlights), logged a row a line and returned for results.json (attribution.show_rows)."""
+    from kdlight.attribution.quality import words_beside_highlights
+
+    examples = datamodule.examples[split].chunk(0, n)
+    rows = cache.rows_of(0, examples, ["texts", "teacher_answer"])
+    task = datamodule.task
+    shown = words_beside_highlights(rows, [task.render_teacher(ex) for ex in examples], examples, task, k)
+    for row in shown:
+        people = "" if row["highlight"] is None else f"; highlighted by people: {', '.join(row['highlight'])}"
+        answer = "" if row["teacher_answer"] is None else f" (teacher answered {row['teacher_answer']!r}, gold {row['gold']!r})"
+        log.info("%s %s: %s%s\n    teacher's words: %s%s", split, row["id"], row["input"][:160], answer, ", ".join(row["words"]), people)
+    return shown
 
 
 def prompt_digest(datamodule, rows: SplitExamples) -> str:
