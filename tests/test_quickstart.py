@@ -164,8 +164,8 @@ def test_taste_summary_shows_accuracies_and_the_teachers_words_beside_cose():
                 {"method": "saliency", "k": 5, "alpha": 0.3, "seed": 0, "test_acc": 0.25, "steps": 60, "teacher": "minilm",
                  "split_sizes": {"train": 256}, "chance_acc": 0.2, "teacher_stage": stage}]
     table = taste_table(quickstart_summary(finished), finished)
-    assert table.startswith("Teacher (minilm, fine-tuned 60 steps on 8766 train labels): accuracy valid 0.300, test 0.320")
-    assert "on the students' 256 test questions 0.310; chance 0.200" in table
+    assert table.startswith("Teacher (minilm, fine-tuned 60 steps on 8766 train labels): accuracy valid 0.300, test 0.310 "
+                            "(the students' 256 test questions); chance 0.200")
     assert "| saliency | 5 | 0.3 | 256 | 60 | 0.250 |" in table and "| finetune | - | 0 | 256 | 60 | 0.300 |" in table
     assert "| Where is a fish? | sea | sea | fish, Where | fish |" in table
     assert "| What cuts? | knife | spoon | cuts | - |" in table

@@ -80,14 +80,14 @@ def quickstart_table(summary: dict) -> str:
 def taste_table(summary: dict, finished: list[dict]) -> str:
     """The taste's summary: the teacher's accuracy, each student's, and the teacher's words for the first
     test questions beside the words CoS-E's annotators highlighted."""
-    stage = next((r["teacher_stage"] for r in finished if r.get("teacher_stage")), None) or {}
+    run = next((r for r in finished if r.get("teacher_stage")), finished[0])
+    stage = run.get("teacher_stage") or {}
     tuned, test = stage.get("finetune") or {}, (stage.get("splits") or {}).get("test") or {}
-    run = finished[0]
     sizes, chance = run.get("split_sizes") or {}, run.get("chance_acc")
     lines = [
         f"Teacher ({run.get('teacher')}, fine-tuned {tuned.get('steps')} steps on {tuned.get('train_examples')} train labels): "
-        f"accuracy valid {_fmt(tuned.get('val_acc'))}, test {_fmt(tuned.get('test_acc'))} (its own validation and test batches), "
-        f"on the students' {test.get('examples', '?')} test questions {_fmt(test.get('teacher_accuracy'))}; chance {_fmt(chance)}",
+        f"accuracy valid {_fmt(tuned.get('val_acc'))}, test {_fmt(test.get('teacher_accuracy'))} (the students' "
+        f"{test.get('examples', '?')} test questions); chance {_fmt(chance)}",
         "",
         *markdown_table(
             ["student method", "k", "alpha", "train labels", "steps", "student test accuracy"],

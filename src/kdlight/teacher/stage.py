@@ -252,7 +252,8 @@ def show_words(cache: RationaleCache, datamodule, split: str, n: int, k: int) ->
     task = datamodule.task
     shown = words_beside_highlights(rows, [task.render_teacher(ex) for ex in examples], examples, task, k)
     for row in shown:
-        people = "" if row["highlight"] is None else f"; highlighted by people: {', '.join(row['highlight'])}"
+        whole = " (all of it)" if row["highlight_is_whole"] else ""
+        people = "" if row["highlight"] is None else f"; highlighted by people: {', '.join(row['highlight'])}{whole}"
         answer = "" if row["teacher_answer"] is None else f" (teacher answered {row['teacher_answer']!r}, gold {row['gold']!r})"
         log.info("%s %s: %s%s\n    teacher's words: %s%s", split, row["id"], row["input"][:160], answer, ", ".join(row["words"]), people)
     return shown
