@@ -120,3 +120,27 @@ def test_the_curve_uses_the_settings_the_committed_selection_chose(compose):
     cfg = compose(["experiment=minilm_esnli_curve", "dataset.train_size=250"])
     assert cfg.alpha == choices["saliency"]["alpha"]
     assert choices["finetune"]["variant"] == f"lr={cfg.student.optimizer.lr}"
+
+
+def test_the_report_compares_with_another_reference_when_asked(tmp_path):
+    """kdlight-report --reference random: the ablation's question (the teacher's words, or any words?), paired by seed."""
+    from kdlight.reports.report import main
+    from tests.reports.test_report import finished
+
+    sweep = tmp_path / "sweep"
+    for seed, (tuned, rand, sal) in enumerate([(0.60, 0.58, 0.62), (0.62, 0.61, 0.64), (0.61, 0.60, 0.63)]):
+        for method, accuracy in (("finetune", tuned), ("random", rand), ("saliency", sal)):
+            folder = sweep / f"{method}-{seed}"
+            correct = [i < accuracy * 1000 for i in range(1000)]  # the first rows right: paired rows differ only where accuracies do
+            finished(folder, method=method, seed=seed, test_acc=accuracy, val_acc_best=accuracy, split_sizes={"train": 250},
+                     attribution="grad_x_input" if method == "saliency" else None, k=None if method == "finetune" else 3,
+                     alpha=0.0 if method == "finetune" else 0.3)
+            (folder / "predictions-test.jsonl").write_text("".join(json.dumps({"index": i, "correct": c}) + "\n" for i, c in enumerate(correct)))
+    assert main([str(sweep), "--out", str(tmp_path / "vs-random"), "--reference", "random"]) == 0
+    report = json.loads((tmp_path / "vs-random" / "report.json").read_text())
+    by_method = {r["method"]: r for r in report["rows"]}
+    assert report["reference"] == "random" and by_method["random"]["vs_reference"] is None
+    assert by_method["saliency"]["vs_reference"]["reference"] == "random"
+    assert by_method["saliency"]["vs_reference"]["difference"] == pytest.approx(0.1 / 3)  # +0.04, +0.03, +0.03 over the seeds
+    assert by_method["finetune"]["vs_reference"]["difference"] == pytest.approx(0.0133, abs=1e-4)
+    assert "| vs random, seed level: difference [95% t CI], p |" in (tmp_path / "vs-random" / "table.md").read_text()

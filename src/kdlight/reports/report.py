@@ -182,10 +182,10 @@ def row_level_text(paired: dict | None) -> str:
     return "-" if not row_level else f"p={row_level['p_value']:.2g} ({len(row_level['seeds'])} x {row_level['rows']} rows)"
 
 
-def results_table(rows: list[dict]) -> str:
+def results_table(rows: list[dict], reference: str = REFERENCE) -> str:
     lines = markdown_table(
         ["dataset", "train rows", "method", "attribution", "k", "alpha", "setting", "test acc (mean +- std)", "95% t interval (seeds)",
-         "runs", "best val acc (mean)", "steps (per seed)", f"vs {REFERENCE}, seed level: difference [95% t CI], p",
+         "runs", "best val acc (mean)", "steps (per seed)", f"vs {reference}, seed level: difference [95% t CI], p",
          "row-level p (rows pooled over seeds)"],
         ([r["dataset"], r["train_rows"] if r["train_rows"] is not None else "-", r["method"], r["attribution"] or "-",
           _fmt(r["k"]) or "-", _fmt(r["alpha"], 2), r.get("variant") or "-", format_mean_std(r["test_acc_mean"], r["test_acc_std"]),
@@ -328,7 +328,7 @@ def validation_choices(rows: list[dict]) -> list[dict]:
     return choices
 
 
-def plot_methods(rows: list[dict], path: Path) -> None:
+def plot_methods(rows: list[dict], path: Path, reference: str = REFERENCE) -> None:
     """Methods side by side per dataset (each at its best validation setting, named under its bar)."""
     plt = _pyplot()
     chosen = [r for r in best_setting_per_method(rows) if r["test_acc_mean"] is not None]
@@ -342,7 +342,7 @@ def plot_methods(rows: list[dict], path: Path) -> None:
             top = r["test_acc_mean"] + (r["test_acc_std"] or 0.0)
             ax.text(i, min(top + 0.02, 0.97), f"{r['test_acc_mean']:.3f}", ha="center", fontsize=8)  # a bar of 0 still reads
             paired = r.get("vs_reference")
-            if paired and paired.get("p_value") is not None:  # the seed-level difference from fine-tuning, starred where p < 0.05
+            if paired and paired.get("p_value") is not None:  # the seed-level difference from the reference, starred where p < 0.05
                 ax.text(i, min(top + 0.06, 0.93), f"{paired['difference']:+.3f}{'*' if paired['p_value'] < 0.05 else ''}\np={paired['p_value']:.2g}",
                         ha="center", fontsize=6.5, color="0.3")
             setting = ", ".join(s for s in (f"k={r['k']}" if r["k"] is not None else "", f"a={r['alpha']:g}") if s)
@@ -356,7 +356,7 @@ def plot_methods(rows: list[dict], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     caption = _seeds_caption(chosen, levels=False)  # fine-tuning has its own bar here
     if any(r.get("vs_reference") for r in chosen):
-        caption += f"; grey: difference from {REFERENCE} paired by seed (t over the per-seed differences), * p < 0.05"
+        caption += f"; grey: difference from {reference} paired by seed (t over the per-seed differences), * p < 0.05"
     _caption(fig, caption)
     _save(fig, path)
 
@@ -476,14 +476,16 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def build_report(paths: list[str | Path], out_dir: str | Path) -> dict:
-    """Collect, aggregate and write the report; returns what report.json holds."""
+def build_report(paths: list[str | Path], out_dir: str | Path, reference: str = REFERENCE) -> dict:
+    """Collect, aggregate and write the report, each method compared with `reference` (fine-tuning by
+    default; e.g. random for the ablation's question: the teacher's words or any words?); returns what
+    report.json holds."""
     runs = collect_runs(paths)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     add_variants(runs.finished)
     rows = table_rows(runs.finished)
-    add_paired_comparisons(rows, runs.finished)
+    add_paired_comparisons(rows, runs.finished, reference)
     quality = quality_rows(runs.finished)
     problems = [f"- failed: `{f['path']}`: {f['error']}" for f in runs.failed]
     problems += [f"- unfinished (no results.json yet): `{p}`" for p in runs.unfinished]
@@ -491,7 +493,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> dict:
         "# kdlight report\n",
         f"{len(runs.finished)} finished runs, {len(runs.failed)} failed, {len(runs.unfinished)} unfinished; "
         f"the teacher ran in {runs.teacher_runs} of them (rationale cache misses).\n",
-        results_table(rows),
+        results_table(rows, reference),
     ]
     if quality:
         markdown += ["\n## Rationale quality (training rationales; kdlight's convention: nats of log p(gold) at absolute k)\n", quality_table(quality)]
@@ -501,7 +503,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> dict:
     write_text(out / "table.csv", csv_table(rows))
     if rows:
         plot_k_curve(rows, out / "k_curve.png")
-        plot_methods(rows, out / "methods.png")
+        plot_methods(rows, out / "methods.png", reference)
         plot_data_size(rows, out / "data_size.png")
     if quality:
         plot_quality(quality, out / "quality.png")
@@ -514,7 +516,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> dict:
                                + f" -> **{_setting(c['chosen'])}**" for c in choices) + "\n"]
         write_text(out / "table.md", "\n".join(markdown))
     summary = {
-        "paths": [str(p) for p in paths], "finished": len(runs.finished), "failed": runs.failed,
+        "paths": [str(p) for p in paths], "reference": reference, "finished": len(runs.finished), "failed": runs.failed,
         "unfinished": runs.unfinished, "teacher_runs": runs.teacher_runs, "rows": rows, "quality": quality,
         "choices": choices, "runs": run_intervals(runs.finished),
     }
@@ -526,10 +528,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kdlight-report", description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", type=Path, help="sweep folders, run folders or results.json files")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: <first path>/report)")
+    parser.add_argument("--reference", default=REFERENCE, help=f"the method every other is compared with, paired by seed (default {REFERENCE})")
     args = parser.parse_args(argv)
     out = args.out or (args.paths[0] if args.paths[0].is_dir() else args.paths[0].parent) / "report"
     try:
-        summary = build_report(args.paths, out)
+        summary = build_report(args.paths, out, args.reference)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
