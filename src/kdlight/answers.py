@@ -167,12 +167,6 @@ def answer_correct(prediction: str, gold: str, kind: str = "text") -> bool:
     raise ValueError(f"answer kind {kind!r} is not accepted; use one of {list(ANSWER_KINDS)}")
 
 
-def rows_accuracy(flags) -> float | None:
-    """Share of True among the scored flags (None entries are unscored); None if none were scored."""
-    scored = [bool(f) for f in flags if f is not None]
-    return round(sum(scored) / len(scored), 4) if scored else None
-
-
 class AnswerChecker:
     """answer_correct with the gold label first put in the form a tokenizer can produce
     (`gold_form`, e.g. an encode/decode round trip): a character outside the vocabulary, dropped

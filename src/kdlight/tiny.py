@@ -84,10 +84,6 @@ def tiny_model(
     return model
 
 
-def tiny_t5(tokenizer=None, **kwargs):
-    return tiny_model(tokenizer, architecture="t5", **kwargs)
-
-
 def _special_ids(tokenizer) -> dict:
     if tokenizer is None:
         return {"pad": 0, "eos": 1, "bos": 0}

@@ -263,14 +263,6 @@ class SplitExamples(Sequence[Example]):
         return counter
 
 
-def from_examples(task: Task, examples: list[Example], name: str = "", key: str = "") -> SplitExamples:
-    """A small in-memory split (tests, generated tasks)."""
-    sink = pa.BufferOutputStream()
-    write_examples(task, examples, sink)
-    table = pa.ipc.open_file(sink.getvalue()).read_all()
-    return SplitExamples(task, table, None, name, key or hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:16])
-
-
 class ExampleSet:
     """A dataset's train/valid/test splits, and what loading its raw splits reported."""
 
