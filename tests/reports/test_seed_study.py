@@ -144,3 +144,4 @@ def test_the_report_compares_with_another_reference_when_asked(tmp_path):
     assert by_method["saliency"]["vs_reference"]["difference"] == pytest.approx(0.1 / 3)  # +0.04, +0.03, +0.03 over the seeds
     assert by_method["finetune"]["vs_reference"]["difference"] == pytest.approx(0.0133, abs=1e-4)
     assert "| vs random, seed level: difference [95% t CI], p |" in (tmp_path / "vs-random" / "table.md").read_text()
+    assert main([str(sweep), "--out", str(tmp_path / "typo"), "--reference", "randm"]) == 2 and not (tmp_path / "typo").exists()

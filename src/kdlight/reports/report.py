@@ -531,6 +531,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", default=REFERENCE, help=f"the method every other is compared with, paired by seed (default {REFERENCE})")
     args = parser.parse_args(argv)
     out = args.out or (args.paths[0] if args.paths[0].is_dir() else args.paths[0].parent) / "report"
+    if args.reference != REFERENCE:  # a named reference must be one of the runs' methods (fine-tuning may be absent)
+        methods = sorted({r["method"] for r in collect_runs(args.paths).finished})
+        if args.reference not in methods:
+            print(f"error: --reference {args.reference!r} names no method of these runs; use one of {methods}", file=sys.stderr)
+            return 2
     try:
         summary = build_report(args.paths, out, args.reference)
     except FileNotFoundError as err:
