@@ -70,6 +70,22 @@ def test_the_choice_is_made_on_validation_and_never_reads_test_accuracy():
     assert validation_choices(blind) == validation_choices(rows)
 
 
+def test_the_data_size_curve_takes_each_sizes_setting_chosen_on_validation():
+    """One line per method: at 1,000 labels the lr grid's validation winner, at 250 the one setting that ran
+    (a variant named on the command line at one size is still the same method's line)."""
+    from kdlight.reports.report import chosen_per_size
+
+    rows = [row("finetune", 0.52, 0.61, variant="lr=1e-4"), row("finetune", 0.57, 0.40, variant="lr=2e-4"),
+            row("finetune", 0.45, 0.46, size=250), row("saliency", 0.55, 0.90, alpha=0.1), row("saliency", 0.60, 0.50, alpha=0.3),
+            row("saliency", 0.48, 0.47, alpha=0.3, size=250)]
+    points = {(r["method"], r["train_rows"]): r for r in chosen_per_size(rows)}
+    assert len(points) == 4 and points[("finetune", 1000)]["variant"] == "lr=2e-4" and points[("saliency", 1000)]["alpha"] == 0.3
+    assert points[("finetune", 250)]["test_acc_mean"] == 0.46
+    blind = [{k: v for k, v in r.items() if not k.startswith("test")} for r in rows]  # never reads test accuracy
+    assert [(r["method"], r["train_rows"], r["alpha"], r["variant"]) for r in chosen_per_size(blind)] == \
+        [(r["method"], r["train_rows"], r["alpha"], r["variant"]) for r in chosen_per_size(rows)]
+
+
 def test_the_study_configs_compose_with_a_fixed_sweep_folder_and_the_plan(compose):
     from kdlight.reports.study import planned_jobs, study_estimate
 

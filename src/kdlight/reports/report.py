@@ -361,19 +361,31 @@ def plot_methods(rows: list[dict], path: Path, reference: str = REFERENCE) -> No
     _save(fig, path)
 
 
+def chosen_per_size(rows: list[dict]) -> list[dict]:
+    """For each (dataset, method, attribution, train rows), the setting (k, alpha, variant) with the best mean
+    validation accuracy: the points of a data-size curve (chosen on validation, never on test)."""
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["dataset"], r["method"], r["attribution"], r["train_rows"])
+        if key not in best or validation_score(r) > validation_score(best[key]):
+            best[key] = r
+    return list(best.values())
+
+
 def plot_data_size(rows: list[dict], path: Path) -> bool:
-    """Test accuracy against the number of train rows, one line per method setting, per dataset with
-    at least two sizes (dataset.train_fraction / train_size sweeps); False when there is nothing to draw."""
+    """Test accuracy against the number of train rows, one line per method (and attribution), each point at
+    the setting chosen on validation for that size, per dataset with at least two sizes (dataset.train_fraction
+    / train_size sweeps); False when there is nothing to draw."""
     datasets = sorted({r["dataset"] for r in rows if len({o["train_rows"] for o in rows if o["dataset"] == r["dataset"]}) > 1})
     if not datasets:
         return False
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.6), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
-        mine = [r for r in rows if r["dataset"] == dataset and r["test_acc_mean"] is not None and r["train_rows"]]
+        mine = [r for r in chosen_per_size(rows) if r["dataset"] == dataset and r["test_acc_mean"] is not None and r["train_rows"]]
         series: dict[str, list[dict]] = defaultdict(list)
         for r in mine:
-            series[_series_label(r) + (f" k={r['k']}" if r["k"] is not None else "")].append(r)
+            series[r["method"] + (f" [{r['attribution']}]" if r.get("attribution") else "")].append(r)
         for i, (label, points) in enumerate(sorted(series.items())):
             points.sort(key=lambda r: r["train_rows"])
             sizes_ = [r["train_rows"] for r in points]
@@ -395,7 +407,8 @@ def plot_data_size(rows: list[dict], path: Path) -> bool:
         ax.legend(fontsize=7)
     counts = sorted({r["runs"] for r in rows})
     _caption(fig, f"Lines: test accuracy, mean over seeds (n = {'-'.join(str(c) for c in (counts[0], counts[-1]) if c) if counts[0] != counts[-1] else counts[0]}"
-                  " per point); bands: the 95% t interval over seeds (none with one seed). Dotted: chance.")
+                  " per point), each point at its setting chosen on validation; bands: the 95% t interval over seeds"
+                  " (none with one seed). Dotted: chance.")
     _save(fig, path)
     return True
 
