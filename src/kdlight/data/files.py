@@ -247,8 +247,6 @@ def check_columns(task: FilesTask, path: Path, kind: str) -> None:
                                           f"its columns are {columns}")
 
 
-
-
 def read_csv(path: Path) -> Iterator[sources.At]:
     """CSV records as {header: field} rows, each at the physical line it starts on. Bytes are read as UTF-8
     (a byte-order mark before the header dropped); a record that is not UTF-8 or not valid CSV becomes an

@@ -297,16 +297,20 @@ def draw_k_curve(rows: list[dict]):
     return fig
 
 
-def best_setting_per_method(rows: list[dict]) -> list[dict]:
-    """For each (dataset, method, attribution), the k/alpha with the best mean validation accuracy
-    (chosen on validation, never on test)."""
+def best_on_validation(rows: list[dict], fields: tuple[str, ...]) -> list[dict]:
+    """For each value of `fields`, the row with the best mean validation accuracy (the first on a tie;
+    chosen on validation, never on test), in the order of the fields' values."""
     best: dict[tuple, dict] = {}
     for r in rows:
-        key = (r["dataset"], r["method"], r["attribution"])
-        score = r["val_acc_best_mean"] if r["val_acc_best_mean"] is not None else -1.0
-        if key not in best or score > (best[key]["val_acc_best_mean"] or -1.0):
+        key = tuple(r[field] for field in fields)
+        if key not in best or validation_score(r) > validation_score(best[key]):
             best[key] = r
     return [best[key] for key in sorted(best, key=str)]
+
+
+def best_setting_per_method(rows: list[dict]) -> list[dict]:
+    """For each (dataset, method, attribution), the k/alpha/variant with the best mean validation accuracy."""
+    return best_on_validation(rows, ("dataset", "method", "attribution"))
 
 
 def validation_choices(rows: list[dict]) -> list[dict]:
@@ -363,13 +367,8 @@ def plot_methods(rows: list[dict], path: Path, reference: str = REFERENCE) -> No
 
 def chosen_per_size(rows: list[dict]) -> list[dict]:
     """For each (dataset, method, attribution, train rows), the setting (k, alpha, variant) with the best mean
-    validation accuracy: the points of a data-size curve (chosen on validation, never on test)."""
-    best: dict[tuple, dict] = {}
-    for r in rows:
-        key = (r["dataset"], r["method"], r["attribution"], r["train_rows"])
-        if key not in best or validation_score(r) > validation_score(best[key]):
-            best[key] = r
-    return list(best.values())
+    validation accuracy: the points of a data-size curve."""
+    return best_on_validation(rows, ("dataset", "method", "attribution", "train_rows"))
 
 
 def plot_data_size(rows: list[dict], path: Path) -> bool:
