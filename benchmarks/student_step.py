@@ -79,7 +79,7 @@ def run(cfg, args, shape: str) -> None:
 
     def step(batch, measured: bool):
         module.alpha = 0.5 if measured and args.objective == "dual" else 0.0
-        module.distillation = objective if measured else None
+        module.objective = objective if measured else None
         loss = module.losses(batch)["loss"]
         loss.backward()
         optimizer.step()
@@ -120,7 +120,7 @@ def objective_of(name: str, cfg, data, family, batches):
     if name == "dual":
         return None
     if name == "logit_kd":
-        from kdlight.training.distillation import LogitDistillation
+        from kdlight.methods.logit_kd import LogitDistillation
 
         teacher, _, _ = build_model(instantiate(cfg.student.model, _partial_=True, seed=1), instantiate(cfg.student.tokenizer, _partial_=True),
                                     data.corpus)
@@ -128,7 +128,7 @@ def objective_of(name: str, cfg, data, family, batches):
             batch["teacher"] = batch["label"]  # the teacher reads prompts of the same length
         return LogitDistillation(temperature=2.0, weight=0.5).attach(teacher, family)
     from kdlight.families.base import pad_right
-    from kdlight.training.attribution_match import AttributionMatch
+    from kdlight.methods.attribution_match import AttributionMatch
 
     generator = torch.Generator().manual_seed(0)
     for batch in batches:

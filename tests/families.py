@@ -58,9 +58,10 @@ def build_encoder_model(architecture: str, cache_dir, seed: int = 3, kind: str =
     return model, tokenizer, family
 
 
-def encoder_nli_batch(tokenizer, family, rows: int = 3, **extra) -> dict:
+def encoder_nli_batch(tokenizer, family, rows: int = 3, train_columns=(), **extra) -> dict:
     """A collated label batch of the first `rows` NLI rows as an encoder student reads them (`predict:`
-    and the pair); `extra` adds the same feature columns to every row (e.g. match_* for attribution matching)."""
+    and the pair); `extra` adds the same feature columns to every row (e.g. match_* for attribution
+    matching), batched by `train_columns` (kdlight.data.features.TrainColumns)."""
     from kdlight.data.collate import TaskCollator
     from kdlight.data.tasks import TASKS, TaskWords
     from tests.conftest import NLI_ROWS
@@ -70,7 +71,7 @@ def encoder_nli_batch(tokenizer, family, rows: int = 3, **extra) -> dict:
     rendered = [TaskWords().render("label", task.render_student(ex, "[SEP]")) for ex in examples]
     ids = family.encode_prompts(tokenizer, rendered, 64)
     targets = family.encode_targets(tokenizer, [ex.label for ex in examples], rendered, 8)
-    return TaskCollator(family, tokenizer.pad_token_id)([
+    return TaskCollator(family, tokenizer.pad_token_id, train_columns)([
         {"index": i, "label_text": ex.label, "rationale_text": None, "input_ids": x, "labels": y, **extra}
         for i, (ex, x, y) in enumerate(zip(examples, ids, targets))
     ])

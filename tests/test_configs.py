@@ -87,7 +87,7 @@ def test_a_model_from_a_missing_package_names_the_install_command():
 
 def test_every_attribution_config_names_a_registered_method_and_validates(compose):
     from kdlight.attribution import METHODS
-    from kdlight.config import validate_config
+    from kdlight.validation import validate_config
 
     assert set(group_options("attribution")) == set(METHODS)
     for option in group_options("attribution"):

@@ -1,6 +1,6 @@
 """Plugins from a module outside the package (kdlight.plugins): an attribution method, a task with its
-dataset config and a model family, registered by a module in a temporary folder, used by the real
-command line with no edit to kdlight; the built-ins register the same way."""
+dataset config, a model family and a training method, registered by a module in a temporary folder,
+used by the real command line with no edit to kdlight; the built-ins register the same way."""
 
 from __future__ import annotations
 
@@ -118,6 +118,87 @@ def test_a_plugin_method_and_dataset_train_through_the_command_line(tmp_path):
     assert out.returncode == 2 and "did you mean yesno" in out.stderr and "cue_words" in out.stderr
 
 
+TRAINING_METHOD_PLUGIN = '''
+"""A kdlight plugin training method: soft-label KD whose temperature falls linearly over the training
+steps (the teacher in every step, its prompts as a train column: kdlight.methods.logit_kd's seams)."""
+from pathlib import Path
+
+import torch
+
+from kdlight.methods import TrainingMethod, register_training_method
+from kdlight.methods.logit_kd import LogitDistillation
+
+CONFIG_DIR = Path(__file__).parent / "annealed_conf"
+
+
+@register_training_method
+class AnnealedKD(TrainingMethod):
+    name = "annealed_kd"
+
+
+class AnnealedDistillation(LogitDistillation):
+    method_name = "annealed_kd"
+
+    def __init__(self, start: float, end: float, steps: int, weight: float = 0.5):
+        super().__init__(temperature=start, weight=weight)
+        self.start, self.end, self.steps, self.calls = float(start), float(end), int(steps), 0
+
+    def label_losses(self, model, family, batch):
+        self.temperature = self.start + (self.end - self.start) * min(self.calls / max(self.steps - 1, 1), 1.0)
+        self.calls += 1
+        return {**super().label_losses(model, family, batch), "temperature": torch.tensor(self.temperature)}
+'''
+
+TRAINING_METHOD_YAML = """\
+# A plugin's training method: soft-label KD with the temperature annealed from 4 to 1 over the steps.
+defaults:
+  - _base
+  - _self_
+name: annealed_kd
+alpha: 0.0
+rationale: null
+distillation:
+  _target_: kd_annealed_plugin.AnnealedDistillation
+  start: 4.0
+  end: 1.0
+  steps: ${trainer.max_steps}
+"""
+
+
+def test_a_plugin_training_method_trains_through_the_command_line_and_is_listed(tmp_path):
+    """One module and one YAML outside kdlight: the method trains through train.py (its teacher in every
+    step, its temperature logged as it falls), is listed by --help, suggested for a typo and reported."""
+    folder = tmp_path / "plugin"
+    (folder / "annealed_conf" / "method").mkdir(parents=True)
+    (folder / "kd_annealed_plugin.py").write_text(textwrap.dedent(TRAINING_METHOD_PLUGIN))
+    (folder / "annealed_conf" / "method" / "annealed_kd.yaml").write_text(TRAINING_METHOD_YAML)
+    env = clean_env(tmp_path, PYTHONPATH=str(folder), KDLIGHT_PLUGINS="kd_annealed_plugin")
+    out = train(tmp_path, "debug=tiny", "dataset=cue_words", "method=annealed_kd", "trainer.max_steps=4", "trainer.log_every_n_steps=1",
+                "threads=1", env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (results,) = results_of(tmp_path)
+    assert (results["status"], results["method"], results["teacher"], results["attribution"]) == ("finished", "annealed_kd", "tiny", None)
+    import csv
+
+    rows = list(csv.DictReader((Path(results["output_dir"]) / "csv" / "metrics.csv").open()))
+    temperatures = [float(r["train/temperature"]) for r in rows if r.get("train/temperature")]
+    assert temperatures[0] == pytest.approx(4.0) and temperatures[-1] == pytest.approx(1.0) and temperatures == sorted(temperatures, reverse=True)
+    assert any(r.get("train/loss_kd") for r in rows)  # the inherited soft term ran with the teacher in the step
+    import subprocess
+
+    from tests.helpers import REPO_ROOT
+
+    helped = subprocess.run([sys.executable, "train.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+    method_line = next(line for line in helped.stdout.splitlines() if line.strip().startswith("method:"))
+    assert "annealed_kd" in method_line and "finetune" in method_line
+    typo = train(tmp_path, "method=annealed_k", env=env)
+    assert typo.returncode == 2 and "did you mean annealed_kd" in typo.stderr
+    report = subprocess.run([sys.executable, "-m", "kdlight.reports.report", str(tmp_path / "outputs"), "--out", str(tmp_path / "report")],
+                            capture_output=True, text=True, env=env)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "annealed_kd" in (tmp_path / "report" / "table.md").read_text()
+
+
 def test_without_the_plugin_its_options_do_not_exist(tmp_path):
     out = train(tmp_path, "debug=tiny", "dataset=yesno")
     assert out.returncode == 2 and "dataset=yesno is not an option of dataset" in out.stderr
@@ -173,8 +254,10 @@ def test_the_built_ins_are_what_their_packages_register():
     from kdlight.config import group_options
     from kdlight.data.tasks import TASKS
     from kdlight.families import FAMILIES
+    from kdlight.methods import TRAINING_METHODS
 
     assert set(METHODS) <= set(group_options("attribution")) and set(TASKS) <= set(group_options("dataset"))
+    assert set(TRAINING_METHODS) <= set(group_options("method"))
     assert {"seq2seq", "causal", "sequence_classification", "multiple_choice"} <= set(FAMILIES)
 
 

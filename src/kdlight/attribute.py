@@ -21,9 +21,9 @@ from hydra.errors import HydraException
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from kdlight.compose import compose_config
-    from kdlight.config import check_sources, check_teacher_command
     from kdlight.errors import user_errors
     from kdlight.runtime import export_threads
+    from kdlight.validation import check_sources, check_teacher_command
 
     started = time.monotonic()
     try:

@@ -10,18 +10,9 @@ from __future__ import annotations
 import sys
 from itertools import islice
 
-from kdlight.config import (
-    ConfigError,
-    check_attribution,
-    check_paths,
-    check_sources,
-    config_dir,
-    path_problems,
-    unknown_group_options,
-    unknown_keys,
-    unquoted_sweep_lists,
-    validate_config,
-)
+from kdlight.config import ConfigError, config_dir, unknown_group_options, unquoted_sweep_lists
+from kdlight.methods import training_method
+from kdlight.validation import check_attribution, check_paths, check_sources, path_problems, unknown_keys, validate_config
 
 HYDRA_FLAGS_WE_CHECK = ("-m", "--multirun")
 
@@ -124,7 +115,7 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
                 check_sources(base)  # an unreachable hub fails here, before torch is imported
             check_paths(composed)  # every wrong path at once, the data's too (its check imports the datamodule)
             for cfg in composed:  # the attribution registry imports torch
-                if cfg.method.get("needs_teacher"):
+                if training_method(cfg.method).extracts():
                     check_attribution(cfg.attribution)
     except (ConfigError, HubUnavailableError, RefusedArtifact) as err:  # one line, no traceback, no run folder
         print(f"error: {err}", file=sys.stderr)

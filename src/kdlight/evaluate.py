@@ -151,6 +151,8 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> dict:
             name = tracking.name_of(json.loads(run_results.read_text())) if run_results.is_file() else ckpt.parent.name
             tracking.use_artifacts(logger.experiment, [tracking.model_artifact(ckpt, name, {})])
         logger.experiment.summary.update({f"eval/{cfg.split}/acc": acc})
-    tracking.finish_wandb()
+    from kdlight.loggers import finish_wandb
+
+    finish_wandb()
     return {"acc": acc, "split": cfg.split, "examples": len(predictions), "dataset": datamodule.task.name,
             "ckpt_path": str(ckpt), "trained_on": fmt["dataset"], "output_dir": str(output_dir)}

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from kdlight.io import atomic_path, write_json, write_text
-from kdlight.reports.markdown import markdown_table
+from kdlight.markdown import markdown_table
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ Offline, every path fails within seconds with a message saying how to use a loca
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -306,17 +305,3 @@ def config_identity(node: dict) -> dict:
             value = {"folder": folder_fingerprint(value)}
         identity[key] = value
     return identity
-
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    """Identifies a tokenizer by what it does, not by where it was loaded from: a fast tokenizer's
-    whole definition (normaliser, vocabulary, special-token template), else its vocabulary."""
-    digest = hashlib.sha256()
-    digest.update(type(tokenizer).__name__.encode())
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        digest.update(backend.to_str().encode())
-    else:
-        digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
-    digest.update(json.dumps(tokenizer.all_special_tokens).encode())
-    return digest.hexdigest()[:16]

@@ -93,7 +93,8 @@ def needed_task(task_from_format, fmt: dict, student: str | Path, imported: list
 
 def predict(student: str | Path, lines: Iterable[str], out: TextIO, explain: bool = False, batch_size: int = 32,
             plugins: list[str] | None = None) -> int:
-    from kdlight.data.tasks import TaskWords, task_from_format
+    from kdlight.data.files import task_from_format
+    from kdlight.data.tasks import TaskWords
     from kdlight.evaluate import load_student
     from kdlight.plugins import load_plugins
 

@@ -12,17 +12,21 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from kdlight import tracking
-from kdlight.config import ConfigError, uses_teacher, validate_config
+from kdlight.config import ConfigError
+from kdlight.identity import run_identity
 from kdlight.io import atomic_path, write_json, write_text
+from kdlight.loggers import finish_wandb
+from kdlight.methods import training_method
 from kdlight.results import RESULTS, already_finished_message, finished_results
 from kdlight.runtime import apply_threads, ctrl_c_recorded, numeric_settings, quiet_libraries
+from kdlight.validation import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ def run(cfg: DictConfig) -> float | None:
         record_failure(cfg, err)
         raise
     finally:
-        tracking.finish_wandb()
+        finish_wandb()
 
 
 EXIT_INTERRUPTED = 130  # the shell's code for a command stopped by SIGINT
@@ -91,8 +95,10 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
     data = instantiate(cfg.dataset)
     data_summary = data.summary()
     log.info("data: %s", data_summary["split_sizes"])
+    method, teacher = training_method(cfg.method), TeacherAccess(cfg, data)
     progress["stage"] = "teacher"
-    source, caches, teacher_info = rationale_source(cfg, data)
+    caches, teacher_info = method.teacher_caches(teacher)
+    source = method.rationale_source(caches)
     progress["stage"] = "setup"
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the same student whether the teacher ran here or was cached
 
@@ -103,16 +109,13 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
         instantiate(cfg.student.model, _partial_=True), instantiate(cfg.student.tokenizer, _partial_=True), data.corpus,
         data.task.label_set,
     )
-    from kdlight.label_sources import label_source
-
-    distillation, teacher_inputs, word_scores = label_objective(cfg, data, (model, tokenizer, family), caches)
+    objective, train_columns = method.objective(teacher, (model, tokenizer, family), caches)
     datamodule = instantiate(
         cfg.dataset, examples=data.examples, tokenizer=tokenizer, family=family, rationales=source,
-        label_source=label_source(cfg.method.get("label_source", "gold"), caches), teacher_inputs=teacher_inputs,
-        word_scores=word_scores, separator=separator_token(tokenizer),
+        label_source=method.label_source(caches), train_columns=train_columns, separator=separator_token(tokenizer),
     )
     student = instantiate(cfg.student, model=model, tokenizer=tokenizer, family=family, answer_kind=data.task.answer_kind,
-                          distillation=distillation)
+                          objective=objective)
     student.checkpoint_info = {"input_format": input_format(cfg, datamodule, student), "tokenizer_dir": "tokenizer"}
 
     trainer = build_trainer(cfg, output_dir)
@@ -120,7 +123,7 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
         save_tokenizer(tokenizer, output_dir / "tokenizer")
     checkpoint = resume_checkpoint(output_dir, cfg.get("resume", True))
     log_run_info(trainer, cfg, student, data_summary)
-    tracking.use_caches(trainer, caches)
+    tracking.use_caches(trainer, caches if method.extracts() else {})  # the rationale caches (not a writer's)
 
     progress.update(stage="training", trainer=trainer)
     trainer.fit(student, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)  # a resumed folder may be shared: data only
@@ -167,54 +170,59 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
 
 
 # ---------------------------------------------------------------- stages
-def rationale_source(cfg: DictConfig, data) -> tuple[Any, dict, dict]:
-    """The method's rationale source (None without one), the teacher caches (its rationales, its
-    answers for method.label_source=teacher), and what the teacher stage did."""
-    rationale = cfg.method.get("rationale")
-    if cfg.method.get("source") == "generate":  # step-by-step with rationales the teacher writes
+class LoadedTeacher(NamedTuple):
+    """The configured teacher, loaded for a training step (kdlight.methods' objectives), with how it reads an example."""
+
+    model: Any
+    tokenizer: Any
+    family: Any
+    render: Any  # example -> the teacher's prompt
+    max_length: int
+    identity: dict  # what the teacher is (cache keys)
+
+
+class TeacherAccess:
+    """What a training method may ask of the configured teacher (kdlight.methods.base), each built from
+    the run's config on first use: its rationale caches, rationales it writes, the model itself."""
+
+    def __init__(self, cfg: DictConfig, data) -> None:
+        self.cfg, self.data = cfg, data
+        self.name, self.student_name = cfg.teacher.name, cfg.student.name
+        self._stage = None
+
+    def _loggers(self) -> list:
+        return _logger_list(tracking.wandb_logger(self.cfg, "teacher-finetune"))
+
+    def stage(self):
+        if self._stage is None:
+            from kdlight.teacher.stage import TeacherStage
+
+            self._stage = TeacherStage.from_config(self.cfg, finetune_loggers=self._loggers)
+        return self._stage
+
+    def rationale_caches(self) -> tuple[dict, dict]:
+        """(rationale cache per split, what the stage did): extracted now or read."""
+        caches, info = self.stage().rationale_caches(self.data)
+        tracking.log_extraction(self.cfg, caches, info)
+        return caches, info
+
+    def written_rationales(self) -> tuple[dict, dict]:
+        """(the teacher's written rationales per split, what the stage did): generated now or read."""
         from kdlight.teacher.generate import GenerationStage
 
-        stage = GenerationStage.from_config(cfg, finetune_loggers=lambda: _logger_list(tracking.wandb_logger(cfg, "teacher-finetune")))
-        generated, info = stage.caches(data)
-        return instantiate(rationale, caches=generated), {}, info
-    if not cfg.method.needs_teacher:
-        return (None if rationale is None else instantiate(rationale)), {}, {}
-    from kdlight.teacher.stage import TeacherStage
+        return GenerationStage.from_config(self.cfg, finetune_loggers=self._loggers).caches(self.data)
 
-    stage = TeacherStage.from_config(cfg, finetune_loggers=lambda: _logger_list(tracking.wandb_logger(cfg, "teacher-finetune")))
-    caches, info = stage.rationale_caches(data)
-    tracking.log_extraction(cfg, caches, info)
-    return (None if rationale is None else instantiate(rationale, caches=caches)), caches, info
+    def model(self) -> LoadedTeacher:
+        """The teacher model (fine-tuned first when teacher.finetune=true, cached as for extraction)."""
+        stage = self.stage()
+        finetuned = None
+        if stage.finetune is not None:
+            from kdlight.teacher.finetune import finetuned_teacher
 
-
-def label_objective(cfg: DictConfig, data, student: tuple, caches: dict) -> tuple[Any, Any, Any]:
-    """method.distillation (a label-task objective), and what it needs beside the student's features:
-    (objective, the teacher's inputs, the teacher's word scores); Nones for methods without one.
-    Logit distillation gets the configured teacher attached (fine-tuned first when teacher.finetune=true,
-    cached as for extraction), which must score the student's targets; attribution matching reads the
-    teacher's word scores from the rationale cache."""
-    node = cfg.method.get("distillation")
-    if node is None:
-        return None, None, None
-    objective = instantiate(node)
-    if objective.uses_word_scores:
-        from kdlight.training.attribution_match import TeacherWordScores
-
-        return objective, None, TeacherWordScores(caches)
-    from kdlight.teacher.stage import TeacherStage
-    from kdlight.training.distillation import TeacherInputs, check_same_targets
-
-    stage = TeacherStage.from_config(cfg, finetune_loggers=lambda: _logger_list(tracking.wandb_logger(cfg, "teacher-finetune")))
-    finetuned = None
-    if stage.finetune is not None:
-        from kdlight.teacher.finetune import finetuned_teacher
-
-        finetuned = finetuned_teacher(stage, data)
-    model, tokenizer, family = stage.load_teacher(data, finetuned)
-    check_same_targets((model, tokenizer, family), student, cfg.teacher.name, cfg.student.name)
-    inputs = TeacherInputs(family, tokenizer, stage.prompt_renderer(data, tokenizer), int(cfg.attribution.max_input_length),
-                           stage.identity())
-    return objective.attach(model, family), inputs, None
+            finetuned = finetuned_teacher(stage, self.data)
+        model, tokenizer, family = stage.load_teacher(self.data, finetuned)
+        return LoadedTeacher(model, tokenizer, family, stage.prompt_renderer(self.data, tokenizer),
+                             int(self.cfg.attribution.max_input_length), stage.identity())
 
 
 def _logger_list(logger) -> list:
@@ -337,42 +345,6 @@ def write_predictions(path: Path, predictions: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------- records
-def run_identity(cfg: DictConfig) -> dict:
-    """What results.json says about which run this is (finished or not)."""
-    from kdlight.config import dataset_name
-
-    return {
-        "dataset": dataset_name(cfg),
-        "method": method_label(cfg.method),
-        "attribution": cfg.attribution.get("method") if cfg.method.needs_teacher else None,
-        "k": cfg.method.get("k"),
-        "label_source": cfg.method.get("label_source", "gold"),
-        "alpha": float(cfg.method.alpha),
-        "seed": cfg.seed,
-        "teacher": cfg.teacher.name if uses_teacher(cfg.method) else None,
-        "student": cfg.student.name,
-    }
-
-
-def method_label(method: DictConfig) -> str:
-    """The method's name, with what was added to it (`saliency+teacher_labels`, `saliency+logit_kd`), so
-    that reports never pool a combination with the plain method."""
-    parts = [method.name]
-    if method.get("source") == "generate":  # step-by-step's rationales written by the configured teacher, not PaLM's
-        parts.append("generated")
-    source = method.get("label_source", "gold")
-    if source != "gold" and method.name != "distill":
-        parts.append(f"{source}_labels")
-    node = method.get("distillation")
-    if node is not None:
-        from hydra.utils import get_class
-
-        added = get_class(node._target_).method_name
-        if added != method.name:
-            parts.append(added)
-    return "+".join(parts)
-
-
 def record_failure(cfg: DictConfig, err: BaseException) -> None:
     """results.json with status "failed" and the error, so reports list the run instead of dropping it."""
     from pytorch_lightning.utilities import rank_zero_only
@@ -424,7 +396,7 @@ def log_run_info(trainer: pl.Trainer, cfg: DictConfig, student, data_summary: di
 
 def log_to_wandb(trainer: pl.Trainer, datamodule, source, results: dict, rows: int = 16) -> None:
     """W&B only: final metrics in the run summary, the rationales the student trained on, the
-    teacher's saliency view, and the exported student as a model artifact."""
+    teacher's word scores view, and the exported student as a model artifact."""
     loggers = tracking.wandb_loggers(trainer)
     if not loggers:
         return
@@ -435,10 +407,10 @@ def log_to_wandb(trainer: pl.Trainer, datamodule, source, results: dict, rows: i
     caches = getattr(source, "caches", {})
     view = None
     if "train" in caches:
-        from kdlight.reports.views import saliency_html
+        from kdlight.reports.views import word_scores_html
 
         examples = datamodule.examples["train"].chunk(0, rows)
-        view = wandb.Html(saliency_html(
+        view = wandb.Html(word_scores_html(
             [datamodule.task.render_teacher(ex) for ex in examples], caches["train"].read_rows(0, rows), source.k,
             f"{datamodule.task.name} train: teacher words", examples=examples, task=datamodule.task,
         ))
@@ -454,7 +426,7 @@ def log_to_wandb(trainer: pl.Trainer, datamodule, source, results: dict, rows: i
             data=[[r.text, f["label_text"], f["rationale_text"]] for r, f in zip(inputs, train)],
         )
         if view is not None:
-            lg.experiment.log({"train/saliency": view})
+            lg.experiment.log({"train/teacher_words": view})
         lg.experiment.log_artifact(tracking.model_artifact(
             results["exported_student"], tracking.name_of(results), {k: results[k] for k in ("test_acc", "val_acc_best")}
         ))

@@ -167,3 +167,8 @@ def ctrl_c_recorded() -> Iterator[threading.Event]:
         yield pressed
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def is_launching_process() -> bool:
+    """False in the worker processes a DDP launcher starts (they must not take the lock)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from kdlight.identity import run_identity
+from kdlight.loggers import finish_wandb
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,6 @@ def wandb_node(cfg: DictConfig) -> DictConfig | None:
 
 
 def run_name(cfg: DictConfig, stage: str | None = None) -> str:
-    from kdlight.run import run_identity
-
     identity = run_identity(cfg)
     if stage in ("extract", "teacher-finetune"):
         return f"{stage}-{identity['dataset']}-{cfg.teacher.name}-{cfg.attribution.get('method', 'grad_x_input')}"
@@ -45,6 +45,18 @@ def name_of(identity: dict) -> str:
         f"{identity['dataset']}-{identity['method']}" + (f"-{attribution}" if attribution else "")
         + (f"-k{k}" if k is not None else "") + f"-a{float(identity['alpha']):g}-s{identity['seed']}"
     )
+
+
+def run_tags(user_tags, identity: dict) -> list[str]:
+    """The user's tags plus dataset, method, k (only where the method uses it), alpha, seed, and the
+    attribution method where the teacher's words are used."""
+    tags = [str(t) for t in (user_tags or [])]
+    tags += [f"dataset={identity['dataset']}", f"method={identity['method']}", f"alpha={identity['alpha']}", f"seed={identity['seed']}"]
+    if identity.get("k") is not None:
+        tags.append(f"k={identity['k']}")
+    if identity.get("attribution") is not None:
+        tags.append(f"attribution={identity['attribution']}")
+    return tags
 
 
 def persistent_id(output_dir: str | Path) -> str:
@@ -65,19 +77,11 @@ def wandb_logger(cfg: DictConfig, job_type: str, output_dir: str | Path | None =
     node = wandb_node(cfg)
     if node is None:
         return None
-    extra: dict[str, Any] = {"job_type": job_type, "name": name or run_name(cfg, job_type)}
+    extra: dict[str, Any] = {"job_type": job_type, "name": name or run_name(cfg, job_type),
+                             "tags": run_tags(node.get("tags"), run_identity(cfg))}
     if output_dir is not None:
         extra.update(id=persistent_id(output_dir), resume="allow")
     return instantiate(node, **extra)
-
-
-def finish_wandb() -> None:
-    """Close the W&B run so that the next stage or job starts its own."""
-    if "wandb" in sys.modules:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
 
 
 def cache_artifact(cache, summary: dict | None = None):

@@ -150,7 +150,8 @@ def test_leave_one_out_scores_each_deletion_against_its_own_examples_answer():
 
 
 def test_an_unknown_convention_is_named(compose):
-    from kdlight.config import ConfigError, validate_config
+    from kdlight.config import ConfigError
+    from kdlight.validation import validate_config
 
     with pytest.raises(ConfigError, match=r"attribution.quality.convention='eraserr' is not accepted; use one of \['kdlight', 'eraser'\]"):
         validate_config(compose(["dataset=cue_words", "method=saliency", "attribution.quality.convention=eraserr"]))

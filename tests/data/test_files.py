@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kdlight.data.files import FilesTask, split_positions
-from kdlight.data.tasks import BadRow, task_from_format
+from kdlight.data.files import FilesTask, split_positions, task_from_format
+from kdlight.data.tasks import BadRow
 from tests.conftest import REPO_ROOT
 from tests.helpers import HANG_GUARD, clean_env, command, results_of, train
 

@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 
 from kdlight.data.tasks import TASKS, Example, Rendered
 from kdlight.reports.measures import answer_overlap, answer_words, jaccard, normalize_word, rationale_stats
-from kdlight.reports.views import saliency_html
+from kdlight.reports.views import word_scores_html
 from kdlight.teacher.stage import TeacherStage
 
 
@@ -118,7 +118,7 @@ def test_saliency_view_boxes_the_runs_k_and_shows_gold_answer_planted_words_and_
         "teacher_answer": "water", "teacher_correct": True,
     }
     example = Example("x", {"text": "Where do fish live?", "cues": ["fish"]}, "water")
-    page = saliency_html([prompt], [row], k=2, title="t", examples=[example], task=TASKS["cue_words"])
+    page = word_scores_html([prompt], [row], k=2, title="t", examples=[example], task=TASKS["cue_words"])
     assert page.split("<div class='ex'>", 1)[1].count("class='top") == 2  # the run's k, not a default
     assert "<span class='top planted' style='background: rgba(220, 60, 30, 1.00)' title='2'>fish</span>" in page
     assert "rgba(220, 60, 30, 0.25)" in page  # "Where": 0.5 of the highest score

@@ -13,11 +13,12 @@ import pytest
 from hydra.utils import instantiate
 
 from kdlight.attribution.selection import unit_text
-from kdlight.config import ConfigError, validate_config
+from kdlight.config import ConfigError
 from kdlight.data.tasks import content_words
-from kdlight.rationales import SaliencyRationales
+from kdlight.methods.saliency import SaliencyRationales
 from kdlight.teacher.cache import CacheFormatError, RationaleCache
 from kdlight.teacher.stage import TeacherStage
+from kdlight.validation import validate_config
 from tests.conftest import REPO_ROOT
 from tests.helpers import HANG_GUARD
 

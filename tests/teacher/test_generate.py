@@ -127,7 +127,8 @@ def test_a_student_learns_the_generated_rationales(tmp_path, generator_folder):
 
 
 def test_the_vllm_backend_is_refused_where_it_cannot_run(compose):
-    from kdlight.config import ConfigError, validate_config
+    from kdlight.config import ConfigError
+    from kdlight.validation import validate_config
 
     cfg = compose([*GENERATE, "method.generation.backend=vllm"])
     with pytest.raises(ConfigError, match=r"method.generation.backend=vllm needs (vllm|a CUDA GPU)"):

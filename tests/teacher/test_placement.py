@@ -7,9 +7,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from kdlight.config import ConfigError, validate_config
+from kdlight.config import ConfigError
 from kdlight.models import is_placed, load_model, placement_kwargs, placement_problem
 from kdlight.teacher.stage import TeacherStage
+from kdlight.validation import validate_config
 from tests.families import save_tiny_folder
 from tests.helpers import train
 

@@ -12,8 +12,8 @@ import torch
 
 from kdlight.data.collate import TaskCollator
 from kdlight.data.tasks import TASKS, TaskWords, content_words
+from kdlight.methods.attribution_match import AttributionMatch, TeacherWordScores, word_targets
 from kdlight.text import encode_targets
-from kdlight.training.attribution_match import AttributionMatch, word_targets
 from kdlight.training.losses import attribution_match_kl
 from tests.conftest import NLI_ROWS
 from tests.families import build_encoder_model, encoder_nli_batch
@@ -68,7 +68,7 @@ def batch_with_match(tokenizer, family, inputs, labels, words_per_row):
         features.append({"index": i, "label_text": labels[i], "rationale_text": None, "input_ids": x, "labels": y,
                          "match_positions": list(range(n)), "match_words": list(range(n)),
                          "match_weights": [(j + 1) / sum(range(1, n + 1)) for j in range(n)]})
-    return TaskCollator(family, tokenizer.pad_token_id)(features)
+    return TaskCollator(family, tokenizer.pad_token_id, (TeacherWordScores(),))(features)
 
 
 def _rendered(text):
@@ -93,7 +93,7 @@ def test_the_label_part_equals_the_familys_loss_and_the_match_gradient_reaches_t
 def test_an_encoder_students_match_gradient_reaches_it(tmp_path):
     model, tokenizer, family = build_encoder_model("bert_classifier", tmp_path)
     student = copy.deepcopy(model).eval().requires_grad_(True)
-    batch = encoder_nli_batch(tokenizer, family, rows=2, match_positions=[1, 2, 3], match_words=[0, 1, 2], match_weights=[0.2, 0.3, 0.5])
+    batch = encoder_nli_batch(tokenizer, family, rows=2, train_columns=(TeacherWordScores(),), match_positions=[1, 2, 3], match_words=[0, 1, 2], match_weights=[0.2, 0.3, 0.5])
     losses = AttributionMatch(weight=0.5).label_losses(student, family, batch)
     assert losses["loss_label_ce"].item() == pytest.approx(family.loss(student, batch["label"]).item(), rel=1e-5)
     losses["loss_match"].backward()
@@ -113,3 +113,26 @@ def test_attribution_match_trains_across_tokenizers_end_to_end(tmp_path, student
     matched = [float(r["train/loss_match"]) for r in csv.DictReader(metrics.open()) if r.get("train/loss_match")]
     assert matched and all(value > 0 for value in matched)
 
+
+
+def test_the_shuffled_ablation_keeps_each_examples_scores_and_moves_them_among_its_words():
+    """method=attribution_match_shuffled: the same multiset of teacher scores per example, on other words,
+    the same for the same seed and row, keyed apart from the teacher's own scores."""
+    from kdlight.methods.attribution_match_shuffled import ShuffledWordScores
+
+    row = {"unit_starts": list(range(0, 80, 10)), "unit_ends": list(range(5, 85, 10)), "unit_scores": [8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0]}
+    shuffled = ShuffledWordScores(seed=0)
+    first = shuffled.scored("train", 3, row)
+    assert sorted(first["unit_scores"]) == sorted(row["unit_scores"]) and first["unit_scores"] != row["unit_scores"]
+    assert first["unit_starts"] == row["unit_starts"] and row["unit_scores"][0] == 8.0  # the cached row is not changed
+    assert shuffled.scored("train", 3, row) == first
+    assert ShuffledWordScores(seed=1).scored("train", 3, row) != first and shuffled.scored("train", 4, row) != first
+    assert TeacherWordScores().scored("train", 3, row) is row
+
+
+def test_the_shuffled_ablation_is_its_own_method_in_results(compose):
+    from kdlight.methods import training_method
+
+    method = training_method(compose(["dataset=cue_words", "method=attribution_match_shuffled", "seed=4"]).method)
+    assert method.label() == "attribution_match_shuffled" and method.extracts()
+    assert method.settings.distillation.seed == 4

@@ -11,15 +11,16 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from kdlight.config import ConfigError, validate_config
+from kdlight.config import ConfigError
 from kdlight.families.base import IGNORE_INDEX
-from kdlight.label_sources import label_source
+from kdlight.methods.label_sources import label_source
+from kdlight.methods.logit_kd import LogitDistillation, check_same_targets
 from kdlight.models import build_model
 from kdlight.student.module import StudentModule
 from kdlight.teacher.stage import TeacherStage
 from kdlight.text import decode_answers, encode_targets, round_trip, separator_token
-from kdlight.training.distillation import LogitDistillation, check_same_targets
 from kdlight.training.losses import distillation_kl
+from kdlight.validation import validate_config
 from tests.families import build_family_model
 from tests.helpers import results_of, train
 from tests.training.test_losses import make_batch, reference_loss
@@ -77,7 +78,7 @@ def test_llm_labels_are_palms_parsed_answers(compose, release_root):
 
 @pytest.mark.parametrize("overrides, message", [
     (["method=saliency", "method.label_source=teacher"], "method.label_source=teacher learns the teacher's answers"),
-    (["method=finetune", "method.label_source=teacher"], "needs_teacher=False"),
+    (["method=finetune", "method.label_source=teacher"], "teacher extraction=False"),
     (["method=distill", "method.label_source=teachr"], "method.label_source='teachr' is not accepted; use one of ['gold', 'teacher', 'llm']"),
 ])
 def test_a_label_source_that_cannot_work_is_named(compose, overrides, message):
@@ -126,7 +127,7 @@ def test_logit_distillation_mixes_the_soft_term_and_trains_only_the_student(fami
     same = LogitDistillation(temperature=2.0, weight=0.25).attach(copy.deepcopy(student_model), family)
     assert same.label_losses(student_model, family, batch)["loss_kd"].item() == pytest.approx(0.0, abs=1e-6)
     kd = LogitDistillation(temperature=2.0, weight=0.25).attach(teacher_model, family)
-    module = StudentModule(student_model, tokenizer, family, alpha=0.0, optimizer=lambda params: torch.optim.AdamW(params), distillation=kd)
+    module = StudentModule(student_model, tokenizer, family, alpha=0.0, optimizer=lambda params: torch.optim.AdamW(params), objective=kd)
     losses = module.losses(batch)
     assert losses["loss_kd"].item() > 0
     assert losses["loss"].item() == pytest.approx(0.75 * losses["loss_label_ce"].item() + 0.25 * losses["loss_kd"].item(), rel=1e-5)
@@ -167,15 +168,15 @@ def test_logit_kd_refuses_a_student_of_another_vocabulary_without_a_results_file
 
 
 def test_a_combined_method_is_named_apart_from_the_plain_one(compose):
-    from kdlight.run import method_label
+    from kdlight.methods import training_method
 
     def label(*overrides):
-        return method_label(compose(["dataset=cue_words", *overrides]).method)
+        return training_method(compose(["dataset=cue_words", *overrides]).method).label()
 
     assert label("method=saliency") == "saliency" and label("method=distill") == "distill" and label("method=logit_kd") == "logit_kd"
     assert label("method=saliency", "method.label_source=teacher", "method.score_teacher=true") == "saliency+teacher_labels"
     assert label("method=finetune", "method.label_source=llm") == "finetune+llm_labels"
-    assert label("method=saliency", "method.distillation={_target_:kdlight.training.attribution_match.AttributionMatch}") == (
+    assert label("method=saliency", "method.distillation={_target_:kdlight.methods.attribution_match.AttributionMatch}") == (
         "saliency+attribution_match")
 
 

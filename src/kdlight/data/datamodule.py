@@ -11,7 +11,7 @@ The DataModule receives what it needs; nothing reads back from it while it is be
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -23,7 +23,16 @@ from torch.utils.data import DataLoader
 from kdlight.data import sources
 from kdlight.data.collate import TaskCollator
 from kdlight.data.cue_words import CueWordsSpec, generate_rows
-from kdlight.data.features import FeatureRows, feature_batch, features_key, write_features
+from kdlight.data.features import (
+    KEYED_COLUMN_SETS,
+    FeatureRows,
+    TrainColumns,
+    feature_batch,
+    feature_schema,
+    features_key,
+    tokenizer_fingerprint,
+    write_features,
+)
 from kdlight.data.store import DigestMemo, ExampleSet, SplitExamples, build_or_open
 from kdlight.data.tasks import (
     TASKS,
@@ -98,8 +107,7 @@ class KDDataModule(pl.LightningDataModule):
         family: Any = None,
         rationales: RationaleSource | None = None,
         label_source: Callable[[str, int, list[Example]], list[str | None]] | None = None,
-        teacher_inputs: Callable[[list[Example]], list[list[int]]] | None = None,
-        word_scores: Callable | None = None,
+        train_columns: Sequence[TrainColumns] = (),
         separator: str | None = None,
         prompt_wrapper: Callable[[Rendered], Rendered] | None = None,
         task: str | None = None,
@@ -149,8 +157,7 @@ class KDDataModule(pl.LightningDataModule):
         self.family = family
         self.rationales = rationales
         self.label_source = label_source  # the train rows' label targets instead of gold (kdlight.label_sources); None: gold
-        self.teacher_inputs = teacher_inputs  # the teacher's prompt ids beside the train rows (logit distillation)
-        self.word_scores = word_scores  # the teacher's word scores on the student's tokens (attribution matching)
+        self.train_columns = tuple(train_columns)  # what the method adds to the train rows (kdlight.data.features.TrainColumns)
         self.separator = separator
         self.prompt_wrapper = prompt_wrapper
         self.features: dict[str, FeatureRows] = {}
@@ -340,8 +347,6 @@ class KDDataModule(pl.LightningDataModule):
 
     # ---------------------------------------------------------------- tensors
     def _features_fields(self, split: str, with_rationales: bool) -> dict:
-        from kdlight.models import tokenizer_fingerprint
-
         probe = self.examples[split].chunk(0, 1)
         return {
             "examples": self.examples[split].key, "rows": len(self.examples[split]), "task": self.task.name,
@@ -350,8 +355,8 @@ class KDDataModule(pl.LightningDataModule):
             "rendered_first": self.model_input(probe[0]).text if probe else None,  # catches rendering changes
             "rationales": self.rationales.fingerprint(split) if with_rationales else None,
             "label_source": self.label_source.fingerprint(split) if _for_train(self.label_source, split) else None,
-            "teacher_inputs": self.teacher_inputs.identity() if _for_train(self.teacher_inputs, split) else None,
-            "word_scores": self.word_scores.fingerprint(split) if _for_train(self.word_scores, split) else None,
+            **{key: None for key in KEYED_COLUMN_SETS},
+            **{columns.key: columns.fingerprint(split) for columns in self.train_columns if split == "train"},
             "family": self.family.identity(),
         }
 
@@ -368,7 +373,8 @@ class KDDataModule(pl.LightningDataModule):
                 log.warning("%s rows %d-%d: %d of %d have no %s label; they keep their gold label", split, start,
                             start + len(examples), sum(a is None for a in given), len(examples), self.label_source.fingerprint(split))
         inputs = [self.task_words.render("label", r) for r in rendered]
-        matched = _for_train(self.word_scores, split)
+        train_columns = self.train_columns if split == "train" else ()
+        matched = any(columns.needs_offsets for columns in train_columns)
         teacher_prompts = [self.task.render_teacher(ex) for ex in examples] if matched or with_rationales else None
         encoded = self.family.encode_prompts(self.tokenizer, inputs, self.max_input_length, offsets=matched)
         columns = {
@@ -380,12 +386,8 @@ class KDDataModule(pl.LightningDataModule):
             "rationale_labels": [None] * len(examples),
             "rationale_text": [None] * len(examples),
         }
-        if _for_train(self.teacher_inputs, split):
-            columns["teacher_input_ids"] = self.teacher_inputs(examples)
-        if matched:
-            matches = self.word_scores(split, start, examples, teacher_prompts, inputs, encoded[1])
-            for name in ("match_positions", "match_words", "match_weights"):
-                columns[name] = [m[name] if m else None for m in matches]
+        for extra in train_columns:
+            columns.update(extra.columns(split, start, examples, teacher_prompts, inputs, encoded[1] if matched else None))
         if with_rationales:
             rationales = self.rationales(split, start, examples, teacher_prompts)
             present = [i for i, r in enumerate(rationales) if r]
@@ -398,7 +400,10 @@ class KDDataModule(pl.LightningDataModule):
             for i, input_ids, target in zip(present, ids, targets):
                 columns["rationale_input_ids"][i], columns["rationale_labels"][i] = input_ids, target
                 columns["rationale_text"][i] = rationales[i].text
-        return feature_batch(columns)
+        return feature_batch(columns, self._schema(split))
+
+    def _schema(self, split: str) -> pa.Schema:
+        return feature_schema(self.train_columns if split == "train" else ())
 
     def _feature_batches(self, split: str, with_rationales: bool) -> Iterator[pa.RecordBatch]:
         """A split's feature chunks in order, built by `num_workers` DataLoader workers in parallel (by
@@ -426,7 +431,7 @@ class KDDataModule(pl.LightningDataModule):
                 table = open_table(path)
             else:
                 with collector_paused():
-                    table = write_features(self._feature_batches(split, with_rationales), path)
+                    table = write_features(self._feature_batches(split, with_rationales), path, self._schema(split))
             self.features[split] = FeatureRows(table)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -438,8 +443,7 @@ class KDDataModule(pl.LightningDataModule):
             generator=generator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            collate_fn=TaskCollator(self.family, self.tokenizer.pad_token_id, *(
-                (self.teacher_inputs.family, self.teacher_inputs.pad_id) if self.teacher_inputs is not None else ())),
+            collate_fn=TaskCollator(self.family, self.tokenizer.pad_token_id, self.train_columns),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -457,8 +461,7 @@ class KDDataModule(pl.LightningDataModule):
 
 
 def _for_train(part, split: str) -> bool:
-    """Whether a training-only input (a label source, the teacher's inputs or word scores) applies to
-    `split`: valid and test always score the gold labels with the student alone."""
+    """Whether the label source applies to `split`: valid and test always score the gold labels."""
     return part is not None and split == "train"
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from kdlight.data import sources
-from kdlight.data.tasks import CHOICES, LETTERS, BadRow, Example, PalmParse, Task, _require_text, parse_marked, template_fields
+from kdlight.data.tasks import CHOICES, LETTERS, TASKS, BadRow, Example, PalmParse, Task, _require_text, parse_marked, template_fields
 
 LABEL_KINDS = {"class": "text", "text": "text", "number": "equation"}  # label kind -> the answer checker's kind
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -314,3 +314,14 @@ def missing_files(paths: Sequence[tuple[str, str | None]]) -> list[str]:
     """Config keys whose file is not there, one line each (checked before a run folder exists)."""
     return [f"{key}={value}: no such file (dataset=files reads JSONL, CSV or Parquet files)"
             for key, value in paths if value is not None and not Path(str(value)).expanduser().is_file()]
+
+
+def task_from_format(fmt: dict) -> Task:
+    """The task an export or checkpoint was trained on: a files dataset from its definition in the
+    input format, else the registered task of that name."""
+    if fmt.get("task_definition"):
+        return FilesTask.from_definition(fmt["task_definition"])
+    if fmt["dataset"] not in TASKS:
+        raise ValueError(f"the student was trained on dataset {fmt['dataset']!r}, which is not a known task ({sorted(TASKS)}); "
+                         "if a plugin defines it, import the plugin (config key plugins, or its entry point)")
+    return TASKS[fmt["dataset"]]

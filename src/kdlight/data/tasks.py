@@ -489,22 +489,22 @@ class CueWordsTask(Task):
         return parse_marked(completion)  # a generated chain of thought (its dataset.cot prompt's form)
 
 
-def task_from_format(fmt: dict) -> Task:
-    """The task an export or checkpoint was trained on: a files dataset from its definition in the
-    input format, else the registered task of that name."""
-    if fmt.get("task_definition"):
-        from kdlight.data.files import FilesTask
-
-        return FilesTask.from_definition(fmt["task_definition"])
-    if fmt["dataset"] not in TASKS:
-        raise ValueError(f"the student was trained on dataset {fmt['dataset']!r}, which is not a known task ({sorted(TASKS)}); "
-                         "if a plugin defines it, import the plugin (config key plugins, or its entry point)")
-    return TASKS[fmt["dataset"]]
-
-
 def content_words(rendered: Rendered) -> list[tuple[int, int]]:
     """Character spans of the words (maximal non-whitespace runs) inside the content spans."""
     words = []
     for start, end in rendered.spans:
         words.extend((start + m.start(), start + m.end()) for m in re.finditer(r"\S+", rendered.text[start:end]))
     return words
+
+
+def dataset_task(dataset, option: str | None = None):
+    """The task a dataset config reads: the one its `task` key names, else the registered task named like
+    the chosen dataset option (no Lightning import: a wrong data folder is reported in about a second),
+    else its DataModule class's."""
+    if dataset.get("task"):
+        return TASKS.lookup(dataset.task)
+    if option is not None and option in TASKS and not dataset.get("name"):
+        return TASKS.lookup(option)
+    from hydra.utils import get_class
+
+    return get_class(dataset._target_).task

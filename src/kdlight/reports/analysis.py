@@ -36,9 +36,9 @@ from typing import Any
 
 from kdlight.errors import user_errors
 from kdlight.io import write_json, write_text
+from kdlight.markdown import markdown_table
 from kdlight.reports import measures
-from kdlight.reports.markdown import markdown_table
-from kdlight.reports.views import saliency_html
+from kdlight.reports.views import word_scores_html
 from kdlight.teacher.cache import CacheCorrupt, CacheFormatError, RationaleCache
 from kdlight.teacher.stage import cache_teacher, measure_quality
 
@@ -126,7 +126,7 @@ def analyse_cache(cache: RationaleCache, ks: list[int], views: int, examples: in
     view = out_dir / f"saliency-{task.name}-{split}-{cache.key[:8]}.html"
     k_view = int((cache.about.get("attribution_settings") or {}).get("k") or (5 if 5 in ks else ks[0]))
     method = cache.fields.get("attribution", {}).get("method", "grad_x_input")
-    write_text(view, saliency_html([task.render_teacher(ex) for ex in chosen[:views]], rows[:views], k_view,
+    write_text(view, word_scores_html([task.render_teacher(ex) for ex in chosen[:views]], rows[:views], k_view,
                                    f"{task.name} {split}: teacher {cache.fields['teacher']} ({method})", chosen[:views], task, method))
     result: dict[str, Any] = {
         "cache": str(cache.path), "dataset": task.name, "split": split, "teacher": cache.fields["teacher"], "attribution": method,

@@ -16,7 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from kdlight.io import write_json, write_text
-from kdlight.reports.markdown import markdown_table
+from kdlight.markdown import markdown_table
 from kdlight.reports.report import build_report
 from kdlight.reports.runs import collect_runs, format_mean_std, mean_std
 

@@ -26,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from kdlight.io import atomic_path, write_json, write_text
-from kdlight.reports.markdown import markdown_table
+from kdlight.markdown import markdown_table
 from kdlight.reports.runs import collect_runs, format_mean_std, mean_std
 from kdlight.reports.statistics import bootstrap_interval, paired_comparison, seed_level_comparison, t_interval
 

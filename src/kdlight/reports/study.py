@@ -24,7 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from kdlight.io import write_json, write_text
-from kdlight.reports.markdown import markdown_table
+from kdlight.markdown import markdown_table
 from kdlight.reports.report import build_report, paired_text, results_table
 
 log = logging.getLogger(__name__)

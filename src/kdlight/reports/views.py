@@ -47,7 +47,7 @@ LEGEND = (
 )
 
 
-def saliency_html(
+def word_scores_html(
     prompts: Sequence[Rendered], rows: Sequence[dict], k: int, title: str, examples: Sequence[Example] | None = None,
     task: Task | None = None, method: str = "gradient x input",
 ) -> str:

@@ -29,10 +29,10 @@ class StudentModule(LabelTaskModule):
 
     def __init__(
         self, *args, alpha: float, alpha_schedule: str = "constant", alpha_start: float | None = None, alpha_end: float | None = None,
-        distillation=None, **kwargs,
+        objective=None, **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.distillation = distillation  # e.g. LogitDistillation: the label loss also matches the teacher's distribution
+        self.objective = objective  # the method's label-task objective (kdlight.methods), None: cross-entropy
         self.alpha = float(alpha)
         self.alpha_schedule = alpha_schedule
         self.alpha_start = self.alpha if alpha_start is None else float(alpha_start)
@@ -52,17 +52,17 @@ class StudentModule(LabelTaskModule):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        if self.distillation is not None:
-            self.distillation.to(self.device)
+        if self.objective is not None:
+            self.objective.to(self.device)
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         alpha = self.current_alpha()
         rationale = batch.get("rationale") if alpha > 0 else None
         extra: dict[str, torch.Tensor] = {}
-        if self.distillation is None:
+        if self.objective is None:
             label_loss, rationale_loss = self.family.task_losses(self.model, batch["label"], rationale)
-        else:  # the label loss from the logits the soft term also reads; the rationale task as usual
-            extra = self.distillation.label_losses(self.model, self.family, batch)
+        else:  # the objective's label loss (from logits its own term also reads); the rationale task as usual
+            extra = self.objective.label_losses(self.model, self.family, batch)
             label_loss = extra.pop("loss_label")
             rationale_loss = None if rationale is None else self.family.task_losses(self.model, batch["label"], rationale)[1]
         losses = {"loss": dual_task_loss(label_loss, rationale_loss, alpha), "loss_label": label_loss, **extra}

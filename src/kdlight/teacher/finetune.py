@@ -43,7 +43,7 @@ def finetuned_teacher(stage, datamodule) -> dict:
     """The fine-tuned teacher's summary (its folder under "path"), trained now if the folder is not there
     yet; the weights are loaded only when extraction needs them (a k-sweep's cache hits never do)."""
     from kdlight.io import folder_lock
-    from kdlight.teacher.stage import is_launching_process
+    from kdlight.runtime import is_launching_process
 
     data = finetune_datamodule(stage, datamodule)
     folder = finetuned_dir(stage, data)
@@ -91,7 +91,7 @@ def _train(stage, data, folder: Path) -> None:
         val_acc = float(trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/acc"])
     test = trainer.test(module, datamodule=datamodule, verbose=False)  # the teacher's own test accuracy, once
     if loggers:
-        from kdlight.tracking import finish_wandb
+        from kdlight.loggers import finish_wandb
 
         finish_wandb()  # the stage's own W&B run ends here; extraction and training start theirs
     if trainer.is_global_zero:

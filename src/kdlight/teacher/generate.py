@@ -237,7 +237,7 @@ class GenerationStage:
     def caches(self, datamodule) -> tuple[dict[str, GeneratedCache], dict]:
         """Every split's generated rationales, generating on a miss; and what was done per split."""
         from kdlight.answers import AnswerChecker
-        from kdlight.teacher.stage import is_launching_process
+        from kdlight.runtime import is_launching_process
         from kdlight.text import round_trip
 
         if not datamodule.cot:

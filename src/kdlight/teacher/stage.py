@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -22,16 +21,12 @@ from kdlight.attribution.settings import KEYED_SETTINGS
 from kdlight.data.store import SplitExamples
 from kdlight.data.tasks import Example, Rendered
 from kdlight.models import config_identity
+from kdlight.runtime import is_launching_process
 from kdlight.teacher.cache import RationaleCache
 
 log = logging.getLogger(__name__)
 
 PROMPT_SAMPLE = 256  # prompts at each end of a split that enter the cache key (catches rendering changes)
-
-
-def is_launching_process() -> bool:
-    """False in the worker processes a DDP launcher starts (they must not take the lock)."""
-    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
 
 
 def _container(node) -> Any:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from kdlight.teacher.cache import split_cache
 
-if TYPE_CHECKING:  # config validation imports this module; the cache needs pyarrow
+if TYPE_CHECKING:
     from kdlight.data.tasks import Example
     from kdlight.teacher.cache import RationaleCache
 

@@ -19,22 +19,36 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import torch
+import pyarrow as pa
 
 from kdlight.attribution.selection import unit_spans
 from kdlight.data.tasks import move_spans
-from kdlight.families.base import IGNORE_INDEX
+from kdlight.methods.base import TrainingMethod, register_training_method
 from kdlight.teacher.cache import split_cache
-from kdlight.training.losses import attribution_match_kl
 
 if TYPE_CHECKING:
+    import torch
+
     from kdlight.data.tasks import Example, Rendered
     from kdlight.teacher.cache import RationaleCache
 
 
+@register_training_method
+class AttributionMatching(TrainingMethod):
+    """The label task with the attribution term (its YAML sets method.distillation to AttributionMatch)."""
+
+    name = "attribution_match"
+
+
 class TeacherWordScores:
-    """For the train rows: the student's input tokens grouped by the teacher's words, with the teacher's
-    normalised word scores (feature columns match_positions, match_words, match_weights)."""
+    """Train-only feature columns (kdlight.data.features.TrainColumns): the student's input tokens grouped
+    by the teacher's words, with the teacher's normalised word scores (match_positions, match_words,
+    match_weights), batched as {"match": {"positions", "words", "weights"}}."""
+
+    key = "word_scores"  # its name in the features' cache key
+    fields = (("match_positions", pa.list_(pa.int32())), ("match_words", pa.list_(pa.int32())),
+              ("match_weights", pa.list_(pa.float32())))
+    needs_offsets = True  # the student's token offsets and the teacher's prompts
 
     def __init__(self, caches: Mapping[str, RationaleCache] | None = None) -> None:
         self.caches = dict(caches or {})
@@ -42,11 +56,32 @@ class TeacherWordScores:
     def fingerprint(self, split: str) -> str:
         return f"teacher-word-scores-{split_cache(self.caches, split, 'attribution matching').key}"
 
-    def __call__(self, split: str, start: int, examples: Sequence[Example], prompts: Sequence[Rendered],
-                 inputs: Sequence[Rendered], offsets: Sequence[Sequence[tuple[int, int]]]) -> list[dict | None]:
+    def columns(self, split: str, start: int, examples: Sequence[Example], prompts: Sequence[Rendered],
+                inputs: Sequence[Rendered], offsets: Sequence[Sequence[tuple[int, int]]]) -> dict[str, list]:
         rows = split_cache(self.caches, split, "attribution matching").rows_of(
             start, list(examples), ["unit_starts", "unit_ends", "unit_scores"])
-        return [word_targets(r, prompt, given, tokens) for r, prompt, given, tokens in zip(rows, prompts, inputs, offsets)]
+        rows = [self.scored(split, start + i, row) for i, row in enumerate(rows)]
+        matches = [word_targets(r, prompt, given, tokens) for r, prompt, given, tokens in zip(rows, prompts, inputs, offsets)]
+        return {name: [m[name] if m else None for m in matches] for name, _ in self.fields}
+
+    def scored(self, split: str, index: int, row: dict) -> dict:
+        """The cached row whose unit_scores are matched (an ablation may change them)."""
+        return row
+
+    def collate(self, features: list[dict]) -> dict:
+        if not any(f.get("match_weights") for f in features):
+            return {}
+        import torch  # not at the top: the command line's checks import the methods before torch (tests/test_cli.py)
+        from torch.nn.utils.rnn import pad_sequence
+
+        from kdlight.families.base import pad_right
+
+        return {"match": {
+            "positions": pad_right([f.get("match_positions") or [] for f in features], -1),
+            "words": pad_right([f.get("match_words") or [] for f in features], -1),
+            "weights": pad_sequence([torch.tensor(f.get("match_weights") or [], dtype=torch.float32) for f in features],
+                                    batch_first=True, padding_value=-1.0),
+        }}
 
 
 def word_targets(row: dict, prompt: Rendered, student_input: Rendered, offsets: Sequence[tuple[int, int]]) -> dict | None:
@@ -72,20 +107,27 @@ class AttributionMatch:
     """The label task's objective with the attribution term (a built object: method.distillation)."""
 
     method_name = "attribution_match"
-    uses_teacher_model = False  # the teacher's scores come from the rationale cache
-    uses_word_scores = True
+    teacher_need = "rationale_cache"  # the teacher's word scores, every eligible word's
 
     def __init__(self, weight: float = 0.5) -> None:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
             raise ValueError(f"method.distillation.weight={weight!r} is not accepted; use a number with 0 <= weight <= 1")
         self.weight = float(weight)
 
+    def prepare(self, teacher, student: tuple, caches: dict) -> list[TeacherWordScores]:
+        """No teacher model in the step: its word scores become train columns."""
+        return [TeacherWordScores(caches)]
+
     def to(self, device) -> None:
         """Nothing to move: no teacher model in the step."""
 
     def label_losses(self, model, family, batch: dict) -> dict[str, torch.Tensor]:
         """{"loss_label": the mixed label loss, "loss_label_ce": cross-entropy, "loss_match": the KL term}."""
+        import torch  # not at the top: the command line's checks import the methods before torch (tests/test_cli.py)
         from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        from kdlight.families.base import IGNORE_INDEX
+        from kdlight.training.losses import attribution_match_kl
 
         label = batch["label"]
         targets = label.get("target_ids", label["labels"])  # a decoder-only batch keeps its targets apart
