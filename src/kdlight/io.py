@@ -6,14 +6,17 @@ mkstemp's private 0600: results, caches and reports stay readable to teammates o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def current_umask() -> int:
@@ -89,3 +92,22 @@ def folder_lock(folder: str | os.PathLike, timeout: float = -1) -> Iterator[None
     locks.mkdir(parents=True, exist_ok=True)
     with FileLock(str(locks / f"{folder.name}.lock"), timeout=timeout):
         yield
+
+
+def json_digest(value: Any, length: int | None = None, sort_keys: bool = True) -> str:
+    """The sha256 of `value`'s JSON (keys sorted, anything else written with str), its first `length` hex
+    digits: every cache key of kdlight (features, examples, rationale caches, fine-tuned teachers, quality)."""
+    digest = hashlib.sha256(json.dumps(value, sort_keys=sort_keys, default=str).encode()).hexdigest()
+    return digest if length is None else digest[:length]
+
+
+def build_once(done: Callable[[], bool], lock: Callable[[], AbstractContextManager], build: Callable[[], T],
+               locking: bool = True) -> T | None:
+    """Check, lock, check again, build: what another job finished while this one waited for the lock is not
+    built twice. None when it was there; `locking=False` (a DDP worker process) builds without the lock."""
+    if done():
+        return None
+    with lock() if locking else nullcontext():
+        if done():
+            return None
+        return build()

@@ -18,7 +18,7 @@ import pyarrow as pa
 import torch
 
 from kdlight.data.store import open_table, take_rows
-from kdlight.io import atomic_path
+from kdlight.io import atomic_path, json_digest
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def feature_schema(train_columns: Sequence[TrainColumns] = ()) -> pa.Schema:
 
 
 def features_key(fields: dict) -> str:
-    return hashlib.sha256(json.dumps({"version": FEATURES_VERSION, **fields}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_digest({"version": FEATURES_VERSION, **fields}, 16)
 
 
 def feature_batch(columns: dict, schema: pa.Schema = SCHEMA) -> pa.RecordBatch:

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from kdlight.data.sources import LoadReport
 from kdlight.data.tasks import Example, Task
-from kdlight.io import atomic_path, write_json
+from kdlight.io import atomic_path, json_digest, write_json
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,7 @@ def build_or_open(
     from kdlight.provenance import code_digest
 
     key_fields = {**key_fields, "code": code_digest(type(task))}  # the parsing code: an edit rebuilds, never reuses
-    key = hashlib.sha256(json.dumps({"version": STORE_VERSION, "task": task.name, "split": split, **key_fields},
-                                    sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = json_digest({"version": STORE_VERSION, "task": task.name, "split": split, **key_fields}, 16)
     if cache_dir is None:
         report = LoadReport()
         sink = pa.BufferOutputStream()

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kdlight.io import atomic_path, folder_lock, write_json
+from kdlight.io import atomic_path, folder_lock, json_digest, write_json
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class CacheFormatError(RuntimeError):
 
 
 def cache_key(fields: dict) -> str:
-    return hashlib.sha256(json.dumps({"format": FORMAT_VERSION, **fields}, sort_keys=True, default=str).encode()).hexdigest()
+    return json_digest({"format": FORMAT_VERSION, **fields})
 
 
 def _sha256(path: Path) -> str:

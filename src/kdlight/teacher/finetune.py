@@ -8,16 +8,14 @@ and settings; the key holds no paths.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from contextlib import nullcontext
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from kdlight.io import atomic_path, write_json
+from kdlight.io import atomic_path, build_once, folder_lock, json_digest, write_json
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +33,17 @@ def finetuned_dir(stage, data) -> Path:
     train = data.examples["train"]
     fields = {"teacher": stage.identity(), "dataset": data.task.name, "train": train.key, "rows": len(train),
               "trainer_precision": stage.trainer_config.get("precision")}
-    key = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
-    return stage.cache_dir / "teachers" / f"{data.task.name}-{stage.name}-{key[:16]}"
+    return stage.cache_dir / "teachers" / f"{data.task.name}-{stage.name}-{json_digest(fields, 16)}"
 
 
 def finetuned_teacher(stage, datamodule) -> dict:
     """The fine-tuned teacher's summary (its folder under "path"), trained now if the folder is not there
     yet; the weights are loaded only when extraction needs them (a k-sweep's cache hits never do)."""
-    from kdlight.io import folder_lock
     from kdlight.runtime import is_launching_process
 
     data = finetune_datamodule(stage, datamodule)
     folder = finetuned_dir(stage, data)
-    if not (folder / "summary.json").is_file():
-        with folder_lock(folder) if is_launching_process() else nullcontext():
-            if not (folder / "summary.json").is_file():
-                _train(stage, data, folder)
+    build_once((folder / "summary.json").is_file, lambda: folder_lock(folder), lambda: _train(stage, data, folder), is_launching_process())
     summary = json.loads((folder / "summary.json").read_text())
     log.info("fine-tuned teacher: %s (val accuracy %s, test accuracy %s)", folder, summary.get("val_acc"), summary.get("test_acc"))
     return {**summary, "path": str(folder)}

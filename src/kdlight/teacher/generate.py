@@ -16,7 +16,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 
@@ -24,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kdlight.data.tasks import Example, Rendered, render_template
+from kdlight.io import build_once
 from kdlight.teacher.cache import RationaleCache
 from kdlight.text import decode_answers, end_token_id
 
@@ -249,21 +249,22 @@ class GenerationStage:
             from kdlight.teacher.finetune import finetuned_teacher
 
             finetuned = info["finetune"] = finetuned_teacher(self.teacher, datamodule)
-        caches, summaries, generator = {}, {}, None
+        caches, summaries, generator, complete = {}, {}, None, None
+
+        def generate(split: str, cache: GeneratedCache) -> dict:
+            nonlocal generator, complete
+            if generator is None:
+                generator = self.teacher.load_teacher(datamodule, finetuned)
+                generator[0].eval()
+                complete = self.completer(generator, finetuned)
+            render = self.teacher.prompt_renderer(datamodule, generator[1], partial(cot_prompt, datamodule.cot))
+            checker = AnswerChecker(datamodule.task.answer_kind, partial(round_trip, generator[1]))
+            return {"cache_hit": False, **generate_split(cache, datamodule.examples[split], render, complete, datamodule.task, checker,
+                                                         self.decoding)}
+
         for split in self.splits:
             cache = caches[split] = self.cache(datamodule, split)
-            record: dict = {"cache_hit": True}
-            if not cache.is_complete():
-                with cache.lock() if is_launching_process() else nullcontext():
-                    if not cache.is_complete():
-                        if generator is None:
-                            generator = self.teacher.load_teacher(datamodule, finetuned)
-                            generator[0].eval()
-                            complete = self.completer(generator, finetuned)
-                        render = self.teacher.prompt_renderer(datamodule, generator[1], partial(cot_prompt, datamodule.cot))
-                        checker = AnswerChecker(datamodule.task.answer_kind, partial(round_trip, generator[1]))
-                        record = {"cache_hit": False, **generate_split(cache, datamodule.examples[split], render, complete,
-                                                                       datamodule.task, checker, self.decoding)}
+            record = build_once(cache.is_complete, cache.lock, partial(generate, split, cache), is_launching_process()) or {"cache_hit": True}
             summaries[split] = {**record, **cache.summary()}
             log.info("generated rationales %s: parse rate %s, generator accuracy %s", split, summaries[split]["parse_rate"],
                      summaries[split]["generator_accuracy"])

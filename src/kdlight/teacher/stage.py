@@ -10,8 +10,8 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from kdlight.attribution.settings import KEYED_SETTINGS
 from kdlight.data.store import SplitExamples
 from kdlight.data.tasks import Example, Rendered
+from kdlight.io import build_once
 from kdlight.models import config_identity
 from kdlight.runtime import is_launching_process
 from kdlight.teacher.cache import RationaleCache
@@ -160,28 +161,30 @@ class TeacherStage:
             teacher_folder = self.model_config["name_or_path"]
         caches, summaries = {}, {}
         teacher = None
+
+        def extract(split: str, cache: RationaleCache) -> dict:
+            nonlocal teacher
+            if teacher is None:
+                model, tokenizer, family = self.load_teacher(datamodule, info.get("finetune"))
+                teacher = self.module(model, tokenizer, family, datamodule.task.answer_kind)
+            from kdlight.teacher.extract import extract_split
+
+            return {"cache_hit": False, **extract_split(
+                self.extraction_trainer, teacher, datamodule.examples[split], self.prompt_renderer(datamodule, teacher.tokenizer),
+                cache, self.extraction_settings(), f"teacher {split}",
+            )}
+
         for split in list(splits or self.attribution["splits"]):
             cache = caches[split] = self.cache(datamodule, split, teacher_folder)
             started = time.monotonic()
-            record: dict[str, Any] = {"cache_hit": True}
             if not cache.is_complete():
                 for old in cache.older_formats():
                     log.warning("%s is a rationale cache of an older format: it is not read; extracting again", old)
                 for old in cache.made_by_other_code():
                     log.warning("%s holds these rows' rationales from other attribution code (the method or its version "
                                 "changed since): it is not read; extracting again", old)
-                with cache.lock() if is_launching_process() else nullcontext():
-                    if not cache.is_complete():  # another job may have finished it while we waited
-                        if teacher is None:
-                            model, tokenizer, family = self.load_teacher(datamodule, info.get("finetune"))
-                            teacher = self.module(model, tokenizer, family, datamodule.task.answer_kind)
-                        from kdlight.teacher.extract import extract_split
-
-                        record = {"cache_hit": False, **extract_split(
-                            self.extraction_trainer, teacher, datamodule.examples[split],
-                            self.prompt_renderer(datamodule, teacher.tokenizer), cache, self.extraction_settings(),
-                            f"teacher {split}",
-                        )}
+            record: dict[str, Any] = build_once(cache.is_complete, cache.lock, partial(extract, split, cache),
+                                                is_launching_process()) or {"cache_hit": True}
             record.setdefault("seconds", round(time.monotonic() - started, 3))
             summaries[split] = {**record, **cache.summary(self.attribution.get("k"))}
             if self.attribution.get("show_rows"):
@@ -217,23 +220,21 @@ class TeacherStage:
         import json
 
         from kdlight.attribution.quality import quality_by_k
-        from kdlight.io import write_json
+        from kdlight.io import json_digest, write_json
 
         settings = self.attribution["quality"]
         ks, examples = [int(k) for k in settings["ks"]], int(settings["examples"])
         convention = settings.get("convention", "kdlight")
         measured = {"ks": ks, "examples": examples, **({"convention": convention} if convention != "kdlight" else {})}
-        digest = hashlib.sha256(json.dumps(measured).encode()).hexdigest()[:12]
+        digest = json_digest(measured, 12, sort_keys=False)  # in the order written: the key of caches measured before
         path = cache.path / f"quality-{digest}.json"
-        if not path.is_file():
-            with cache.lock() if is_launching_process() else nullcontext():
-                if not path.is_file():
-                    if teacher is not None:
-                        model = (teacher.model, teacher.tokenizer, teacher.family)
-                    else:
-                        model = self.load_teacher(datamodule, finetuned)
-                    log.info("measuring rationale quality on %d rows (k = %s)", examples, ks)
-                    write_json(path, measure_quality(cache, datamodule, model, ks, examples, convention=convention))
+
+        def measure() -> None:
+            model = (teacher.model, teacher.tokenizer, teacher.family) if teacher is not None else self.load_teacher(datamodule, finetuned)
+            log.info("measuring rationale quality on %d rows (k = %s)", examples, ks)
+            write_json(path, measure_quality(cache, datamodule, model, ks, examples, convention=convention))
+
+        build_once(path.is_file, cache.lock, measure, is_launching_process())
         return quality_by_k(json.loads(path.read_text()))
 
 
