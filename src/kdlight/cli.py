@@ -154,7 +154,6 @@ def _train(cfg):
     from kdlight.plugins import load_plugins
 
     load_plugins(cfg.get("plugins") or [])  # in the job's own process too (launchers start fresh ones)
-    validate_config(cfg)  # again inside the job: also guards in-process and launcher-started jobs
     from kdlight.errors import user_errors
     from kdlight.run import run
 

@@ -7,12 +7,12 @@ import pytest
 
 from kdlight.attribution.quality import (
     PromptScorer,
-    average_precision,
     faithfulness,
     highlight_of,
     only_words,
     plausibility,
     precision_recall_f1,
+    ranking_average_precision,
     without_words,
     words_beside_highlights,
 )
@@ -88,7 +88,7 @@ def test_the_teachers_words_are_shown_beside_the_highlight_in_text_order():
 
 def test_precision_recall_and_average_precision_edges():
     assert precision_recall_f1(set(), {1}) == (0.0, 0.0, 0.0)
-    assert average_precision([False, False]) is None and average_precision([True, False, True]) == pytest.approx((1 + 2 / 3) / 2)
+    assert ranking_average_precision([False, False]) is None and ranking_average_precision([True, False, True]) == pytest.approx((1 + 2 / 3) / 2)
 
 
 def test_a_teacher_that_ignores_its_input_scores_zero_comprehensiveness_for_every_method(tokenizer):

@@ -226,8 +226,9 @@ def precision_recall_f1(chosen: set, relevant: set) -> tuple[float, float, float
     return precision, recall, f1
 
 
-def average_precision(ranked: Sequence[bool]) -> float | None:
-    """Area under the precision-recall curve of a ranking (mean precision at each relevant item)."""
+def ranking_average_precision(ranked: Sequence[bool]) -> float | None:
+    """Average precision of a ranking: the mean precision at each relevant item (kdlight's AUPRC; ERASER's, over
+    score thresholds as sklearn computes it, is attribution.eraser.average_precision)."""
     relevant = sum(ranked)
     if not relevant:
         return None
@@ -260,7 +261,7 @@ def plausibility(rows: list[dict], prompts: Sequence[Rendered], examples: Sequen
         aps = []
         for row, m in members:
             order = sorted(range(len(row["unit_scores"])), key=lambda i: (-row["unit_scores"][i], i))
-            ap = average_precision([(row["unit_starts"][i], row["unit_ends"][i]) in m["words"] for i in order])
+            ap = ranking_average_precision([(row["unit_starts"][i], row["unit_ends"][i]) in m["words"] for i in order])
             if ap is not None:
                 aps.append(ap)
         entry["auprc"] = _mean4(aps)
