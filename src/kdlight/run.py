@@ -25,7 +25,7 @@ from kdlight.io import atomic_path, write_json, write_text
 from kdlight.loggers import finish_wandb
 from kdlight.methods import training_method
 from kdlight.results import RESULTS, already_finished_message, finished_results
-from kdlight.runtime import apply_threads, ctrl_c_recorded, numeric_settings, quiet_libraries
+from kdlight.runtime import apply_threads, ctrl_c_recorded, numeric_settings, quiet_libraries, random_state_kept
 from kdlight.validation import validate_config
 
 log = logging.getLogger(__name__)
@@ -213,14 +213,17 @@ class TeacherAccess:
         return GenerationStage.from_config(self.cfg, finetune_loggers=self._loggers).caches(self.data)
 
     def model(self) -> LoadedTeacher:
-        """The teacher model (fine-tuned first when teacher.finetune=true, cached as for extraction)."""
+        """The teacher model (fine-tuned first when teacher.finetune=true, cached as for extraction). Asked for
+        after the student is seeded and built, so the student's random state is kept: the same student
+        whether the teacher was trained now (with its own seed) or read from the cache."""
         stage = self.stage()
-        finetuned = None
-        if stage.finetune is not None:
-            from kdlight.teacher.finetune import finetuned_teacher
+        with random_state_kept():
+            finetuned = None
+            if stage.finetune is not None:
+                from kdlight.teacher.finetune import finetuned_teacher
 
-            finetuned = finetuned_teacher(stage, self.data)
-        model, tokenizer, family = stage.load_teacher(self.data, finetuned)
+                finetuned = finetuned_teacher(stage, self.data)
+            model, tokenizer, family = stage.load_teacher(self.data, finetuned)
         return LoadedTeacher(model, tokenizer, family, stage.prompt_renderer(self.data, tokenizer),
                              int(self.cfg.attribution.max_input_length), stage.identity())
 

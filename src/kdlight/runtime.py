@@ -172,3 +172,27 @@ def ctrl_c_recorded() -> Iterator[threading.Event]:
 def is_launching_process() -> bool:
     """False in the worker processes a DDP launcher starts (they must not take the lock)."""
     return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+@contextmanager
+def random_state_kept() -> Iterator[None]:
+    """What runs inside (e.g. a teacher fine-tuned with its own seed) leaves Python's, NumPy's and torch's
+    random generators, and Lightning's seed variables, as it found them."""
+    import random
+
+    import numpy as np
+    import torch
+
+    state, numpy_state = random.getstate(), np.random.get_state()
+    seeds = {key: os.environ.get(key) for key in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
+        try:
+            yield
+        finally:
+            random.setstate(state)
+            np.random.set_state(numpy_state)
+            for key, value in seeds.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value

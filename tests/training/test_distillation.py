@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import math
 
 import pytest
@@ -195,3 +196,19 @@ def test_logit_distillation_on_an_encoder_compares_class_distributions(tmp_path)
     expected = distillation_kl(logits, family.target_logits(teacher, batch["label"])[0], labels.ne(IGNORE_INDEX), 3.0)
     assert losses["loss_kd"].item() == pytest.approx(expected.item(), rel=1e-5) and losses["loss_kd"].item() > 0
     assert losses["loss_label"].item() == pytest.approx(0.6 * losses["loss_label_ce"].item() + 0.4 * losses["loss_kd"].item(), rel=1e-5)
+
+
+def test_a_logit_kd_student_is_the_same_whether_its_teacher_was_trained_now_or_cached(tmp_path):
+    """The teacher loaded for the training step (fine-tuned on a cold cache, read from a warm one) leaves the
+    student's random state alone: the same command twice trains the same student, step for step."""
+    def run(name):
+        out = train(tmp_path, "debug=tiny", "dataset=cue_words", "method=logit_kd", "teacher.finetune=true",
+                    "teacher.finetune_trainer.max_steps=3", "trainer.max_steps=4", "trainer.log_every_n_steps=1", "threads=1",
+                    f"hydra.run.dir={tmp_path / name}")
+        assert out.returncode == 0, out.stderr[-3000:]
+        rows = list(csv.DictReader((tmp_path / name / "csv" / "metrics.csv").open()))
+        return [r["train/loss"] for r in rows if r.get("train/loss")], json.loads((tmp_path / name / "results.json").read_text())
+
+    (cold, first), (warm, second) = run("cold"), run("warm")
+    assert len(list((tmp_path / "cache" / "teachers").glob("*/summary.json"))) == 1  # trained once, then read
+    assert len(cold) == 4 and warm == cold and first["test_acc"] == second["test_acc"]
