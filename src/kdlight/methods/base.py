@@ -20,7 +20,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from hydra.utils import get_class, instantiate
+
 from kdlight.config import ConfigError
+from kdlight.methods.label_sources import LABEL_SOURCES, label_source
 from kdlight.registry import Registry
 
 if TYPE_CHECKING:
@@ -61,8 +64,6 @@ class TrainingMethod:
         node = self.settings.get("distillation")
         if node is None:
             return None
-        from hydra.utils import get_class
-
         return get_class(node._target_)
 
     def teacher_needs(self) -> set[str]:
@@ -104,8 +105,6 @@ class TrainingMethod:
             k = settings.k
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:
                 raise ConfigError(f"k={k!r} is not accepted with method={self.name}; use an integer >= 1")
-        from kdlight.methods.label_sources import LABEL_SOURCES
-
         source = settings.get("label_source", "gold")
         if source not in LABEL_SOURCES:
             raise ConfigError(f"method.label_source={source!r} is not accepted; use one of {list(LABEL_SOURCES)}")
@@ -139,13 +138,10 @@ class TrainingMethod:
         node = self.settings.get("rationale")
         if node is None:
             return None
-        from hydra.utils import instantiate
-
         return instantiate(node, caches=caches) if self.own_teacher_need() in ("rationale_cache", "writer") else instantiate(node)
 
     def label_source(self, caches: dict) -> Any:
-        from kdlight.methods.label_sources import label_source
-
+        """The train rows' label targets (kdlight.methods.label_sources), None for the gold labels."""
         return label_source(self.settings.get("label_source", "gold"), caches)
 
     def objective(self, teacher: Any, student: tuple, caches: dict) -> tuple[Any, list]:
@@ -153,7 +149,5 @@ class TrainingMethod:
         node = self.settings.get("distillation")
         if node is None:
             return None, []
-        from hydra.utils import instantiate
-
         objective = instantiate(node)
         return objective, list(objective.prepare(teacher, student, caches))
