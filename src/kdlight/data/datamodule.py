@@ -156,7 +156,7 @@ class KDDataModule(pl.LightningDataModule):
         self.tokenizer = tokenizer
         self.family = family
         self.rationales = rationales
-        self.label_source = label_source  # the train rows' label targets instead of gold (kdlight.label_sources); None: gold
+        self.label_source = label_source  # the train rows' label targets instead of gold (kdlight.methods.label_sources); None: gold
         self.train_columns = tuple(train_columns)  # what the method adds to the train rows (kdlight.data.features.TrainColumns)
         self.separator = separator
         self.prompt_wrapper = prompt_wrapper
