@@ -179,6 +179,8 @@ def test_a_combined_method_is_named_apart_from_the_plain_one(compose):
     assert label("method=finetune", "method.label_source=llm") == "finetune+llm_labels"
     assert label("method=saliency", "method.distillation={_target_:kdlight.methods.attribution_match.AttributionMatch}") == (
         "saliency+attribution_match")
+    with pytest.raises(ConfigError, match=r"method.distillation._target_='kdlight.training.attribution_match.AttributionMatch' is not an importable class"):
+        label("method=saliency", "method.distillation={_target_:kdlight.training.attribution_match.AttributionMatch}")
 
 
 def test_logit_distillation_on_an_encoder_compares_class_distributions(tmp_path):

@@ -64,7 +64,11 @@ class TrainingMethod:
         node = self.settings.get("distillation")
         if node is None:
             return None
-        return get_class(node._target_)
+        try:
+            return get_class(node._target_)
+        except Exception:  # noqa: BLE001 - Hydra wraps the import error in its own types, over several lines
+            raise ConfigError(f"method.distillation._target_={node.get('_target_')!r} is not an importable class; name one, "
+                              "e.g. kdlight.methods.logit_kd.LogitDistillation (the objectives live in kdlight.methods)") from None
 
     def teacher_needs(self) -> set[str]:
         """Everything this configuration needs from the teacher (the method's own and its objective's)."""
