@@ -202,6 +202,13 @@ def check_attribution(attribution, method: bool = True) -> None:
         raise ConfigError(str(err)) from None
 
 
+def checked_roles(cfg: DictConfig, roles: tuple[str, ...]) -> list[str]:
+    """The roles whose models a command's checks read: the teacher only where the method uses it, or when
+    the command is the teacher's alone (kdlight-attribute)."""
+    uses_teacher = roles == ("teacher",) or training_method(cfg.method).uses_teacher()
+    return [role for role in roles if role != "teacher" or uses_teacher]
+
+
 def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher"), data: bool = True) -> list[str]:
     """Every path of the command that cannot work (model and tokenizer folders, and with `data` the
     data, whose check imports the datamodule), one line each, found without loading anything. The
@@ -209,9 +216,9 @@ def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher
     from kdlight.models import source_problem
 
     problems = []
-    for role in roles:
+    for role in checked_roles(cfg, roles):
         node = cfg.get(role)
-        if node is None or (role == "teacher" and roles != ("teacher",) and not training_method(cfg.method).uses_teacher()):
+        if node is None:
             continue
         model_name = OmegaConf.select(node, "model.name_or_path", default=None)
         for part, what in (("model", "model"), ("tokenizer", "tokenizer")):
@@ -250,7 +257,7 @@ def check_sources(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher
     if "student" in roles and (cfg.get("export") or {}).get("push_to_hub") and not hub_offline_mode():
         require_reachable(hub_endpoint(), "the Hugging Face hub to push the trained student to (export.push_to_hub=true)",
                           "train with export.push_to_hub=false and push <run>/student later from a connected machine.", timeout=5.0)
-    nodes = [(role, cfg.get(role)) for role in roles if role != "teacher" or training_method(cfg.method).uses_teacher() or roles == ("teacher",)]
+    nodes = [(role, cfg.get(role)) for role in checked_roles(cfg, roles)]
     for role, node in nodes:
         name = OmegaConf.select(node, "model.name_or_path", default=None) if node is not None else None
         if not isinstance(name, str) or is_local(name) or hub_offline_mode():

@@ -54,25 +54,15 @@ class TrainingMethod:
 
     def __init__(self, settings: DictConfig) -> None:
         self.settings = settings
+        self.objective_class = _objective_class(settings.get("distillation"))  # None without a `distillation` node
 
     # ------------------------------------------------------------ what it needs, what it is called
     def own_teacher_need(self) -> str:
         return self.teacher_need
 
-    def objective_class(self) -> type | None:
-        """The class of the `distillation` node's objective (None without one)."""
-        node = self.settings.get("distillation")
-        if node is None:
-            return None
-        try:
-            return get_class(node._target_)
-        except Exception:  # noqa: BLE001 - Hydra wraps the import error in its own types, over several lines
-            raise ConfigError(f"method.distillation._target_={node.get('_target_')!r} is not an importable class; name one, "
-                              "e.g. kdlight.methods.logit_kd.LogitDistillation (the objectives live in kdlight.methods)") from None
-
     def teacher_needs(self) -> set[str]:
         """Everything this configuration needs from the teacher (the method's own and its objective's)."""
-        objective = self.objective_class()
+        objective = self.objective_class
         needs = {self.own_teacher_need(), getattr(objective, "teacher_need", "nothing") if objective else "nothing"}
         return needs - {"nothing"}
 
@@ -93,7 +83,7 @@ class TrainingMethod:
         source = self.settings.get("label_source", "gold")
         if source != "gold" and self.label_source_in_name:
             parts.append(f"{source}_labels")
-        objective = self.objective_class()
+        objective = self.objective_class
         if objective is not None and objective.method_name != self.name:
             parts.append(objective.method_name)
         return "+".join(parts)
@@ -121,7 +111,7 @@ class TrainingMethod:
             )
         if float(alpha) > 0 and settings.get("rationale") is None:
             raise ConfigError(f"method={self.name} has no rationale source, so alpha must be 0 (got {alpha})")
-        objective = self.objective_class()
+        objective = self.objective_class
         if objective is not None and not hasattr(objective, "label_losses"):
             raise ConfigError(f"method.distillation._target_={self.settings.distillation._target_} is not a label-task objective "
                               "(it has no label_losses)")
@@ -155,3 +145,14 @@ class TrainingMethod:
             return None, []
         objective = instantiate(node)
         return objective, list(objective.prepare(teacher, student, caches))
+
+
+def _objective_class(node) -> type | None:
+    """The class a `distillation` node names, found once when the method is built (None without a node)."""
+    if node is None:
+        return None
+    try:
+        return get_class(node._target_)
+    except Exception:  # noqa: BLE001 - Hydra wraps the import error in its own types, over several lines
+        raise ConfigError(f"method.distillation._target_={node.get('_target_')!r} is not an importable class; name one, "
+                          "e.g. kdlight.methods.logit_kd.LogitDistillation (the objectives live in kdlight.methods)") from None
