@@ -16,14 +16,19 @@ import sys
 import time
 
 from hydra.errors import HydraException
+from hydra.utils import instantiate
+from pytorch_lightning.utilities import rank_zero_only
+
+from kdlight import tracking
+from kdlight.compose import compose_config
+from kdlight.errors import user_errors
+from kdlight.runtime import apply_threads, export_threads, numeric_settings, quiet_libraries
+from kdlight.teacher.stage import TeacherStage
+from kdlight.validation import check_sources, check_teacher_command
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from kdlight.compose import compose_config
-    from kdlight.errors import user_errors
-    from kdlight.runtime import export_threads
-    from kdlight.validation import check_sources, check_teacher_command
 
     started = time.monotonic()
     try:
@@ -31,11 +36,6 @@ def main(argv: list[str] | None = None) -> int:
         export_threads(cfg.get("threads", "auto"))
         check_teacher_command(cfg)  # the checks train.py runs for its teacher, before any work
         check_sources(cfg, roles=("teacher",))
-        from hydra.utils import instantiate
-
-        from kdlight import tracking
-        from kdlight.runtime import apply_threads, numeric_settings, quiet_libraries
-        from kdlight.teacher.stage import TeacherStage
 
         apply_threads(cfg.get("threads", "auto"))
         quiet_libraries()
@@ -48,7 +48,6 @@ def main(argv: list[str] | None = None) -> int:
         cause = err.__cause__ if isinstance(err, HydraException) and err.__cause__ else err
         print(f"error: {cause}", file=sys.stderr)
         return 2
-    from pytorch_lightning.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:
         summary["stage_seconds"] = round(time.monotonic() - started, 2)

@@ -9,9 +9,24 @@ from __future__ import annotations
 
 import sys
 from itertools import islice
+from pathlib import Path
 
-from kdlight.config import ConfigError, config_dir, unknown_group_options, unquoted_sweep_lists
+import hydra
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from kdlight.compose import compose_config
+from kdlight.config import ConfigError, config_dir, other_checkout_warning, unknown_group_options, unquoted_sweep_lists
+from kdlight.errors import user_errors
+from kdlight.hub import HubUnavailableError
 from kdlight.methods import training_method
+from kdlight.plugins import load_plugins, searchpath_overrides
+from kdlight.results import already_finished_message, finished_results
+from kdlight.runtime import export_threads
+from kdlight.trust import RefusedArtifact, check_weights_format, load_checkpoint
 from kdlight.validation import check_attribution, check_paths, check_sources, path_problems, unknown_keys, validate_config
 
 HYDRA_FLAGS_WE_CHECK = ("-m", "--multirun")
@@ -20,8 +35,6 @@ HYDRA_FLAGS_WE_CHECK = ("-m", "--multirun")
 def job_overrides(overrides: list[str], sweeper_params: dict | None) -> list[list[str]]:
     """Override lists covering every value of every swept key (each value once, the other keys at
     their first value): what a multirun's jobs can be, without the full grid."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     parser = OverridesParser.create()
     fixed, swept = [], {}
     extra = [f"{key}={value}" for key, value in (sweeper_params or {}).items()]
@@ -44,17 +57,14 @@ def job_overrides(overrides: list[str], sweeper_params: dict | None) -> list[lis
 
 
 def validate_eval_config(cfg, methods: bool = True) -> None:
-    from pathlib import Path
-
-    from kdlight.evaluate import SPLITS
+    from kdlight.evaluate import SPLITS  # lazy: off the config check's import path (tests/test_train.py)
 
     if cfg.split not in SPLITS:
         raise ConfigError(f"split={cfg.split!r} is not accepted; use one of {list(SPLITS)}")
     ckpt = Path(str(cfg.ckpt_path))
     if not ckpt.exists():
         raise ConfigError(f"ckpt_path={cfg.ckpt_path} does not exist; pass <run>/checkpoints/<name>.ckpt or an exported <run>/student")
-    from kdlight.evaluate import run_dataset_config
-    from kdlight.trust import check_weights_format, load_checkpoint
+    from kdlight.evaluate import run_dataset_config  # lazy: off the config check's import path (tests/test_train.py)
 
     if ckpt.is_dir():  # what a shared artifact holds is data: refused here, before any folder is made
         check_weights_format(ckpt)
@@ -75,14 +85,6 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
         return 2
     if any(a.startswith("-") and a not in HYDRA_FLAGS_WE_CHECK for a in argv):
         return None  # --help, --cfg, --info ...: Hydra's own business
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from kdlight.compose import compose_config
-    from kdlight.hub import HubUnavailableError
-    from kdlight.runtime import export_threads
-    from kdlight.trust import RefusedArtifact
 
     overrides = [a for a in argv if not a.startswith("-")]
     try:
@@ -102,10 +104,6 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
         for cfg in composed:
             VALIDATORS[config_name](cfg, methods=False)
         if config_name == "train" and not multirun and base.get("resume", True):
-            from pathlib import Path
-
-            from kdlight.results import already_finished_message, finished_results
-
             run_dir = Path(OmegaConf.select(base, "hydra.run.dir"))
             if finished_results(run_dir) is not None:  # before Hydra writes a byte into the folder
                 print(already_finished_message(run_dir), file=sys.stderr)
@@ -133,8 +131,6 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
             return 2
         return None  # other composition errors: Hydra reports them
     finally:
-        from hydra.core.global_hydra import GlobalHydra
-
         GlobalHydra.instance().clear()
     return None
 
@@ -151,11 +147,8 @@ def config_error_in(err: BaseException) -> ConfigError | None:
 
 
 def _train(cfg):
-    from kdlight.plugins import load_plugins
-
     load_plugins(cfg.get("plugins") or [])  # in the job's own process too (launchers start fresh ones)
-    from kdlight.errors import user_errors
-    from kdlight.run import run
+    from kdlight.run import run  # lazy: off the config check's import path (tests/test_train.py)
 
     try:
         return run(cfg)
@@ -165,9 +158,7 @@ def _train(cfg):
 
 
 def _evaluate(cfg):
-    from kdlight.errors import user_errors
-    from kdlight.evaluate import evaluate
-    from kdlight.plugins import load_plugins
+    from kdlight.evaluate import evaluate  # lazy: off the config check's import path (tests/test_train.py)
 
     load_plugins(cfg.get("plugins") or [])
     try:
@@ -178,14 +169,9 @@ def _evaluate(cfg):
 
 
 def _main(task, config_name: str) -> None:
-    import hydra
-
-    from kdlight.config import other_checkout_warning
-
     warning = other_checkout_warning()  # an editable install of another checkout would silently read its configs
     if warning:
         print(warning, file=sys.stderr)
-    from kdlight.plugins import searchpath_overrides
 
     try:
         sys.argv += searchpath_overrides(sys.argv[1:])  # the plugins' YAML folders join Hydra's search path

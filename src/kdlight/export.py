@@ -15,8 +15,17 @@ import json
 import logging
 from pathlib import Path
 
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from transformers import pipeline
+
+from kdlight.data.tasks import TaskWords
+from kdlight.hf_pipeline import Text2TextGenerationPipeline
+from kdlight.hub import hub_endpoint, require_reachable
 from kdlight.io import atomic_path, write_json, write_text
+from kdlight.lora import has_lora, merged, save_adapter
 from kdlight.markdown import markdown_table
+from kdlight.models import from_folder
+from kdlight.trust import check_weights_format
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +36,6 @@ def save_student(model, tokenizer, family, path: str | Path, input_format: dict,
     """Model, tokenizer, generation settings, pipeline, input format and card into `path`, all or nothing.
     A LoRA student is saved with its adapters merged into the weights, or (merge=False) as the adapter
     alone with its base's name (kdlight loads either; peft loads the adapter)."""
-    from kdlight.lora import has_lora, merged, save_adapter
-
     adapter = has_lora(model) and not merge
     with atomic_path(path) as tmp:
         tmp.unlink()
@@ -46,16 +53,11 @@ def save_student(model, tokenizer, family, path: str | Path, input_format: dict,
 def student_pipeline(path: str | Path, device=None):
     """The exported student at `path` as a pipeline, without running the code saved in it: text2text for
     the generative families, text-classification for a sequence classifier."""
-    from kdlight.hf_pipeline import Text2TextGenerationPipeline
-    from kdlight.models import from_folder
-    from kdlight.trust import check_weights_format
-
     check_weights_format(path)
     model, tokenizer, family = from_folder(path)
     if not family.writes_rationales:  # a classifier: transformers' own pipeline of its task, where there is one
         if family.pipeline_tag != "text-classification":
             raise ValueError(f"a {family.name} student has no transformers pipeline; use kdlight-predict, or its Auto class as its model card shows")
-        from transformers import pipeline
 
         return pipeline(family.pipeline_tag, model=model, tokenizer=tokenizer, device=device)
     tokenizer.padding_side = family.generation_padding_side  # for batched calls
@@ -73,8 +75,6 @@ def read_input_format(path: str | Path) -> dict:
 def card_data(input_format: dict, card: dict, family):
     """The card's metadata as the hub reads it (huggingface_hub's ModelCardData): base model, dataset,
     metrics and a model-index entry with the test accuracy."""
-    from huggingface_hub import EvalResult, ModelCardData
-
     metrics = card.get("metrics", {})
     dataset = str(input_format.get("dataset"))
     results = [EvalResult(task_type=family.pipeline_tag or "text-classification", dataset_type=dataset, dataset_name=dataset,
@@ -88,10 +88,6 @@ def card_data(input_format: dict, card: dict, family):
 def model_card(input_format: dict, card: dict, family) -> str:
     """The README.md of an export (a huggingface_hub ModelCard): what it is, how it was trained, how well it
     does, how to call it; its metadata from card_data."""
-    from huggingface_hub import ModelCard
-
-    from kdlight.data.tasks import TaskWords
-
     f = input_format
     words = TaskWords.from_format(f)
     metrics = card.get("metrics", {})
@@ -126,11 +122,8 @@ def model_card(input_format: dict, card: dict, family) -> str:
 
 def push_to_hub(path: str | Path, repo_id: str, private: bool = True) -> str:
     """Upload the export folder to the Hugging Face hub (fails within seconds offline)."""
-    from kdlight.hub import hub_endpoint, require_reachable
-
     require_reachable(hub_endpoint(), f"the hub to push {path} to {repo_id}",
                       "push later with `huggingface-cli upload REPO PATH` from a connected machine.")
-    from huggingface_hub import HfApi
 
     api = HfApi()
     api.create_repo(repo_id, private=private, exist_ok=True)

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers.pipelines import Pipeline
+import transformers
+from transformers.pipelines import PIPELINE_REGISTRY, Pipeline
 
 TASK = "text2text-generation"
 
@@ -61,8 +62,5 @@ class Text2TextGenerationPipeline(Pipeline):
 def register_pipeline(auto_class: str) -> None:
     """Declare the pipeline for TASK with the model's Auto class name (the family adapter's
     `auto_class`): what makes save_pretrained ship it."""
-    import transformers
-    from transformers.pipelines import PIPELINE_REGISTRY
-
     PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=Text2TextGenerationPipeline, pt_model=getattr(transformers, auto_class))
 

@@ -16,6 +16,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
+from filelock import FileLock
+
 T = TypeVar("T")
 
 
@@ -85,8 +87,6 @@ LOCKS_DIR = ".locks"
 def folder_lock(folder: str | os.PathLike, timeout: float = -1) -> Iterator[None]:
     """An inter-process lock for building `folder`: its file lives in `.locks/` beside it, where a glob
     over the sibling folders (`cache/rationales/cqa-train-*`) does not catch it."""
-    from filelock import FileLock
-
     folder = Path(folder)
     locks = folder.parent / LOCKS_DIR
     locks.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+import wandb
 from pytorch_lightning.callbacks import Callback, TQDMProgressBar
+from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
@@ -101,13 +103,9 @@ class StepProgressBar(TQDMProgressBar):
         return self._disabled()
 
     def _disabled(self):
-        from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
-
         return Tqdm(disable=True)
 
     def init_train_tqdm(self):
-        from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
-
         trainer = self.trainer
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
         quiet = {} if self._terminal else {"miniters": max(1, (total or 100) // 20), "mininterval": 0}
@@ -139,7 +137,5 @@ class StepProgressBar(TQDMProgressBar):
 def finish_wandb() -> None:
     """Close the W&B run so that the next stage or job starts its own."""
     if "wandb" in sys.modules:
-        import wandb
-
         if wandb.run is not None:
             wandb.finish()

@@ -67,7 +67,7 @@ def default_targets(model) -> list[str] | str:
 
 
 def lora_config(model, settings: Mapping, trained_heads: list[str]):
-    from peft import LoraConfig
+    from peft import LoraConfig  # lazy: off the config check's import path (tests/test_train.py)
 
     return LoraConfig(
         r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
@@ -79,7 +79,7 @@ def lora_config(model, settings: Mapping, trained_heads: list[str]):
 def add_lora(model, family, settings: Mapping):
     """Adapters on `model` in place (returned for convenience); only they and the family's new heads train.
     `settings` as lora_settings returns them."""
-    from peft import get_peft_model
+    from peft import get_peft_model  # lazy: off the config check's import path (tests/test_train.py)
 
     try:
         wrapper = get_peft_model(model, lora_config(model, settings, family.trained_heads(model)))
@@ -122,8 +122,8 @@ def is_adapter_folder(path: str | Path) -> bool:
 def load_adapter_folder(path: str | Path, load_base):
     """The merged model of an adapter folder; `load_base(name_or_path, config)` loads the base it names
     with the folder's model config."""
-    from peft import PeftConfig, PeftModel
-    from transformers import AutoConfig
+    from peft import PeftConfig, PeftModel  # lazy: off the config check's import path (tests/test_train.py)
+    from transformers import AutoConfig  # lazy: off the config check's import path (tests/test_train.py)
 
     base_name = PeftConfig.from_pretrained(str(path)).base_model_name_or_path
     base = load_base(base_name, AutoConfig.from_pretrained(str(path)))

@@ -9,12 +9,16 @@ Offline, every path fails within seconds with a message saying how to use a loca
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from huggingface_hub import try_to_load_from_cache
+
 from kdlight.hub import hub_endpoint, hub_offline_mode, require_reachable
+from kdlight.lora import is_adapter_folder, load_adapter_folder
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +62,6 @@ def source_problem(key: str, name_or_path: str, what: str = "model") -> str | No
 
 
 def in_hub_cache(repo_id: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
     return isinstance(try_to_load_from_cache(repo_id, "config.json"), str) or isinstance(
         try_to_load_from_cache(repo_id, "tokenizer_config.json"), str)
 
@@ -87,10 +89,10 @@ def load_model(
     classifier: cls, its own [CLS] pooler, or mean, the mean of the token vectors, how sentence encoders
     such as all-MiniLM-L6-v2 were trained) is recorded in the model's config, so checkpoints and exports
     load with it."""
-    import torch
-    import transformers
+    import torch  # lazy: off the config check's import path (tests/test_train.py)
+    import transformers  # lazy: off the config check's import path (tests/test_train.py)
 
-    from kdlight.families import architectures_of, family_of, get_family
+    from kdlight.families import architectures_of, family_of, get_family  # lazy: off the config check's import path (tests/test_train.py)
 
     kwargs = pretrained_source(name_or_path, "model")
     try:
@@ -100,7 +102,7 @@ def load_model(
         if adapter.needs_label_set:
             with_label_set(config, label_set, name_or_path)
         if pooling is not None:
-            from kdlight.families.encoder import POOLINGS, EncoderFamily
+            from kdlight.families.encoder import POOLINGS, EncoderFamily  # lazy: off the config check's import path (tests/test_train.py)
 
             if pooling not in POOLINGS:
                 raise ValueError(f"model.pooling={pooling!r} is not accepted; use one of {list(POOLINGS)}")
@@ -135,8 +137,8 @@ def placement_kwargs(quantization: str = "none", device_map=None) -> dict:
     attribution differentiates them as for a full-precision teacher."""
     if quantization == "none":
         return {"device_map": device_map} if device_map else {}
-    import torch
-    from transformers import BitsAndBytesConfig
+    import torch  # lazy: off the config check's import path (tests/test_train.py)
+    from transformers import BitsAndBytesConfig  # lazy: off the config check's import path (tests/test_train.py)
 
     config = (BitsAndBytesConfig(load_in_8bit=True) if quantization == "8bit" else BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16))
@@ -145,8 +147,6 @@ def placement_kwargs(quantization: str = "none", device_map=None) -> dict:
 
 def placement_problem(quantization, device_map, model_target: str | None, trainer) -> str | None:
     """Why teacher.quantization / teacher.device_map cannot work in this config or on this machine (None: they can)."""
-    import importlib.util
-
     if quantization not in QUANTIZATIONS:
         return f"teacher.quantization={quantization!r} is not accepted; use one of {list(QUANTIZATIONS)}"
     if device_map not in DEVICE_MAPS:
@@ -163,7 +163,7 @@ def placement_problem(quantization, device_map, model_target: str | None, traine
                 f"(strategy={strategy}, devices={devices}) starts a process per device with a whole teacher each, splitting the rows: "
                 "choose one (a teacher too large for one device: device_map with trainer.devices=1; one that fits: trainer=ddp)")
     if quantization != "none":
-        import torch
+        import torch  # lazy: off the config check's import path (tests/test_train.py)
 
         if not torch.cuda.is_available():
             return (f"{setting} needs a CUDA GPU (bitsandbytes quantizes and computes there) and this machine has none "
@@ -195,7 +195,7 @@ def encoder_head(label_set) -> str:
 def with_label_set(config, label_set, name_or_path: str = "the model") -> None:
     """A classifier config keeps the labels its folder was trained with; one without (a bare encoder,
     or transformers' LABEL_0 placeholders) gets the dataset's label set."""
-    from kdlight.families.encoder import trained_labels
+    from kdlight.families.encoder import trained_labels  # lazy: off the config check's import path (tests/test_train.py)
 
     if trained_labels(config) is not None:
         return
@@ -212,7 +212,7 @@ def with_label_set(config, label_set, name_or_path: str = "the model") -> None:
 
 def keep_first_layers(model, keep: int):
     """Keep the first `keep` layers of a model's layer stack (DistilBERT-style initialisation)."""
-    import torch
+    import torch  # lazy: off the config check's import path (tests/test_train.py)
 
     total = int(model.config.num_hidden_layers)
     if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= total:
@@ -228,7 +228,7 @@ def keep_first_layers(model, keep: int):
 
 def load_tokenizer(name_or_path: str, revision: str | None = None, corpus: Corpus = None):
     """AutoTokenizer.from_pretrained; `corpus` is accepted for symmetry with the tiny tokenizers and unused."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: off the config check's import path (tests/test_train.py)
 
     kwargs = pretrained_source(name_or_path, "tokenizer")
     try:
@@ -240,7 +240,7 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, corpus: Corpu
 def build_model(model_factory: Callable, tokenizer_factory: Callable, corpus: Corpus = None, label_set=None):
     """(model, tokenizer, family) from two factories (instantiated configs or partials), ids completed;
     `label_set` (the dataset's closed labels, if any) sizes a classifier head that has no labels yet."""
-    from kdlight.families import family_of
+    from kdlight.families import family_of  # lazy: off the config check's import path (tests/test_train.py)
 
     tokenizer = tokenizer_factory(corpus=corpus)
     model = model_factory(tokenizer=tokenizer, **({"label_set": list(label_set)} if label_set else {}))
@@ -252,8 +252,6 @@ def build_model(model_factory: Callable, tokenizer_factory: Callable, corpus: Co
 def from_folder(path: str | Path):
     """(model, tokenizer, family) saved with save_pretrained (an export, a fine-tuned teacher), or a LoRA
     adapter folder (export.merge=false): its base loaded and the adapter merged in."""
-    from kdlight.lora import is_adapter_folder, load_adapter_folder
-
     if is_adapter_folder(path):
         return build_model(lambda tokenizer: load_adapter_folder(path, load_base), lambda corpus: load_tokenizer(str(path)))
     return build_model(lambda tokenizer: load_model(str(path)), lambda corpus: load_tokenizer(str(path)))
@@ -261,9 +259,9 @@ def from_folder(path: str | Path):
 
 def load_base(name_or_path: str, config):
     """The base weights a LoRA adapter adapts, shaped by the adapter folder's model config (its head, its layers)."""
-    import transformers
+    import transformers  # lazy: off the config check's import path (tests/test_train.py)
 
-    from kdlight.families import family_of
+    from kdlight.families import family_of  # lazy: off the config check's import path (tests/test_train.py)
 
     try:
         auto = getattr(transformers, family_of(config).auto_class)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
@@ -43,8 +45,6 @@ def import_package(package: str) -> list[str]:
 
 def declared_plugins(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The plugin modules to import: entry points, then KDLIGHT_PLUGINS, then `extra` (the config's list)."""
-    from importlib.metadata import entry_points
-
     names = [ep.value.split(":")[0] for ep in entry_points(group=ENTRY_POINT_GROUP)]
     names += [name.strip() for name in os.environ.get(ENV, "").split(",") if name.strip()]
     names += [str(name) for name in extra or ()]
@@ -63,8 +63,6 @@ def load_plugins(extra: list[str] | tuple[str, ...] = (), builtins: bool = True)
 def import_plugin(name: str) -> ModuleType:
     """One plugin module the user named; found on the import path or, failing that, in the current folder
     (a console script's path does not hold it). One that cannot be imported is named with where plugins are declared."""
-    import sys
-
     try:
         try:
             return importlib.import_module(name)

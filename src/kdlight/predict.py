@@ -17,6 +17,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+import torch
+
+from kdlight.data.files import task_from_format
+from kdlight.data.tasks import BadRow, Rendered, TaskWords
+from kdlight.errors import user_errors
+from kdlight.evaluate import load_student
+from kdlight.io import atomic_path
+from kdlight.plugins import load_plugins
+from kdlight.runtime import apply_threads, quiet_libraries
+from kdlight.trust import RefusedArtifact
+
 if TYPE_CHECKING:
     from kdlight.data.tasks import Rendered
 
@@ -27,8 +38,6 @@ class BadInput(ValueError):
 
 def read_inputs(lines: Iterable[str], task, separator: str | None, rendering: str) -> list[tuple[int, Rendered]]:
     """(line number, rendered input) per non-empty line (plain text: one content span); BadInput names the first bad line."""
-    from kdlight.data.tasks import BadRow, Rendered
-
     inputs = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -67,8 +76,6 @@ def decoded_lines(data: bytes, where: str) -> list[str]:
 
 def generate(model, tokenizer, family, inputs: list[Rendered], max_input_length: int, max_new_tokens: int, batch_size: int) -> list[str]:
     """The model's answers to rendered inputs (task words applied), in batches."""
-    import torch
-
     answers: list[str] = []
     with torch.no_grad():
         for start in range(0, len(inputs), batch_size):
@@ -81,8 +88,6 @@ def generate(model, tokenizer, family, inputs: list[Rendered], max_input_length:
 def needed_task(task_from_format, fmt: dict, student: str | Path, imported: list[str]):
     """The student's task. Plugins an export names are never imported from the file that names them: unless
     the user named each of them (--plugins, KDLIGHT_PLUGINS), the command stops with one line saying which."""
-    from kdlight.trust import RefusedArtifact
-
     missing = [str(p) for p in fmt.get("plugins") or [] if str(p) not in imported]
     if missing:
         where = Path(student) / "kdlight.json" if Path(student).is_dir() else Path(student)
@@ -93,11 +98,6 @@ def needed_task(task_from_format, fmt: dict, student: str | Path, imported: list
 
 def predict(student: str | Path, lines: Iterable[str], out: TextIO, explain: bool = False, batch_size: int = 32,
             plugins: list[str] | None = None) -> int:
-    from kdlight.data.files import task_from_format
-    from kdlight.data.tasks import TaskWords
-    from kdlight.evaluate import load_student
-    from kdlight.plugins import load_plugins
-
     model, tokenizer, family, fmt = load_student(student)
     named = load_plugins(plugins or [])  # only the plugins the user names: an export's list is reported, never imported
     task = needed_task(task_from_format, fmt, student, [m.__name__ for m in named])
@@ -133,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plugins", default="", help="plugin modules to import (comma-separated; also KDLIGHT_PLUGINS): "
                         "the ones an export was trained with are never imported unless you name them")
     args = parser.parse_args(argv)
-    from kdlight.errors import user_errors
-    from kdlight.runtime import apply_threads, quiet_libraries
 
     apply_threads(int(args.threads) if str(args.threads).isdigit() else args.threads)
     quiet_libraries()
@@ -147,8 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is None:
             predict(args.student, lines, sys.stdout, args.explain, args.batch_size, plugins)
         else:
-            from kdlight.io import atomic_path
-
             with atomic_path(args.out) as tmp, open(tmp, "w", encoding="utf-8") as out:
                 predict(args.student, lines, out, args.explain, args.batch_size, plugins)
     except (BadInput, FileNotFoundError, ValueError, UnicodeDecodeError, *user_errors()) as err:

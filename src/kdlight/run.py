@@ -15,17 +15,31 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
+import torch
+import wandb
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
 from kdlight import tracking
 from kdlight.config import ConfigError
+from kdlight.export import push_to_hub, save_student
 from kdlight.identity import run_identity
 from kdlight.io import atomic_path, write_json, write_text
-from kdlight.loggers import finish_wandb
+from kdlight.loggers import ProgressLog, StepProgressBar, finish_wandb, trim_metrics
 from kdlight.methods import training_method
+from kdlight.models import build_model, is_local
+from kdlight.reports.measures import salient_recall
+from kdlight.reports.views import config_tree, word_scores_html
 from kdlight.results import RESULTS, already_finished_message, finished_results
 from kdlight.runtime import apply_threads, ctrl_c_recorded, numeric_settings, quiet_libraries, random_state_kept
+from kdlight.teacher.finetune import finetuned_teacher
+from kdlight.teacher.generate import GenerationStage
+from kdlight.teacher.stage import TeacherStage
+from kdlight.text import separator_token
+from kdlight.trust import load_checkpoint
 from kdlight.validation import validate_config
 
 log = logging.getLogger(__name__)
@@ -79,7 +93,6 @@ def interrupted_message(output_dir: Path, progress: dict) -> str:
 def checkpoint_step(path: Path) -> int | None:
     if not path.is_file():
         return None
-    from kdlight.trust import load_checkpoint
 
     return int(load_checkpoint(path, mmap=True)["global_step"])
 
@@ -101,9 +114,6 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
     source = method.rationale_source(caches)
     progress["stage"] = "setup"
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the same student whether the teacher ran here or was cached
-
-    from kdlight.models import build_model
-    from kdlight.text import separator_token
 
     model, tokenizer, family = build_model(
         instantiate(cfg.student.model, _partial_=True), instantiate(cfg.student.tokenizer, _partial_=True), data.corpus,
@@ -195,8 +205,6 @@ class TeacherAccess:
 
     def stage(self):
         if self._stage is None:
-            from kdlight.teacher.stage import TeacherStage
-
             self._stage = TeacherStage.from_config(self.cfg, finetune_loggers=self._loggers)
         return self._stage
 
@@ -208,9 +216,7 @@ class TeacherAccess:
 
     def written_rationales(self) -> tuple[dict, dict]:
         """(the teacher's written rationales per split, what the stage did): generated now or read."""
-        from kdlight.teacher.generate import GenerationStage
-
-        return GenerationStage.from_config(self.cfg, finetune_loggers=self._loggers).caches(self.data)
+        return GenerationStage.from_config(self.cfg, teacher_stage=self.stage()).caches(self.data)
 
     def model(self) -> LoadedTeacher:
         """The teacher model (fine-tuned first when teacher.finetune=true, cached as for extraction). Asked for
@@ -220,8 +226,6 @@ class TeacherAccess:
         with random_state_kept():
             finetuned = None
             if stage.finetune is not None:
-                from kdlight.teacher.finetune import finetuned_teacher
-
                 finetuned = finetuned_teacher(stage, self.data)
             model, tokenizer, family = stage.load_teacher(self.data, finetuned)
         return LoadedTeacher(model, tokenizer, family, stage.prompt_renderer(self.data, tokenizer),
@@ -233,11 +237,6 @@ def _logger_list(logger) -> list:
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path) -> pl.Trainer:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    from kdlight.loggers import ProgressLog, StepProgressBar
-
     loggers = []
     for name, node in (cfg.get("logger") or {}).items():
         loggers.append(tracking.wandb_logger(cfg, "train", output_dir) if name == "wandb" else instantiate(node))
@@ -258,7 +257,6 @@ def resume_checkpoint(output_dir: Path, enabled: bool) -> str | None:
     last = output_dir / "checkpoints" / "last.ckpt"
     if not (enabled and last.is_file()):
         return None
-    from kdlight.loggers import trim_metrics
 
     step = checkpoint_step(last)
     dropped = trim_metrics(output_dir / "csv" / "metrics.csv", step)
@@ -274,10 +272,6 @@ def finish_checkpoints(folder: Path, best: str | None, policy: str = "best") -> 
     predict and a test need only the weights and kdlight's entry), and no last.ckpt; all: both as trained."""
     removed = []
     if policy == "best" and best is not None and Path(best).is_file():
-        import torch
-
-        from kdlight.trust import load_checkpoint
-
         checkpoint = load_checkpoint(best)
         if any(key in checkpoint for key in TRAINING_STATE):
             for key in TRAINING_STATE:
@@ -321,14 +315,10 @@ def input_format(cfg: DictConfig, datamodule, student) -> dict:
 
 def hub_id(name_or_path) -> str | None:
     """A model's hub id for the card's base_model (None for a random model or a local folder: no id to name)."""
-    from kdlight.models import is_local
-
     return name_or_path if isinstance(name_or_path, str) and not is_local(name_or_path) else None
 
 
 def export(cfg: DictConfig, student, results: dict, path: Path) -> str:
-    from kdlight.export import push_to_hub, save_student
-
     card = {
         "title": f"kdlight student: {results['dataset']} {results['method']}", "method": results["method"], "k": results["k"],
         "alpha": results["alpha"], "teacher": results["teacher"], "attribution": results.get("attribution"),
@@ -350,8 +340,6 @@ def write_predictions(path: Path, predictions: list[dict]) -> None:
 # ---------------------------------------------------------------- records
 def record_failure(cfg: DictConfig, err: BaseException) -> None:
     """results.json with status "failed" and the error, so reports list the run instead of dropping it."""
-    from pytorch_lightning.utilities import rank_zero_only
-
     if rank_zero_only.rank != 0:
         return
     output_dir = Path(cfg.paths.output_dir)
@@ -366,13 +354,8 @@ def show_config(cfg: DictConfig, output_dir: Path) -> None:
     """The resolved config as a tree, saved in the run folder (config_tree.log); printed whole only with
     print_config=true (lightning-hydra-template's habit), else one line says where it is: ~240 lines
     before every run buried the lines that matter. A sweep's jobs only save it."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-    from pytorch_lightning.utilities import rank_zero_only
-
     if rank_zero_only.rank != 0:
         return
-    from kdlight.reports.views import config_tree
 
     text = config_tree(cfg)
     write_text(output_dir / "config_tree.log", text)
@@ -403,15 +386,12 @@ def log_to_wandb(trainer: pl.Trainer, datamodule, source, results: dict, rows: i
     loggers = tracking.wandb_loggers(trainer)
     if not loggers:
         return
-    import wandb
 
     train = datamodule.features["train"].head(rows)
     inputs = datamodule.model_inputs("train", 0, rows)
     caches = getattr(source, "caches", {})
     view = None
     if "train" in caches:
-        from kdlight.reports.views import word_scores_html
-
         examples = datamodule.examples["train"].chunk(0, rows)
         view = wandb.Html(word_scores_html(
             [datamodule.task.render_teacher(ex) for ex in examples], caches["train"].read_rows(0, rows), source.k,
@@ -443,7 +423,6 @@ def rationale_recall(datamodule) -> dict | None:
         return None
     if datamodule.task.salient_words(examples[0]) is None:  # only generated tasks know them: no pass over the split
         return None
-    from kdlight.reports.measures import salient_recall
 
     return salient_recall(features.table.column("rationale_text").to_pylist(), list(examples), datamodule.task)
 

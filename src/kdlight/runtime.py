@@ -11,10 +11,14 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import random
+import signal
 import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ def export_threads(setting: object) -> int:
 def apply_threads(setting: object) -> int:
     """export_threads, and the same for an already imported torch."""
     threads = export_threads(setting)
-    import torch
+    import torch  # lazy: threads are exported before torch is imported (export_threads)
 
     torch.set_num_threads(threads)
     try:
@@ -57,7 +61,7 @@ def apply_threads(setting: object) -> int:
 def numeric_settings(flush_denormal: bool = True) -> Iterator[None]:
     """For the duration of a stage: CPU denormal floats count as zero (a 32k-way softmax yields them,
     and they made backward passes over twice as slow); PyTorch's default is restored afterwards."""
-    import torch
+    import torch  # lazy: threads are exported before torch is imported (export_threads)
 
     if flush_denormal:
         torch.set_flush_denormal(True)
@@ -121,14 +125,14 @@ def quiet_libraries() -> None:
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        from transformers.utils import logging as hf_logging
+        from transformers.utils import logging as hf_logging  # lazy: threads are exported before torch is imported (export_threads)
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
     except ImportError:
         pass
     try:
-        import datasets
+        import datasets  # lazy: threads are exported before torch is imported (export_threads)
 
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
@@ -151,8 +155,6 @@ _ANNOUNCED: set = set()
 def ctrl_c_recorded() -> Iterator[threading.Event]:
     """SIGINT raises KeyboardInterrupt as usual and also sets the yielded event: Lightning turns a
     KeyboardInterrupt during fit into `sys.exit(1)`, and the event tells that exit from any other."""
-    import signal
-
     pressed = threading.Event()
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield pressed
@@ -178,10 +180,7 @@ def is_launching_process() -> bool:
 def random_state_kept() -> Iterator[None]:
     """What runs inside (e.g. a teacher fine-tuned with its own seed) leaves Python's, NumPy's and torch's
     random generators, and Lightning's seed variables, as it found them."""
-    import random
-
-    import numpy as np
-    import torch
+    import torch  # lazy: threads are exported before torch is imported (export_threads)
 
     state, numpy_state = random.getstate(), np.random.get_state()
     seeds = {key: os.environ.get(key) for key in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}

@@ -17,10 +17,30 @@ import logging
 import tempfile
 from pathlib import Path
 
+import sentencepiece as spm
 import torch
+import transformers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    AutoTokenizer,
+    BartConfig,
+    BartForConditionalGeneration,
+    BertConfig,
+    BertTokenizerFast,
+    EncoderDecoderConfig,
+    EncoderDecoderModel,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
+    T5Tokenizer,
+)
 
 from kdlight.io import atomic_path
-from kdlight.models import Corpus
+from kdlight.models import Corpus, encoder_head, load_model, load_tokenizer
 from kdlight.runtime import announce_once
 
 log = logging.getLogger(__name__)
@@ -53,13 +73,9 @@ def tiny_model(
     benchmarks); `label_set` names a sequence classifier's classes (other shapes ignore it).
     `name_or_path` loads that pretrained model instead, so `debug=tiny` takes a user's model folder."""
     if name_or_path is not None:
-        from kdlight.models import load_model
-
         return load_model(name_or_path, tokenizer=tokenizer, label_set=label_set)
     _choice("architecture", architecture, ARCHITECTURES)
     if architecture == "bert":
-        from kdlight.models import encoder_head
-
         architecture = {"sequence_classification": "bert_classifier", "multiple_choice": "bert_multiple_choice"}[encoder_head(label_set)]
     if vocab_size is None:
         if tokenizer is None:
@@ -94,8 +110,6 @@ def _special_ids(tokenizer) -> dict:
 
 
 def _t5(vocab, d_model, d_ff, layers, heads, d_kv, positions, ids):
-    from transformers import T5Config, T5ForConditionalGeneration
-
     return T5ForConditionalGeneration(T5Config(
         vocab_size=vocab, d_model=d_model, d_kv=d_kv, d_ff=d_ff, num_layers=layers, num_decoder_layers=layers,
         num_heads=heads, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
@@ -104,8 +118,6 @@ def _t5(vocab, d_model, d_ff, layers, heads, d_kv, positions, ids):
 
 
 def _bart(vocab, d_model, d_ff, layers, heads, d_kv, positions, ids):
-    from transformers import BartConfig, BartForConditionalGeneration
-
     return BartForConditionalGeneration(BartConfig(
         vocab_size=vocab, d_model=d_model, encoder_layers=layers, decoder_layers=layers, encoder_attention_heads=heads,
         decoder_attention_heads=heads, encoder_ffn_dim=d_ff, decoder_ffn_dim=d_ff, max_position_embeddings=positions,
@@ -117,8 +129,6 @@ def _bart(vocab, d_model, d_ff, layers, heads, d_kv, positions, ids):
 def _bert2bert(vocab, d_model, d_ff, layers, heads, d_kv, positions, ids):
     """As a user builds one from two BERT checkpoints: no decoder start, pad or eos in its config
     (kdlight completes them from the tokenizer)."""
-    from transformers import BertConfig, EncoderDecoderConfig, EncoderDecoderModel
-
     common = dict(vocab_size=vocab, hidden_size=d_model, num_hidden_layers=layers, num_attention_heads=heads,
                   intermediate_size=d_ff, max_position_embeddings=positions)
     config = EncoderDecoderConfig.from_encoder_decoder_configs(
@@ -128,8 +138,6 @@ def _bert2bert(vocab, d_model, d_ff, layers, heads, d_kv, positions, ids):
 
 
 def _gpt2(vocab, d_model, d_ff, layers, heads, d_kv, positions, ids):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     return GPT2LMHeadModel(GPT2Config(
         vocab_size=vocab, n_embd=d_model, n_inner=d_ff, n_layer=layers, n_head=heads, n_positions=positions,
         bos_token_id=ids["bos"], eos_token_id=ids["eos"],
@@ -137,8 +145,6 @@ def _gpt2(vocab, d_model, d_ff, layers, heads, d_kv, positions, ids):
 
 
 def _llama(vocab, d_model, d_ff, layers, heads, d_kv, positions, ids):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     return LlamaForCausalLM(LlamaConfig(
         vocab_size=vocab, hidden_size=d_model, intermediate_size=d_ff, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), head_dim=d_kv,
@@ -148,8 +154,6 @@ def _llama(vocab, d_model, d_ff, layers, heads, d_kv, positions, ids):
 
 def _bert_encoder(head: str):
     def build(vocab, d_model, d_ff, layers, heads, d_kv, positions, ids):
-        import transformers
-
         labels = ids.get("labels")
         config = transformers.BertConfig(
             vocab_size=vocab, hidden_size=d_model, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=d_ff,
@@ -191,10 +195,7 @@ def tiny_tokenizer(
     tokenizer without a pad token (GPT-2-style; the causal family then pads with eos).
     `name_or_path` loads that pretrained tokenizer instead (the model's, with debug=tiny)."""
     if name_or_path is not None:
-        from kdlight.models import load_tokenizer
-
         return load_tokenizer(name_or_path)
-    from transformers import AutoTokenizer
 
     _choice("kind", kind, TOKENIZER_KINDS)
     texts = _sample(corpus, max_texts)
@@ -212,9 +213,6 @@ def tiny_tokenizer(
 
 
 def _sentencepiece(texts: list[str], vocab_size: int, add_bos: bool, pad: bool):
-    import sentencepiece as spm
-    from transformers import T5Tokenizer
-
     with tempfile.TemporaryDirectory() as work:
         prefix = str(Path(work) / "spm")
         spm.SentencePieceTrainer.train(
@@ -228,9 +226,6 @@ def _sentencepiece(texts: list[str], vocab_size: int, add_bos: bool, pad: bool):
 
 
 def _wordpiece(texts: list[str], vocab_size: int, add_bos: bool, pad: bool):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast
-
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
@@ -245,9 +240,6 @@ def _wordpiece(texts: list[str], vocab_size: int, add_bos: bool, pad: bool):
 
 
 def _bpe(texts: list[str], vocab_size: int, add_bos: bool, pad: bool):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
     end = "<|endoftext|>"
     specials = [end] + (["<pad>"] if pad else [])
     tok = Tokenizer(models.BPE())

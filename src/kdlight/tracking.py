@@ -12,11 +12,15 @@ Everything here is a no-op unless the config has a `wandb` logger.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from pathlib import Path
 from typing import Any
 
+import wandb
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import WandbLogger
 
 from kdlight.identity import run_identity
 from kdlight.loggers import finish_wandb
@@ -72,8 +76,6 @@ def persistent_id(output_dir: str | Path) -> str:
 
 def wandb_logger(cfg: DictConfig, job_type: str, output_dir: str | Path | None = None, name: str | None = None):
     """The configured WandbLogger for one stage; with output_dir, its run id persists there."""
-    from hydra.utils import instantiate
-
     node = wandb_node(cfg)
     if node is None:
         return None
@@ -86,8 +88,6 @@ def wandb_logger(cfg: DictConfig, job_type: str, output_dir: str | Path | None =
 
 def cache_artifact(cache, summary: dict | None = None):
     """A rationale cache folder as a W&B artifact, by reference (its files stay where they are)."""
-    import wandb
-
     fields = cache.fields
     artifact = wandb.Artifact(
         name=f"rationales-{fields['dataset']}-{fields['split']}-{fields['teacher']}-{cache.key[:12]}",
@@ -99,10 +99,6 @@ def cache_artifact(cache, summary: dict | None = None):
 
 
 def model_artifact(path: str | Path, name: str, metadata: dict):
-    import re
-
-    import wandb
-
     artifact = wandb.Artifact(name=re.sub(r"[^A-Za-z0-9._-]", "_", f"student-{name}"), type="model", metadata=metadata)
     artifact.add_reference(Path(path).resolve().as_uri(), checksum=False)
     return artifact
@@ -143,6 +139,4 @@ def use_caches(trainer, caches: dict) -> None:
 
 
 def wandb_loggers(trainer) -> list:
-    from pytorch_lightning.loggers import WandbLogger
-
     return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]

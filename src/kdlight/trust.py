@@ -15,9 +15,14 @@ Every refusal is a `RefusedArtifact` whose message is one line: the file, then w
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from kdlight.config import config_dirs
 
 
 class RefusedArtifact(ValueError):
@@ -26,9 +31,7 @@ class RefusedArtifact(ValueError):
 
 def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     """A Lightning checkpoint as data (weights_only=True): a pickled object in it is refused, not run."""
-    import pickle
-
-    import torch
+    import torch  # lazy: off the config check's import path (tests/test_train.py)
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
@@ -50,10 +53,6 @@ def _unpickling_reason(err: Exception) -> str:
 
 def dataset_targets() -> dict[str, str]:
     """`_target_` -> dataset option, over kdlight's dataset group and the YAML folders of declared plugins."""
-    import yaml
-
-    from kdlight.config import config_dirs
-
     targets: dict[str, str] = {}
     for folder in config_dirs():
         for file in sorted((Path(folder) / "dataset").glob("*.yaml")):

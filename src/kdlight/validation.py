@@ -4,27 +4,31 @@ The training method checks its own node (kdlight.methods)."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from kdlight.config import ALPHA_RANGE, ConfigError, config_groups, group_options
-from kdlight.data.tasks import dataset_task
+from kdlight.attribution.settings import check_shared
+from kdlight.compose import compose_config
+from kdlight.config import ConfigError, config_groups, group_options
+from kdlight.data.files import missing_files
+from kdlight.data.sources import missing_release
+from kdlight.data.tasks import TaskWords, dataset_task
+from kdlight.hub import hub_endpoint, hub_offline_mode, require_reachable
+from kdlight.lora import check_peft, lora_settings
 from kdlight.methods import training_method
+from kdlight.models import hub_hint, is_local, placement_problem, source_problem
+from kdlight.runtime import resolve_threads
+from kdlight.training.losses import ALPHA_SCHEDULES, alpha_problem
 
 
 def unknown_keys(overrides: list[str], config_name: str = "train") -> list[str]:
     """`key=value` overrides naming no key of the composed config (Hydra: "Key ... is not in struct"), every
     one of the command at once, each with the closest existing keys. Composes the command once without
     each such override until it composes (a handful of compositions, a fraction of a second each)."""
-    import difflib
-
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-
-    from kdlight.compose import compose_config
-
     remaining, problems = [o for o in overrides if not o.startswith("-")], []
     for _ in range(len(remaining) + 1):
         try:
@@ -94,10 +98,6 @@ def check_trainer(trainer) -> None:
             raise ConfigError(f"trainer.{key}={value!r} is not accepted; use {what}")
 
 
-def _number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
-
-
 CHECKPOINT_POLICIES = ("best", "all")  # what a finished run keeps (kdlight.run.finish_checkpoints)
 
 
@@ -115,30 +115,22 @@ def validate_config(cfg: DictConfig, methods: bool = True) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed={seed!r} is not accepted; use an integer")
     try:
-        from kdlight.runtime import resolve_threads
-
         resolve_threads(cfg.get("threads", "auto"))
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    from kdlight.data.tasks import TaskWords
 
     try:
         TaskWords(position=cfg.dataset.get("task_word", TaskWords.position))
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    alpha = cfg.get("alpha")
-    if not _number(alpha) or not ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]:
-        raise ConfigError(f"alpha={alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
     student = cfg.get("student") or {}
+    problem = alpha_problem(cfg.get("alpha")) or next(
+        filter(None, (alpha_problem(student.get(key), f"student.{key}", nullable=True) for key in ("alpha_start", "alpha_end"))), None)
+    if problem:
+        raise ConfigError(problem)
     schedule = student.get("alpha_schedule", "constant")
-    from kdlight.training.losses import ALPHA_SCHEDULES
-
     if schedule not in ALPHA_SCHEDULES:
         raise ConfigError(f"student.alpha_schedule={schedule!r} is not accepted; use one of {list(ALPHA_SCHEDULES)}")
-    for key in ("alpha_start", "alpha_end"):
-        value = student.get(key)
-        if value is not None and (not _number(value) or not 0.0 <= float(value) <= 1.0):
-            raise ConfigError(f"student.{key}={value!r} is not accepted; use a number with 0 <= alpha <= 1, or null (alpha)")
     method.check(cfg.attribution)
     if method.extracts():
         check_attribution(cfg.attribution, method=methods)
@@ -148,8 +140,6 @@ def validate_config(cfg: DictConfig, methods: bool = True) -> None:
 def check_model_scale(cfg: DictConfig) -> None:
     """LoRA, quantization and device placement settings: named when wrong, and refused before any work
     where this machine cannot honour them."""
-    from kdlight.lora import check_peft, lora_settings
-
     student, teacher = cfg.get("student") or {}, cfg.get("teacher") or {}
     try:
         for role, node, peft, lora in (("student", student, "peft", "lora"), ("teacher", teacher, "finetune_peft", "finetune_lora")):
@@ -165,8 +155,6 @@ def check_model_scale(cfg: DictConfig) -> None:
             "(student.model.name_or_path is null): nothing could load the adapter onto them; set student.model.name_or_path "
             "to a model folder, or export merged")
     if teacher and training_method(cfg.method).uses_teacher():
-        from kdlight.models import placement_problem
-
         problem = placement_problem(teacher.get("quantization", "none"), teacher.get("device_map"),
                                     OmegaConf.select(teacher, "model._target_", default=None), cfg.get("trainer") or {})
         if problem:
@@ -176,8 +164,6 @@ def check_model_scale(cfg: DictConfig) -> None:
 def check_teacher_command(cfg: DictConfig) -> None:
     """A teacher-only command (kdlight-attribute) runs the checks train.py runs for its teacher: attribution
     settings, quantization and placement, and every path (model, tokenizer, data), before any work."""
-    from kdlight.models import placement_problem
-
     check_attribution(cfg.attribution)
     teacher = cfg.get("teacher") or {}
     problem = placement_problem(teacher.get("quantization", "none"), teacher.get("device_map"),
@@ -190,12 +176,10 @@ def check_teacher_command(cfg: DictConfig) -> None:
 def check_attribution(attribution, method: bool = True) -> None:
     """The shared attribution settings and, with `method`, the chosen method's own (the registry says
     which exist; importing it imports torch)."""
-    from kdlight.attribution.settings import check_shared
-
     try:
         check_shared(attribution)
         if method:
-            from kdlight.attribution import method_from_settings  # imports (and so registers) the methods
+            from kdlight.attribution import method_from_settings  # lazy: off the config check's import path (tests/test_train.py)
 
             method_from_settings(attribution)
     except ValueError as err:
@@ -213,8 +197,6 @@ def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher
     """Every path of the command that cannot work (model and tokenizer folders, and with `data` the
     data, whose check imports the datamodule), one line each, found without loading anything. The
     teacher counts only where the method needs it."""
-    from kdlight.models import source_problem
-
     problems = []
     for role in checked_roles(cfg, roles):
         node = cfg.get(role)
@@ -227,12 +209,8 @@ def path_problems(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher
                 problems.append(source_problem(f"{role}.{part}.name_or_path", name, what))
     dataset = cfg.get("dataset")
     if data and dataset is not None and dataset.get("source") == "files":
-        from kdlight.data.files import missing_files
-
         problems += missing_files([(f"dataset.{key}", dataset.get(key)) for key in ("path", "train", "valid", "test")])
     if data and dataset is not None and dataset.get("source") == "dsbs" and dataset.get("root"):
-
-        from kdlight.data.sources import missing_release
 
         task = dataset_task(dataset, OmegaConf.select(cfg, "hydra.runtime.choices.dataset", default=None))
         problems.append(missing_release(Path(str(dataset.root)).expanduser().resolve(), task, dataset.get("train_stand_in")))
@@ -251,9 +229,6 @@ def check_paths(configs: list[DictConfig], data: bool = True, roles: tuple[str, 
 def check_sources(cfg: DictConfig, roles: tuple[str, ...] = ("student", "teacher")) -> None:
     """Hub ids need the hub: fail within seconds when it is unreachable (before the heavy imports),
     saying how to work from a local folder instead. The teacher counts only where the method needs it."""
-    from kdlight.hub import hub_endpoint, hub_offline_mode, require_reachable
-    from kdlight.models import hub_hint, is_local
-
     if "student" in roles and (cfg.get("export") or {}).get("push_to_hub") and not hub_offline_mode():
         require_reachable(hub_endpoint(), "the Hugging Face hub to push the trained student to (export.push_to_hub=true)",
                           "train with export.push_to_hub=false and push <run>/student later from a connected machine.", timeout=5.0)

@@ -5,9 +5,14 @@ import re
 
 import pytest
 
-from kdlight.attribution.selection import eligible_units, is_punctuation, rank_units, unit_spans, unit_text, words_rationale
+from kdlight.attribution.selection import is_punctuation, rank_units, score_units, unit_spans, unit_text, words_rationale
 from kdlight.data.tasks import TASKS, Example, Rendered, content_words
 from tests.conftest import CQA_ROWS, NLI_ROWS
+
+
+def eligible_units(rendered, offsets, token_scores, unit="word", word_score="sum", drop_stopwords=False, drop_punctuation=True):
+    """Every unit that may be chosen, in input order, with its score (as the teacher's extraction scores them)."""
+    return score_units(unit_spans(rendered, offsets, unit, drop_stopwords, drop_punctuation), token_scores, word_score)
 
 
 def offsets_of(tokenizer, text):

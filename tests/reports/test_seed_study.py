@@ -70,6 +70,23 @@ def test_the_choice_is_made_on_validation_and_never_reads_test_accuracy():
     assert validation_choices(blind) == validation_choices(rows)
 
 
+def test_the_attribution_method_is_chosen_on_validation_at_each_ones_best_setting():
+    from kdlight.reports.report import attribution_choices
+
+    def attributed(name, val, test, alpha=0.3, size=1000):
+        return {**row("saliency", val, test, alpha=alpha, size=size), "attribution": name}
+
+    rows = [attributed("grad_x_input", 0.60, 0.50), attributed("grad_x_input", 0.66, 0.40, alpha=0.1),
+            attributed("integrated_gradients", 0.64, 0.90), attributed("occlusion", 0.58, 0.95),
+            attributed("occlusion", 0.70, 0.30, size=500), row("finetune", 0.9, 0.9)]
+    (choice,) = attribution_choices(rows)  # 500 rows ran one attribution method: nothing chosen there
+    assert choice["train_rows"] == 1000 and choice["method"] == "saliency" and choice["chosen"] == "grad_x_input"
+    assert {g["attribution"]: (g["alpha"], g["val_acc_best_mean"]) for g in choice["grid"]} == {
+        "grad_x_input": (0.1, 0.66), "integrated_gradients": (0.3, 0.64), "occlusion": (0.3, 0.58)}
+    blind = [{k: v for k, v in r.items() if not k.startswith("test")} for r in rows]
+    assert attribution_choices(blind) == attribution_choices(rows)
+
+
 def test_the_data_size_curve_takes_each_sizes_setting_chosen_on_validation():
     """One line per method: at 1,000 labels the lr grid's validation winner, at 250 the one setting that ran
     (a variant named on the command line at one size is still the same method's line)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 
+from kdlight.plugins import load_plugins
+
 _EXPORTS = {
     "AttributionBatch": "base", "AttributionMethod": "base", "AttributionResult": "base", "TargetScorer": "base",
     "reduce_hidden": "base", "METHODS": "registry", "get_method": "registry", "method_from_settings": "registry",
@@ -24,7 +26,6 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'kdlight.attribution' has no attribute {name!r}")
     if _EXPORTS[name] == "registry":  # registering the methods is importing them: the built-ins and the plugins
-        from kdlight.plugins import load_plugins
 
         load_plugins()
     return getattr(importlib.import_module(f"kdlight.attribution.{_EXPORTS[name]}"), name)

@@ -174,19 +174,6 @@ def score_units(spans: Sequence[UnitSpan], token_scores: Sequence[float], word_s
     return [Unit(s.start, s.end, s.text, _combine([float(token_scores[t]) for t in s.tokens], word_score)) for s in spans]
 
 
-def eligible_units(
-    rendered: Rendered,
-    offsets: Sequence[tuple[int, int]],
-    token_scores: Sequence[float],
-    unit: str = "word",
-    word_score: str = "sum",
-    drop_stopwords: bool = False,
-    drop_punctuation: bool = True,
-) -> list[Unit]:
-    """Every unit that may be chosen, in input order, with its score."""
-    return score_units(unit_spans(rendered, offsets, unit, drop_stopwords, drop_punctuation), token_scores, word_score)
-
-
 def rank_units(units: list[Unit], max_k: int) -> list[Unit]:
     """The top max_k units by score, best first (ties: earlier in the input first)."""
     order = sorted(range(len(units)), key=lambda i: (-units[i].score, i))

@@ -17,6 +17,7 @@ from hydra.errors import HydraException
 from hydra.utils import instantiate
 
 from kdlight.compose import compose_config
+from kdlight.runtime import export_threads, quiet_libraries
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +28,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cfg = compose_config(argv)
-        from kdlight.runtime import export_threads, quiet_libraries
 
         export_threads(cfg.get("threads", "auto"))
         quiet_libraries()

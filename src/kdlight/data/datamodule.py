@@ -33,7 +33,8 @@ from kdlight.data.features import (
     tokenizer_fingerprint,
     write_features,
 )
-from kdlight.data.store import DigestMemo, ExampleSet, SplitExamples, build_or_open
+from kdlight.data.files import FilesTask, check_columns, file_format, read_rows, split_positions, typed_escapes
+from kdlight.data.store import DigestMemo, ExampleSet, SplitExamples, build_or_open, open_table
 from kdlight.data.tasks import (
     TASKS,
     ANLITask,
@@ -426,7 +427,6 @@ class KDDataModule(pl.LightningDataModule):
             path = None if self.cache_dir is None else Path(self.cache_dir) / "features" / f"{self.task.name}-{split}-{key}.arrow"
             if path is not None and path.is_file():
                 log.info("tokenised features cache hit: %s", path)
-                from kdlight.data.store import open_table
 
                 table = open_table(path)
             else:
@@ -579,8 +579,6 @@ class FilesDataModule(KDDataModule):
         source: str = "files",
         **kwargs: Any,
     ) -> None:
-        from kdlight.data.files import FilesTask, typed_escapes
-
         super().__init__(source=source, **kwargs)
         mapping = dict(fields or {})
         unknown = sorted(set(mapping) - {"inputs", "label", "id", "choices", "highlights", "rationale"})
@@ -610,8 +608,6 @@ class FilesDataModule(KDDataModule):
         self.split_fractions, self.split_seed = dict(split_fractions or {"valid": 0.1, "test": 0.1}), split_seed
 
     def _file_split(self, name: str, path: str, memo: DigestMemo) -> tuple[SplitExamples, sources.LoadReport]:
-        from kdlight.data.files import check_columns, file_format, read_rows
-
         file = Path(path).expanduser().resolve()
         if not file.is_file():
             raise sources.DataSourceError(f"dataset.{name if name != 'all' else 'path'}={path}: no such file")
@@ -631,8 +627,6 @@ class FilesDataModule(KDDataModule):
             if self.source == "hub":
                 return self._hub_task_splits()
             if self.path is not None:
-                from kdlight.data.files import split_positions
-
                 rows, report = self._file_split("all", self.path, memo)
                 positions = split_positions(len(rows), self.split_fractions, self.split_seed)
                 # the file's report (rows read, bad rows) once, with train; valid and test are selections of it

@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from kdlight.answers import evaluate_equation
 from kdlight.data import sources
 from kdlight.data.tasks import CHOICES, LETTERS, TASKS, BadRow, Example, PalmParse, Task, _require_text, parse_marked, template_fields
 
@@ -135,8 +138,6 @@ class FilesTask(Task):
             raise BadRow(f"label {raw!r} is not one of dataset.labels {list(self.labels)} (nor an index into them)")
         label = str(raw).strip()
         if self.label_kind == "number":
-            from kdlight.answers import evaluate_equation
-
             if evaluate_equation(label) is None:
                 raise BadRow(f"label {raw!r} is not a number or an arithmetic equation")
         if choices is not None and label not in choices:
@@ -284,9 +285,6 @@ def read_csv(path: Path) -> Iterator[sources.At]:
 
 def open_parquet(path: Path):
     """A Parquet file to read; one that is not Parquet is named."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     try:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:

@@ -279,7 +279,7 @@ def attach_palm(task: Task, examples: Iterable[Example], files: list[Path], orig
 
 def carve_valid(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of train and valid exactly as the release splits 10% off: datasets' train_test_split(0.1, seed=0)."""
-    import datasets  # heavy import, only where needed
+    import datasets  # lazy: off the config check's import path (tests/test_train.py)
 
     parts = datasets.Dataset.from_dict({"i": np.arange(n)}).train_test_split(test_size=VALID_FRACTION, seed=SPLIT_SEED)
     return np.asarray(parts["train"]["i"], dtype=np.int64), np.asarray(parts["test"]["i"], dtype=np.int64)
@@ -301,7 +301,7 @@ LOCAL_HINT = (
 def load_hub_dataset(name: str, config: str | None, split: str, what: str, timeout: float):
     if not hub_offline_mode():
         require_reachable(hub_endpoint(), what, LOCAL_HINT, timeout)
-    import datasets
+    import datasets  # lazy: off the config check's import path (tests/test_train.py)
 
     try:
         return datasets.load_dataset(name, config, split=split)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ import pyarrow as pa
 from kdlight.data.sources import LoadReport
 from kdlight.data.tasks import Example, Task
 from kdlight.io import atomic_path, json_digest, write_json
+from kdlight.provenance import code_digest
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +134,6 @@ def build_or_open(
     task: Task, split: str, key_fields: dict, build: Callable[[LoadReport], Iterator[Example]], cache_dir: str | Path | None
 ) -> tuple[pa.Table, LoadReport, str]:
     """The split's table from the store, building it (streamed, atomically) on a miss; the load report; the key."""
-    from kdlight.provenance import code_digest
-
     key_fields = {**key_fields, "code": code_digest(type(task))}  # the parsing code: an edit rebuilds, never reuses
     key = json_digest({"version": STORE_VERSION, "task": task.name, "split": split, **key_fields}, 16)
     if cache_dir is None:
@@ -162,8 +162,6 @@ ORPHAN_AGE = 600.0  # seconds without a write: a store file being built by a liv
 
 def remove_orphans(folder: Path, age: float = ORPHAN_AGE) -> list[Path]:
     """Temporary store files a killed build left behind (.<name>.*.arrow.tmp, untouched for `age` seconds)."""
-    import time
-
     removed = []
     for tmp in folder.glob(".*.arrow.tmp"):
         try:

@@ -17,6 +17,10 @@ import string
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from hydra.utils import get_class
+
+from kdlight.answers import evaluate_equation
+from kdlight.data.cue_words import CLASS_NAMES
 from kdlight.registry import Registry
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
@@ -429,7 +433,6 @@ class SVAMPTask(Task):
         # The release stores Body + "\n" + Question; the question never spans lines.
         body, sep, question = text.rpartition("\n")
         fields = {"body": body, "question": question} if sep else {"body": "", "question": text}
-        from kdlight.answers import evaluate_equation  # local: answers imports nothing from data
 
         if evaluate_equation(equation) is None:
             raise BadRow(f"label {equation!r} is not an arithmetic equation (numbers, + - * /, parentheses)")
@@ -472,7 +475,6 @@ class CueWordsTask(Task):
 
     @property
     def label_set(self) -> tuple[str, ...]:  # closed: the class names are not input words
-        from kdlight.data.cue_words import CLASS_NAMES
 
         return CLASS_NAMES
 
@@ -505,6 +507,5 @@ def dataset_task(dataset, option: str | None = None):
         return TASKS.lookup(dataset.task)
     if option is not None and option in TASKS and not dataset.get("name"):
         return TASKS.lookup(option)
-    from hydra.utils import get_class
 
     return get_class(dataset._target_).task

@@ -10,13 +10,17 @@ what the model trains on, `prompt_ids`/`prompt_mask` the prompt alone (right-pad
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
+from transformers import GenerationConfig
 
+from kdlight.hf_pipeline import Text2TextGenerationPipeline, register_pipeline
 from kdlight.registry import Registry
+from kdlight.text import decode_answers, encode_inputs, encode_targets, end_token_id
 
 if TYPE_CHECKING:
     from kdlight.data.tasks import Rationale, Rendered
@@ -111,10 +115,6 @@ class ModelFamily:
     def save_export(self, model, tokenizer, folder, max_new_tokens: int) -> None:
         """Weights, tokenizer, greedy generation settings and the text2text pipeline that serves the
         generative families (transformers 5 serves that task only to a folder declaring its own)."""
-        from transformers import GenerationConfig
-
-        from kdlight.hf_pipeline import Text2TextGenerationPipeline, register_pipeline
-
         register_pipeline(self.auto_class)
         generation = GenerationConfig.from_model_config(model.config)
         generation.update(
@@ -129,8 +129,6 @@ class ModelFamily:
 
     def card_usage(self, fmt: dict, words, example_input: str) -> list[str]:
         """The model card's input format and usage lines."""
-        import json
-
         return [
             f"Inputs are rendered as in training: the `{fmt.get('rendering')}` rendering of a {fmt.get('dataset')} example, "
             f"as `{json.dumps(words.apply('label', '<input>'))[1:-1]}` for the answer (and "
@@ -154,15 +152,11 @@ class ModelFamily:
     # ------------------------------------------------------------ text
     def encode_prompts(self, tokenizer, prompts: Sequence[Rendered], max_length: int, offsets: bool = False):
         """Token ids of rendered prompts (and each token's character span in its prompt when asked)."""
-        from kdlight.text import encode_inputs
-
         return encode_inputs(tokenizer, [p.text for p in prompts], max_length, offsets=offsets,
                              templated=any(p.templated for p in prompts))
 
     def encode_targets(self, tokenizer, labels: Sequence[str], prompts: Sequence[Rendered], max_length: int) -> list[list[int]]:
         """What the label task learns and attribution explains: the label's tokens, ended once."""
-        from kdlight.text import encode_targets
-
         return encode_targets(tokenizer, labels, max_length)
 
     def pad_prompts(self, ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,8 +170,6 @@ class ModelFamily:
     ) -> list[list[int]]:
         """The rationale task's targets for its inputs: here the rationale's text as tokens (`sources`,
         the prompts the rationale's spans refer to, are for families that tag their input's tokens)."""
-        from kdlight.text import encode_targets
-
         return encode_targets(tokenizer, [r.text for r in rationales], max_target_length)
 
     # ------------------------------------------------------------ batches and training
@@ -199,22 +191,16 @@ class ModelFamily:
 
     def answers(self, model, tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int) -> list[str]:
         """The model's answers as text (greedy decoding here)."""
-        from kdlight.text import decode_answers
-
         return decode_answers(tokenizer, self.generate(model, prompt_ids, prompt_mask, max_new_tokens))
 
     def predicted_targets(self, model, tokenizer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_length: int) -> torch.Tensor:
         """The model's own answer as targets (IGNORE_INDEX after the end), without gradients."""
-        from kdlight.text import end_token_id
-
         with torch.no_grad():
             tokens = self.generate(model, prompt_ids, prompt_mask, max_length)
         return first_end_masked(tokens, end_token_id(tokenizer), tokenizer.pad_token_id)
 
     def target_answers(self, tokenizer, targets: torch.Tensor, prompt_ids: torch.Tensor) -> list[str]:
         """Targets (e.g. predicted_targets) as answer texts."""
-        from kdlight.text import decode_answers
-
         return decode_answers(tokenizer, targets.clamp(min=0).cpu())
 
     # ------------------------------------------------------------ attribution

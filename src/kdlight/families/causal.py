@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 
 import torch
+from transformers import DynamicCache
 
 from kdlight.families.base import IGNORE_INDEX, ModelFamily, label_log_probs, lengths_mask, pad_right, register_family, to_left_padding
 from kdlight.runtime import announce_once
@@ -115,7 +116,6 @@ class CausalFamily(ModelFamily):
         shared = label_lengths - 1  # a row without a rationale shares all but its last prompt token with nobody
         shared[rows] = common
         cache, shared_mask = self._shared_prefix(model, label["prompt_ids"], shared)
-        from transformers import DynamicCache
 
         rationale_cache = DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in cache.layers], config=model.config)
         rationale_loss = self._continuation_loss(model, rationale, shared[rows], rationale_cache, shared_mask[rows])

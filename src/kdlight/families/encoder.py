@@ -33,6 +33,8 @@ from typing import ClassVar
 
 import torch
 
+from kdlight.answers import normalize_answer
+from kdlight.data.tasks import move_spans
 from kdlight.families.base import IGNORE_INDEX, ModelFamily, pad_right, register_family
 
 TAGGING_HEAD = "rationale_head"  # the student's token-tagging head, a submodule of the model (not exported)
@@ -188,8 +190,6 @@ class EncoderFamily(ModelFamily):
         """Per stored token: 1 inside a rationale word, 0 elsewhere in the content, IGNORE_INDEX on
         specials and gaps. The rationale's spans (in `sources`, e.g. the teacher's prompt) are moved
         onto each input through their content spans, so teacher and student tokenizers may differ."""
-        from kdlight.data.tasks import move_spans
-
         _, offsets = self.encode_prompts(tokenizer, inputs, max_input_length, offsets=True)
         tags = []
         for rationale, source, target, token_spans in zip(rationales, sources, inputs, offsets):
@@ -414,8 +414,6 @@ class MultipleChoiceFamily(EncoderFamily):
     def class_index(self, label: str, prompt) -> int:
         """The choice the label names: exactly, else ignoring case, else as answers are compared (an uncased
         tokenizer's decoded choice, e.g. a teacher's answer `friend ' s house`, names `friend's house`)."""
-        from kdlight.answers import normalize_answer
-
         choices = [prompt.text[a:b] for a, b in prompt.spans[1:]]
         for fold in (str, str.casefold, normalize_answer):
             folded = [fold(c) for c in choices]

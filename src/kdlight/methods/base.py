@@ -25,6 +25,7 @@ from hydra.utils import get_class, instantiate
 from kdlight.config import ConfigError
 from kdlight.methods.label_sources import LABEL_SOURCES, label_source
 from kdlight.registry import Registry
+from kdlight.training.losses import alpha_problem
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -93,8 +94,9 @@ class TrainingMethod:
         """Raise ConfigError naming the key and what is accepted; a subclass adds its own."""
         settings = self.settings
         alpha = settings.get("alpha")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
-            raise ConfigError(f"method.alpha={alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
+        problem = alpha_problem(alpha, "method.alpha")
+        if problem:
+            raise ConfigError(problem)
         if "k" in settings:
             k = settings.k
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:

@@ -28,7 +28,7 @@ class StepByStep(TrainingMethod):
     def check(self, attribution) -> None:
         super().check(attribution)
         if self.own_teacher_need() == "writer":
-            from kdlight.teacher.generate import backend_problem
+            from kdlight.teacher.generate import backend_problem  # lazy: off the config check's import path (tests/test_train.py)
 
             problem = backend_problem((self.settings.get("generation") or {}).get("backend", "transformers"))
             if problem:

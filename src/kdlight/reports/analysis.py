@@ -34,13 +34,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+from hydra.utils import instantiate
+
+from kdlight.answers import AnswerChecker
+from kdlight.data.tasks import TaskWords
 from kdlight.errors import user_errors
+from kdlight.export import read_input_format
 from kdlight.io import write_json, write_text
 from kdlight.markdown import markdown_table
+from kdlight.models import from_folder
 from kdlight.reports import measures
+from kdlight.reports.runs import collect_runs
 from kdlight.reports.views import word_scores_html
+from kdlight.runtime import apply_threads, quiet_libraries
 from kdlight.teacher.cache import CacheCorrupt, CacheFormatError, RationaleCache
+from kdlight.teacher.extract import TeacherBatches
+from kdlight.teacher.module import TeacherModule
 from kdlight.teacher.stage import cache_teacher, measure_quality
+from kdlight.trust import trusted_dataset_node
 
 log = logging.getLogger("kdlight.analyze")
 
@@ -50,10 +62,6 @@ DEFAULT_KS = (1, 3, 5, 10)
 def cache_datamodule(cache: RationaleCache):
     """The datamodule the cache's rows belong to (from the dataset config recorded in key.json, checked
     against kdlight's own dataset options before it is built: a cache may come from someone else)."""
-    from hydra.utils import instantiate
-
-    from kdlight.trust import trusted_dataset_node
-
     dataset_config = cache.about.get("dataset_config")
     if dataset_config is None:
         raise ValueError(f"{cache.path}/key.json records no dataset_config; extract it again")
@@ -63,14 +71,6 @@ def cache_datamodule(cache: RationaleCache):
 def student_rows(student_dir: str | Path, datamodule, split: str, attribution: dict, limit: int) -> list[dict]:
     """The trained student's own gradient x input units on its label-task input (first `limit` rows),
     scored with the teacher's machinery, with its greedy answers."""
-    import torch
-
-    from kdlight.data.tasks import TaskWords
-    from kdlight.export import read_input_format
-    from kdlight.models import from_folder
-    from kdlight.teacher.extract import TeacherBatches
-    from kdlight.teacher.module import TeacherModule
-
     model, tokenizer, family = from_folder(student_dir)
     fmt = read_input_format(student_dir)
     datamodule.separator = fmt.get("separator")  # the student's NLI separator, as in training
@@ -146,8 +146,6 @@ def analyse_cache(cache: RationaleCache, ks: list[int], views: int, examples: in
 def find_targets(paths: list[Path], split: str) -> tuple[list[Path], list[dict]]:
     """Cache folders, and finished runs (results.json); a run's cache_path is the cache its
     rationales came from, or None (finetune, random, step_by_step)."""
-    from kdlight.reports.runs import collect_runs
-
     caches: list[Path] = []
     runs: list[dict] = []
     for path in paths:
@@ -222,8 +220,6 @@ def markdown_summary(result: dict) -> str:
 
 def analyse(paths: list[Path], ks: list[int], split: str = "train", examples: int = 128, views: int = 20,
             out_dir: Path | None = None, faithful: bool = True, convention: str = "kdlight") -> dict:
-    from kdlight.answers import AnswerChecker
-
     out = out_dir or paths[0] / "analysis"
     cache_paths, runs = find_targets(paths, split)
     if not cache_paths:
@@ -308,7 +304,6 @@ def main(argv: list[str] | None = None) -> int:
     bad = [k for k in args.k if k < 1]
     if bad:
         parser.error(f"--k {bad} is not accepted; use integers >= 1")
-    from kdlight.runtime import apply_threads, quiet_libraries
 
     if bool(args.paths) == bool(args.compare):
         parser.error("pass either PATH... (caches, runs, sweeps to analyse) or --compare CACHE_A CACHE_B")

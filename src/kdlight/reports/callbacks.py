@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from kdlight.io import write_json
+from kdlight.reports.report import build_report
 from kdlight.reports.runs import collect_runs
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,6 @@ def sweep_size(config: DictConfig) -> int | None:
         params = config.hydra.sweeper.get("params")
         params = OmegaConf.to_container(params) if params else {}  # none: a grid from the command line only
         overrides = list(config.hydra.overrides.task)
-        from hydra.core.override_parser.overrides_parser import OverridesParser
 
         by_key = {}  # a key swept in the config and on the command line: the command line's values (as the sweeper does)
         for override in OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()] + overrides):
@@ -107,8 +108,6 @@ class SweepSummary(Callback):
 
 class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from kdlight.reports.report import build_report
-
         sweep_dir = Path(config.hydra.sweep.dir)
         build_report([sweep_dir], sweep_dir / "report")
         print(f"report: {sweep_dir / 'report'} (table.md, k_curve.png, methods.png, quality.png when measured)", flush=True)

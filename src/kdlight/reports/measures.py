@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from statistics import median
 from typing import Any
 
+from kdlight.attribution.eraser import kendall_tau
 from kdlight.attribution.selection import is_stopword
 from kdlight.data.tasks import Example, Task, content_words
 
@@ -140,10 +142,6 @@ def cache_agreement(rows_a: list[dict], rows_b: list[dict], ks: Sequence[int]) -
     """How much two caches of the same rows agree (e.g. a 4-bit and a bf16 teacher), row by row on the
     words both scored: Kendall's tau-b of their scores, and the share of the first cache's top-k words
     the second also ranks in its top k. Rows are matched by id; means (and the tau's median) over rows."""
-    from statistics import median
-
-    from kdlight.attribution.eraser import kendall_tau
-
     by_id = {r["id"]: r for r in rows_b}
     pairs = [(a, by_id[a["id"]]) for a in rows_a if a["id"] in by_id]
     taus, overlaps, different_units = [], {k: [] for k in ks}, 0

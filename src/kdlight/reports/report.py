@@ -20,10 +20,15 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import sys
 import textwrap
 from collections import defaultdict
 from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import yaml
 
 from kdlight.io import atomic_path, write_json, write_text
 from kdlight.markdown import markdown_table
@@ -47,8 +52,6 @@ def train_rows(run: dict) -> int | None:
 
 def run_overrides(run: dict) -> dict[str, str]:
     """The command-line overrides of a run (its .hydra/overrides.yaml, read as data), key -> value."""
-    import yaml
-
     if run.get("record"):
         return dict(run.get("overrides") or {})
     path = Path(run.get("path", "")) / ".hydra" / "overrides.yaml"
@@ -99,7 +102,6 @@ def test_results(run: dict) -> list[float] | None:
     path = Path(run["path"]) / "predictions-test.jsonl"
     if not path.is_file():
         return None
-    import json
 
     rows = sorted((json.loads(line) for line in path.read_text().splitlines() if line.strip()), key=lambda p: p["index"])
     return [float(bool(p["correct"])) for p in rows]
@@ -230,10 +232,7 @@ def _caption(fig, text: str) -> None:
 
 
 def _pyplot():
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     return plt
 
@@ -329,6 +328,26 @@ def validation_choices(rows: list[dict]) -> list[dict]:
         best = max(grid, key=validation_score)
         choices.append({"dataset": dataset, "train_rows": size, "method": method, "attribution": attribution, "grid": grid,
                          "chosen": {"alpha": best["alpha"], "variant": best["variant"]}})
+    return choices
+
+
+def attribution_choices(rows: list[dict]) -> list[dict]:
+    """For each (dataset, train rows, method) run with several attribution methods: each method's best
+    validation setting and the attribution method chosen by it (the study's "which attribution method gives
+    the best rationales", answered on validation rows; test accuracy is not read)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["attribution"]:
+            groups[(r["dataset"], r["train_rows"], r["method"])].append(r)
+    choices = []
+    for (dataset, size, method), members in sorted(groups.items(), key=lambda item: str(item[0])):
+        best = best_on_validation(members, ("attribution",))
+        if len(best) < 2:
+            continue
+        grid = [{"attribution": b["attribution"], "alpha": b["alpha"], "variant": b.get("variant") or "",
+                 "val_acc_best_mean": b["val_acc_best_mean"], "runs": b["runs"]} for b in best]
+        chosen = max(grid, key=validation_score)
+        choices.append({"dataset": dataset, "train_rows": size, "method": method, "grid": grid, "chosen": chosen["attribution"]})
     return choices
 
 
@@ -520,6 +539,13 @@ def build_report(paths: list[str | Path], out_dir: str | Path, reference: str = 
     if quality:
         plot_quality(quality, out / "quality.png")
     choices = validation_choices(rows)
+    by_attribution = attribution_choices(rows)
+    if by_attribution:
+        markdown += ["\n## Attribution method chosen on validation (each at its best setting; test accuracy not read)\n",
+                     "\n".join(f"- {c['dataset']}, {c['train_rows']} train rows, {c['method']}: "
+                               + ", ".join(f"{g['attribution']} ({_setting(g)}) {_fmt(g['val_acc_best_mean'])}" for g in c["grid"])
+                               + f" -> **{c['chosen']}**" for c in by_attribution) + "\n"]
+        write_text(out / "table.md", "\n".join(markdown))
     if choices:
         markdown += ["\n## Settings chosen on validation (mean best validation accuracy over seeds; test accuracy not read)\n",
                      "\n".join(f"- {c['dataset']}, {c['train_rows']} train rows, {c['method']}"
@@ -530,7 +556,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path, reference: str = 
     summary = {
         "paths": [str(p) for p in paths], "reference": reference, "finished": len(runs.finished), "failed": runs.failed,
         "unfinished": runs.unfinished, "teacher_runs": runs.teacher_runs, "rows": rows, "quality": quality,
-        "choices": choices, "runs": run_intervals(runs.finished),
+        "choices": choices, "attribution_choices": by_attribution, "runs": run_intervals(runs.finished),
     }
     write_json(out / "report.json", summary)
     return summary

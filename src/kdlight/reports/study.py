@@ -12,20 +12,24 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import subprocess
 import sys
 import time
+from itertools import product
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from kdlight.io import write_json, write_text
+from kdlight.io import atomic_path, write_json, write_text
 from kdlight.markdown import markdown_table
-from kdlight.reports.report import build_report, paired_text, results_table
+from kdlight.reports.report import build_report, paired_text, results_table, run_overrides, test_results
+from kdlight.reports.runs import RUN_RECORDS, collect_runs
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +142,6 @@ def quality_examples(study: dict) -> int | None:
 
 def planned_jobs(config: DictConfig) -> list[dict[str, str]]:
     """Each job of the basic sweeper's grid as {key: value} (the command line's values win over the config's)."""
-    from itertools import product
-
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
-
     params = config.hydra.sweeper.get("params")
     params = OmegaConf.to_container(params) if params else {}
     by_key = {}
@@ -172,8 +171,6 @@ def study_estimate(jobs: list[dict[str, str]], finished: dict[str, int], minutes
 def run_record(run: dict) -> dict:
     """A finished run as one committed line: its results, its command-line overrides and its per-test-row
     results as a 0/1 string in test order (what seed-level comparisons need, without the run folder)."""
-    from kdlight.reports.report import run_overrides, test_results
-
     correct = test_results(run)
     keep = ("dataset", "method", "attribution", "k", "alpha", "seed", "label_source", "teacher", "student", "split_sizes",
             "train_subsample", "train_stand_in", "val_acc_best", "test_acc", "steps", "seconds", "best_checkpoint", "chance_acc",
@@ -186,9 +183,6 @@ def commit_study(sweep_dir: str | Path, out_dir: str | Path) -> dict:
     """A study command's finished runs as committed records: <out_dir>/runs.jsonl (each run's results,
     overrides and per-test-row results) and kdlight-report's tables and charts beside them, so a later
     session on a fresh machine can merge the parts (kdlight-report benchmarks/results/studies/...)."""
-    from kdlight.io import atomic_path
-    from kdlight.reports.runs import RUN_RECORDS, collect_runs
-
     out = Path(out_dir)
     runs = collect_runs([Path(sweep_dir)])
     out.mkdir(parents=True, exist_ok=True)
@@ -220,8 +214,6 @@ class StudyPlan(Callback):
         self.teacher_minutes = float(teacher_minutes)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from kdlight.reports.runs import collect_runs
-
         sweep_dir = Path(config.hydra.sweep.dir)
         finished: dict[str, int] = {}
         if sweep_dir.is_dir():
@@ -238,8 +230,6 @@ class StudyPlan(Callback):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m kdlight.reports.study", description=commit_study.__doc__.split("\n")[0])
     parser.add_argument("sweep_dir", type=Path, help="the study command's sweep folder (multirun/studies/<name>)")
     parser.add_argument("out_dir", type=Path, help="where the records go (benchmarks/results/studies/<name>)")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from io import StringIO
 
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.tree import Tree
 
 from kdlight.data.tasks import Example, Rendered, Task
 
@@ -14,12 +18,6 @@ CONFIG_ORDER = ("dataset", "method", "attribution", "teacher", "student", "train
 
 def config_tree(cfg: DictConfig) -> str:
     """The resolved config (without Hydra's node) as a tree, the main groups first (rich's renderer)."""
-    from io import StringIO
-
-    from rich.console import Console
-    from rich.syntax import Syntax
-    from rich.tree import Tree
-
     tree = Tree("config", guide_style="dim")
     keys = [key for key in CONFIG_ORDER if key in cfg] + [key for key in cfg if key not in CONFIG_ORDER and key != "hydra"]
     for key in keys:

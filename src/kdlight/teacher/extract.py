@@ -23,6 +23,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter, Callback
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm.auto import tqdm
 
 from kdlight.attribution.selection import PackedUnitSpans, unit_spans
 from kdlight.data.store import SplitExamples
@@ -186,8 +187,6 @@ class ExamplesPerSecond(Callback):
 
     def on_predict_start(self, trainer, pl_module):
         if trainer.is_global_zero:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=self.total, desc=self.description, unit="ex", file=sys.stderr, dynamic_ncols=True,
                             mininterval=1.0 if sys.stderr.isatty() else 30.0)
 

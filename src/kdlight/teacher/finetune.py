@@ -12,10 +12,15 @@ import json
 import logging
 from pathlib import Path
 
+import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from kdlight.io import atomic_path, build_once, folder_lock, json_digest, write_json
+from kdlight.loggers import ProgressLog, finish_wandb
+from kdlight.runtime import is_launching_process
+from kdlight.text import apply_chat_template
+from kdlight.training.module import LabelTaskModule
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +44,6 @@ def finetuned_dir(stage, data) -> Path:
 def finetuned_teacher(stage, datamodule) -> dict:
     """The fine-tuned teacher's summary (its folder under "path"), trained now if the folder is not there
     yet; the weights are loaded only when extraction needs them (a k-sweep's cache hits never do)."""
-    from kdlight.runtime import is_launching_process
-
     data = finetune_datamodule(stage, datamodule)
     folder = finetuned_dir(stage, data)
     build_once((folder / "summary.json").is_file, lambda: folder_lock(folder), lambda: _train(stage, data, folder), is_launching_process())
@@ -50,10 +53,6 @@ def finetuned_teacher(stage, datamodule) -> dict:
 
 
 def _train(stage, data, folder: Path) -> None:
-    import pytorch_lightning as pl
-
-    from kdlight.training.module import LabelTaskModule
-
     settings = stage.finetune
     pl.seed_everything(settings["seed"], workers=True)
     model, tokenizer, family = stage.build_model(data.corpus, data.task.label_set)
@@ -69,7 +68,6 @@ def _train(stage, data, folder: Path) -> None:
         gradient_checkpointing=bool(settings.get("gradient_checkpointing", False)), peft=settings.get("peft", "none"),
         lora=settings.get("lora"),
     )
-    from kdlight.loggers import ProgressLog
 
     loggers = stage.finetune_loggers() if stage.finetune_loggers else []
     trainer = stage.trainer(
@@ -84,8 +82,6 @@ def _train(stage, data, folder: Path) -> None:
         val_acc = float(trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/acc"])
     test = trainer.test(module, datamodule=datamodule, verbose=False)  # the teacher's own test accuracy, once
     if loggers:
-        from kdlight.loggers import finish_wandb
-
         finish_wandb()  # the stage's own W&B run ends here; extraction and training start theirs
     if trainer.is_global_zero:
         with atomic_path(folder) as tmp:
@@ -101,6 +97,4 @@ def _train(stage, data, folder: Path) -> None:
 
 
 def _templated(tokenizer):
-    from kdlight.text import apply_chat_template
-
     return lambda rendered: apply_chat_template(rendered, tokenizer)

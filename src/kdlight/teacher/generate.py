@@ -12,6 +12,7 @@ batch not flushed), compacted with a summary: the parse rate and the generator's
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from collections import Counter
@@ -21,11 +22,18 @@ from functools import partial
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import torch
+from omegaconf import OmegaConf
 
+from kdlight.answers import AnswerChecker
 from kdlight.data.tasks import Example, Rendered, render_template
 from kdlight.io import build_once
+from kdlight.provenance import code_digest
+from kdlight.runtime import is_launching_process
 from kdlight.teacher.cache import RationaleCache
-from kdlight.text import decode_answers, end_token_id
+from kdlight.teacher.finetune import finetuned_teacher
+from kdlight.teacher.stage import TeacherStage, prompt_digest
+from kdlight.text import decode_answers, end_token_id, round_trip
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +88,6 @@ def cot_prompt(cot: dict, example: Example) -> Rendered:
 
 def generated_tokens(sequences, end_id: int | None) -> int:
     """Tokens generated in a batch: each row up to and including its end token (all of it without one)."""
-    import torch
-
     width = sequences.shape[1]
     if end_id is None or width == 0:
         return int(sequences.shape[0] * width)
@@ -108,8 +114,6 @@ def transformers_completer(generator: tuple, decoding: Decoding) -> Completer:
     model, tokenizer, family = generator
 
     def complete(prompts: list[Rendered]):
-        import torch
-
         ids = family.encode_prompts(tokenizer, prompts, decoding.max_input_length)
         prompt_ids, prompt_mask = family.pad_prompts(ids, tokenizer.pad_token_id)
         with torch.no_grad():
@@ -122,7 +126,7 @@ def transformers_completer(generator: tuple, decoding: Decoding) -> Completer:
 def vllm_completer(model_path: str, decoding: Decoding) -> Completer:
     """Greedy continuation with vLLM (method.generation.backend=vllm, a CUDA machine with vllm installed):
     the same prompts as text, vLLM batching them itself. Never run on this project's machines (no GPU)."""
-    from vllm import LLM, SamplingParams
+    from vllm import LLM, SamplingParams  # lazy: an optional extra
 
     llm = LLM(model=model_path, max_model_len=decoding.max_input_length + decoding.max_new_tokens)
     params = SamplingParams(temperature=0.0, max_tokens=decoding.max_new_tokens)
@@ -140,14 +144,11 @@ BACKENDS = ("transformers", "vllm")
 
 def backend_problem(backend: str) -> str | None:
     """Why method.generation.backend cannot run here (None: it can)."""
-    import importlib.util
-
     if backend not in BACKENDS:
         return f"method.generation.backend={backend!r} is not accepted; use one of {list(BACKENDS)}"
     if backend == "vllm":
         if importlib.util.find_spec("vllm") is None:
             return "method.generation.backend=vllm needs vllm (pip install vllm, on a CUDA machine); use backend=transformers"
-        import torch
 
         if not torch.cuda.is_available():
             return "method.generation.backend=vllm needs a CUDA GPU and this machine has none; use backend=transformers"
@@ -201,19 +202,13 @@ class GenerationStage:
         self.teacher, self.decoding, self.splits = teacher_stage, decoding, list(splits)
 
     @classmethod
-    def from_config(cls, cfg, finetune_loggers=None) -> GenerationStage:
-        from omegaconf import OmegaConf
-
-        from kdlight.teacher.stage import TeacherStage
-
+    def from_config(cls, cfg, finetune_loggers=None, teacher_stage: TeacherStage | None = None) -> GenerationStage:
+        """From method.generation; `teacher_stage`: the run's own (built from the same config when absent)."""
         settings = OmegaConf.to_container(cfg.method.generation, resolve=True)
         splits = settings.pop("splits", ["train"])
-        return cls(TeacherStage.from_config(cfg, finetune_loggers), Decoding(**settings), splits)
+        return cls(teacher_stage or TeacherStage.from_config(cfg, finetune_loggers), Decoding(**settings), splits)
 
     def cache(self, datamodule, split: str) -> GeneratedCache:
-        from kdlight.provenance import code_digest
-        from kdlight.teacher.stage import prompt_digest
-
         rows = datamodule.examples[split]
         fields = {
             "examples": rows.key, "rows": len(rows), "prompts": prompt_digest(datamodule, rows),
@@ -236,18 +231,12 @@ class GenerationStage:
 
     def caches(self, datamodule) -> tuple[dict[str, GeneratedCache], dict]:
         """Every split's generated rationales, generating on a miss; and what was done per split."""
-        from kdlight.answers import AnswerChecker
-        from kdlight.runtime import is_launching_process
-        from kdlight.text import round_trip
-
         if not datamodule.cot:
             raise ValueError(f"method.source=generate needs the dataset's few-shot chain-of-thought prompt (dataset.cot: prompt, and "
                              f"choice for {{choices}}); {datamodule.task.name} has none")
         info: dict = {}
         finetuned = None
         if self.teacher.finetune is not None:
-            from kdlight.teacher.finetune import finetuned_teacher
-
             finetuned = info["finetune"] = finetuned_teacher(self.teacher, datamodule)
         caches, summaries, generator, complete = {}, {}, None, None
 

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from transformers.activations import NewGELUActivation
 
 from kdlight.answers import AnswerChecker
-from kdlight.attribution import AttributionBatch, TargetScorer, method_from_settings
+from kdlight.attribution import AttributionBatch, TargetScorer
 from kdlight.attribution.selection import rank_units, score_units
 from kdlight.attribution.settings import check_shared
 from kdlight.models import is_placed, is_quantized
@@ -27,8 +28,6 @@ def fuse_activations(model: torch.nn.Module) -> int:
     """Swap transformers' NewGELUActivation (six elementwise ops, each with its own backward) for
     PyTorch's fused tanh-approximated GELU: the same function, ~10% less time per extraction on CPU.
     Returns how many modules were replaced."""
-    from transformers.activations import NewGELUActivation
-
     replaced = 0
     for parent in model.modules():
         for name, child in parent.named_children():
@@ -53,6 +52,8 @@ class TeacherModule(pl.LightningModule):
         check_shared(attribution)
         self.model, self.tokenizer, self.family = model, tokenizer, family
         self.attribution = dict(attribution)
+        from kdlight.attribution import method_from_settings  # lazy: plugins load in the command's error handling (tests/test_trust.py)
+
         self.method = method_from_settings(attribution)
         self.scorer = TargetScorer(family, model, tokenizer.pad_token_id)
         self.teacher_name = name

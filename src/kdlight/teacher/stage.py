@@ -7,6 +7,7 @@ config; everything else receives the stage's plain settings and factories.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -15,15 +16,29 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from kdlight.attribution.settings import KEYED_SETTINGS
+from kdlight.answers import AnswerChecker
+from kdlight.attribution.quality import (
+    PromptScorer,
+    eraser_quality,
+    faithfulness,
+    plausibility,
+    quality_by_k,
+    random_ranking,
+    words_beside_highlights,
+)
+from kdlight.attribution.settings import KEYED_SETTINGS, QUALITY_CONVENTIONS
 from kdlight.data.store import SplitExamples
 from kdlight.data.tasks import Example, Rendered
-from kdlight.io import build_once
-from kdlight.models import config_identity
+from kdlight.io import build_once, json_digest, write_json
+from kdlight.models import build_model, config_identity, from_folder, is_local
 from kdlight.runtime import is_launching_process
 from kdlight.teacher.cache import RationaleCache
+from kdlight.teacher.extract import extract_split
+from kdlight.teacher.finetune import finetuned_teacher
+from kdlight.text import apply_chat_template, round_trip
 
 log = logging.getLogger(__name__)
 
@@ -81,25 +96,17 @@ class TeacherStage:
         }
 
     def build_model(self, corpus, label_set=None) -> tuple[Any, Any, Any]:
-        from hydra.utils import instantiate
-
-        from kdlight.models import build_model
-
         return build_model(
             instantiate(self.model_config, _partial_=True), instantiate(self.tokenizer_config, _partial_=True), corpus, label_set
         )
 
     def module(self, model, tokenizer, family, answer_kind: str):
-        from hydra.utils import get_class
-
         return get_class(self.target)(
             model, tokenizer, family, self.attribution, name=self.name, precision=self.precision, answer_kind=answer_kind
         )
 
     def trainer(self, **overrides):
         """The configured Trainer (devices, strategy) with the stage's overrides."""
-        from hydra.utils import instantiate
-
         return instantiate(self.trainer_config, **overrides)
 
     def extraction_trainer(self, callbacks: list):
@@ -116,16 +123,15 @@ class TeacherStage:
         render = render or datamodule.task.render_teacher
         if not self.chat_template:
             return render
-        from kdlight.text import apply_chat_template
 
         return lambda example: apply_chat_template(render(example), tokenizer)
 
     # ------------------------------------------------------------ caches
     def cache(self, datamodule, split: str, teacher_folder: str | None = None) -> RationaleCache:
         """The cache for this split, keyed by everything that changes its content (no model is loaded)."""
-        from kdlight.attribution import method_from_settings
-
         rows = datamodule.examples[split]
+        from kdlight.attribution import method_from_settings  # lazy: plugins load in the command's error handling (tests/test_trust.py)
+
         method = method_from_settings(self.attribution)
         fields = {
             "examples": rows.key, "rows": len(rows), "prompts": prompt_digest(datamodule, rows),
@@ -153,8 +159,6 @@ class TeacherStage:
         info: dict = {}
         teacher_folder = None
         if self.finetune is not None:
-            from kdlight.teacher.finetune import finetuned_teacher
-
             info["finetune"] = finetuned_teacher(self, datamodule)
             teacher_folder = info["finetune"]["path"]
         elif isinstance(self.model_config.get("name_or_path"), str):
@@ -167,7 +171,6 @@ class TeacherStage:
             if teacher is None:
                 model, tokenizer, family = self.load_teacher(datamodule, info.get("finetune"))
                 teacher = self.module(model, tokenizer, family, datamodule.task.answer_kind)
-            from kdlight.teacher.extract import extract_split
 
             return {"cache_hit": False, **extract_split(
                 self.extraction_trainer, teacher, datamodule.examples[split], self.prompt_renderer(datamodule, teacher.tokenizer),
@@ -202,8 +205,6 @@ class TeacherStage:
     def load_teacher(self, datamodule, finetuned: dict | None):
         """(model, tokenizer, family): the fine-tuned weights when there are some, else as configured."""
         if finetuned is not None:
-            from kdlight.models import from_folder
-
             return from_folder(finetuned["path"])
         model, tokenizer, family = self.build_model(datamodule.corpus, datamodule.task.label_set)
         if getattr(model, "kdlight_head_untrained", False):
@@ -217,11 +218,6 @@ class TeacherStage:
     def rationale_quality(self, cache: RationaleCache, datamodule, finetuned: dict | None = None, teacher=None) -> dict:
         """Faithfulness and plausibility of the train cache's words (attribution.quality), measured once
         per cache and setting and kept beside it (quality-<key>.json): a sweep over k measures once."""
-        import json
-
-        from kdlight.attribution.quality import quality_by_k
-        from kdlight.io import json_digest, write_json
-
         settings = self.attribution["quality"]
         ks, examples = [int(k) for k in settings["ks"]], int(settings["examples"])
         convention = settings.get("convention", "kdlight")
@@ -241,8 +237,6 @@ class TeacherStage:
 def show_words(cache: RationaleCache, datamodule, split: str, n: int, k: int) -> list[dict]:
     """The teacher's words for the first n rows of a split beside the words people highlighted (where the
     data has highlights), logged a row a line and returned for results.json (attribution.show_rows)."""
-    from kdlight.attribution.quality import words_beside_highlights
-
     examples = datamodule.examples[split].chunk(0, n)
     rows = cache.rows_of(0, examples, ["texts", "teacher_answer"])
     task = datamodule.task
@@ -270,10 +264,6 @@ def prompt_digest(datamodule, rows: SplitExamples) -> str:
 def cache_teacher(cache: RationaleCache, datamodule):
     """(model, tokenizer, family) of the teacher that made a cache: its folder (fine-tuned or local),
     else rebuilt from its config (tiny random teachers are seeded)."""
-    from hydra.utils import instantiate
-
-    from kdlight.models import build_model, from_folder, is_local
-
     folder = cache.about.get("teacher_folder")
     if folder and is_local(folder):
         return from_folder(folder)
@@ -286,15 +276,8 @@ def measure_quality(cache: RationaleCache, datamodule, teacher, ks, examples: in
     """Faithfulness (the cache's words and random words) on the first `examples` rows, and plausibility
     where the data has human highlights, for one cache (kdlight-analyze and runs with attribution.quality);
     convention=eraser adds the same in ERASER's convention under "eraser"."""
-    from functools import partial
-
-    from kdlight.answers import AnswerChecker
-    from kdlight.attribution.quality import PromptScorer, eraser_quality, faithfulness, plausibility, random_ranking
-    from kdlight.attribution.settings import QUALITY_CONVENTIONS
-
     if convention not in QUALITY_CONVENTIONS:
         raise ValueError(f"attribution.quality.convention={convention!r} is not accepted; use one of {list(QUALITY_CONVENTIONS)}")
-    from kdlight.text import apply_chat_template, round_trip
 
     model, tokenizer, family = teacher
     settings = cache.about.get("attribution_settings") or {}

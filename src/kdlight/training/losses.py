@@ -11,6 +11,16 @@ if TYPE_CHECKING:  # the arithmetic needs no torch import: config validation use
 ALPHA_SCHEDULES = ("constant", "linear", "cosine")
 
 
+def alpha_problem(value: object, key: str = "alpha", nullable: bool = False) -> str | None:
+    """Why `value` cannot be a rationale weight (one line naming `key` and what is accepted), or None.
+    The one rule for every alpha (the top-level one, method.alpha, a schedule's ends, a step's)."""
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        return f"{key}={value!r} is not accepted; use a number with 0 <= alpha <= 1" + (", or null (alpha)" if nullable else "")
+    return None
+
+
 def scheduled_alpha(step: int, total_steps: int, schedule: str, start: float, end: float) -> float:
     """alpha at `step` of `total_steps`: constant (start), or from start to end linearly or along half a
     cosine (TextBrewer's weight schedules); past the last step it stays at end."""
@@ -27,8 +37,9 @@ def scheduled_alpha(step: int, total_steps: int, schedule: str, start: float, en
 def dual_task_loss(label_loss: torch.Tensor, rationale_loss: torch.Tensor | None, alpha: float) -> torch.Tensor:
     """alpha is the rationale weight; alpha = 0 is standard fine-tuning. A batch with no rationale
     rows (rationale_loss None) contributes nothing to the rationale term."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha={alpha!r} is not accepted; use a number with 0 <= alpha <= 1")
+    problem = alpha_problem(alpha)
+    if problem:
+        raise ValueError(problem)
     total = (1.0 - alpha) * label_loss
     return total if rationale_loss is None else total + alpha * rationale_loss
 
@@ -37,7 +48,7 @@ def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
     """Hinton et al.'s soft-target loss: temperature^2 * KL(softmax(teacher / T) || softmax(student / T)),
     summed over the classes (or vocabulary) and averaged over the `present` target positions [batch,
     targets]; the T^2 keeps its gradients on the scale of the hard-label loss. In fp32."""
-    import torch
+    import torch  # lazy: off the config check's import path (tests/test_train.py)
 
     if temperature <= 0:
         raise ValueError(f"temperature={temperature!r} is not accepted; use a number > 0")
@@ -54,7 +65,7 @@ def attribution_match_kl(token_scores: torch.Tensor, positions: torch.Tensor, wo
     positions/words [batch, pieces]: each token position of a matched word and that word's index (-1:
     padding); teacher [batch, words]: the teacher's normalised word scores (-1: padding). A word's
     student score is the sum over its tokens; both sides are normalised over the row's words."""
-    import torch
+    import torch  # lazy: off the config check's import path (tests/test_train.py)
 
     eps = 1e-8
     valid_piece = positions.ge(0) & words.ge(0)
