@@ -4,7 +4,7 @@ in the command, the config, the data or a shared artifact. Anything else is a bu
 from __future__ import annotations
 
 from kdlight.config import ConfigError
-from kdlight.data.sources import BadRowError, DataSourceError
+from kdlight.data.readers import BadRowError, DataSourceError
 from kdlight.hub import HubUnavailableError
 from kdlight.plugins import PluginImportError
 from kdlight.trust import RefusedArtifact

@@ -15,7 +15,7 @@ from kdlight.attribution.settings import check_shared
 from kdlight.compose import compose_config
 from kdlight.config import ConfigError, config_groups, group_options
 from kdlight.data.files import missing_files
-from kdlight.data.sources import missing_release
+from kdlight.data.readers import missing_release
 from kdlight.data.tasks import TaskWords, dataset_task
 from kdlight.hub import hub_endpoint, hub_offline_mode, require_reachable
 from kdlight.lora import check_peft, lora_settings

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kdlight.data.sources import BadRowError, DataSourceError
+from kdlight.data.readers import BadRowError, DataSourceError
 from tests.helpers import clean_env
 
 FIELDS = {"inputs": ["review"], "label": "sentiment", "id": "id"}

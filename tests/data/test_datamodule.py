@@ -6,7 +6,7 @@ import time
 import pytest
 
 from kdlight.data import ANLIDataModule, CQADataModule, ESNLIDataModule, SVAMPDataModule
-from kdlight.data.sources import BadRowError, DataSourceError
+from kdlight.data.readers import BadRowError, DataSourceError
 from kdlight.hub import HubUnavailableError
 from tests.conftest import CQA_ROWS
 

@@ -132,7 +132,7 @@ def test_a_run_that_fails_writes_a_failed_results_json(compose, tmp_path):
     from kdlight.run import run
 
     cfg = compose(["debug=tiny", "dataset=cqa", "method=finetune", f"dataset.root={tmp_path / 'no-data'}"])
-    from kdlight.data.sources import DataSourceError
+    from kdlight.data.readers import DataSourceError
 
     with pytest.raises(DataSourceError):
         run(cfg)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from kdlight.data.sources import subsample_positions
+from kdlight.data.readers import subsample_positions
 from tests.conftest import needs_dsbs
 
 SIZES = (250, 500, 1000, 2000)

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from kdlight.data import sources
+from kdlight.data import readers
 from kdlight.data.collate import TaskCollator
 from kdlight.data.cue_words import CueWordsSpec, generate_rows
 from kdlight.data.features import (
@@ -57,7 +57,7 @@ RENDERINGS = ("student", "teacher")  # which rendering the model reads: the stud
 SPLITS = ("train", "valid", "test")
 
 
-class RationaleSource(Protocol):
+class RationaleProvider(Protocol):
     """Gives each example of a chunk of a split its rationale text (None: this example has none)."""
 
     def fingerprint(self, split: str) -> str: ...
@@ -75,7 +75,7 @@ class KDDataModule(pl.LightningDataModule):
     """Rows -> examples -> two renderings -> tokenised label and rationale tasks -> padded batches."""
 
     task: ClassVar[Task]
-    accepted_sources: ClassVar[tuple[str, ...]] = sources.SOURCES
+    accepted_sources: ClassVar[tuple[str, ...]] = readers.SOURCES
 
     def __init__(
         self,
@@ -106,7 +106,7 @@ class KDDataModule(pl.LightningDataModule):
         examples: ExampleSet | None = None,
         tokenizer: Any = None,
         family: Any = None,
-        rationales: RationaleSource | None = None,
+        rationales: RationaleProvider | None = None,
         label_source: Callable[[str, int, list[Example]], list[str | None]] | None = None,
         train_columns: Sequence[TrainColumns] = (),
         separator: str | None = None,
@@ -122,7 +122,7 @@ class KDDataModule(pl.LightningDataModule):
         if getattr(self, "task", None) is not None:
             check_cot_prompt(self.cot, self.task.template_names())
         self.source = _choice("source", source, self.accepted_sources)
-        self.on_bad_row = _choice("on_bad_row", on_bad_row, sources.BAD_ROW_POLICIES)
+        self.on_bad_row = _choice("on_bad_row", on_bad_row, readers.BAD_ROW_POLICIES)
         self.train_stand_in = _choice("train_stand_in", train_stand_in, (None, *TRAIN_STAND_INS))
         for name, value in (("max_rows", max_rows), ("chunk_rows", chunk_rows), ("corpus_rows", corpus_rows)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -164,59 +164,59 @@ class KDDataModule(pl.LightningDataModule):
         self.features: dict[str, FeatureRows] = {}
 
     # ---------------------------------------------------------------- examples
-    def _release_split(self, split: str, memo: DigestMemo) -> tuple[SplitExamples, sources.LoadReport]:
-        files = sources.release_inputs(self.root, self.task, split)
+    def _release_split(self, split: str, memo: DigestMemo) -> tuple[SplitExamples, readers.LoadReport]:
+        files = readers.release_inputs(self.root, self.task, split)
         key_fields = {"source": "dsbs", "on_bad_row": self.on_bad_row, "files": [memo.digest(p) for p in files]}
-        return self._stored(split, key_fields, lambda report: sources.release_examples(self.root, self.task, split, self.on_bad_row, report))
+        return self._stored(split, key_fields, lambda report: readers.release_examples(self.root, self.task, split, self.on_bad_row, report))
 
-    def _stored(self, split: str, key_fields: dict, build) -> tuple[SplitExamples, sources.LoadReport]:
+    def _stored(self, split: str, key_fields: dict, build) -> tuple[SplitExamples, readers.LoadReport]:
         table, report, key = build_or_open(self.task, split, key_fields, build, self.cache_dir)
         return SplitExamples(self.task, table, None, split, key), report
 
-    def _hub_splits(self, memo: DigestMemo) -> dict[str, tuple[SplitExamples, sources.LoadReport]]:
+    def _hub_splits(self, memo: DigestMemo) -> dict[str, tuple[SplitExamples, readers.LoadReport]]:
         raw = {}
         if isinstance(self.task, SVAMPTask):
-            location = self.svamp_json or sources.SVAMP_JSON_URL
-            problems = sources.load_svamp_original(location, self.hub_timeout)
-            for split, rows in sources.svamp_release_rows(problems).items():
+            location = self.svamp_json or readers.SVAMP_JSON_URL
+            problems = readers.load_svamp_original(location, self.hub_timeout)
+            for split, rows in readers.svamp_release_rows(problems).items():
                 origin = f"SVAMP.json ({location})[{split}]"
                 key_fields = {"source": "svamp_json", "on_bad_row": self.on_bad_row, "rows": rows}
-                raw[split] = self._stored(split, key_fields, lambda report, rows=rows, origin=origin: sources.examples_from_rows(
+                raw[split] = self._stored(split, key_fields, lambda report, rows=rows, origin=origin: readers.examples_from_rows(
                     self.task, rows, origin, self.on_bad_row, report, first_line=0))
             return raw
-        name, config, split_map = sources.HUB_SPECS[self.task.name]
+        name, config, split_map = readers.HUB_SPECS[self.task.name]
         for split, theirs in split_map.items():
-            llm = sources.palm_files(self.root, self.task, split) if self.root is not None and self.root.is_dir() else []
-            attach = (lambda examples, report, llm=llm, split=split: sources.attach_palm(
+            llm = readers.palm_files(self.root, self.task, split) if self.root is not None and self.root.is_dir() else []
+            attach = (lambda examples, report, llm=llm, split=split: readers.attach_palm(
                 self.task, examples, llm, f"hub[{split}]", report)) if llm else None
             raw[split] = self._hub_split(split, name, config, theirs, f"hub:{name}[{split}]", {"palm": [memo.digest(p) for p in llm]}, attach)
         return raw
 
     def _hub_split(self, split: str, name: str, config: str | None, theirs: str, origin: str, key_extra: dict,
-                   then: Callable | None = None) -> tuple[SplitExamples, sources.LoadReport]:
+                   then: Callable | None = None) -> tuple[SplitExamples, readers.LoadReport]:
         """One split of a hub dataset (datasets.load_dataset) through the task's row check into the store;
         `then(examples, report)` adds to its examples (the release's PaLM completions)."""
-        dataset = sources.load_hub_dataset(name, config, theirs, f"{self.task.name} split {theirs!r} ({name})", self.hub_timeout)
+        dataset = readers.load_hub_dataset(name, config, theirs, f"{self.task.name} split {theirs!r} ({name})", self.hub_timeout)
         key_fields = {"source": "hub", "dataset": [name, config, theirs], "fingerprint": getattr(dataset, "_fingerprint", None),
                       "on_bad_row": self.on_bad_row, **key_extra}
 
         def build(report):
-            examples = sources.examples_from_rows(self.task, iter(dataset), origin, self.on_bad_row, report, first_line=0)
+            examples = readers.examples_from_rows(self.task, iter(dataset), origin, self.on_bad_row, report, first_line=0)
             return then(examples, report) if then is not None else examples
 
         return self._stored(split, key_fields, build)
 
-    def _raw_splits(self) -> dict[str, tuple[SplitExamples, sources.LoadReport]]:
+    def _raw_splits(self) -> dict[str, tuple[SplitExamples, readers.LoadReport]]:
         memo = DigestMemo(self.cache_dir)
         try:
             if self.source == "hub":
                 return self._hub_splits(memo)
-            problem = sources.missing_release(self.root, self.task, self.train_stand_in)
+            problem = readers.missing_release(self.root, self.task, self.train_stand_in)
             if problem is not None:
-                raise sources.DataSourceError(problem)
+                raise readers.DataSourceError(problem)
             raw = {}
             for split in self.task.release_splits:
-                if split == "train" and not sources.release_file(self.root, self.task, split).is_file():
+                if split == "train" and not readers.release_file(self.root, self.task, split).is_file():
                     continue  # the stand-in (checked above)
                 raw[split] = self._release_split(split, memo)
             return raw
@@ -230,7 +230,7 @@ class KDDataModule(pl.LightningDataModule):
             self._examples = self._assemble(self._raw_splits())
         return self._examples
 
-    def _assemble(self, raw: dict[str, tuple[SplitExamples, sources.LoadReport]]) -> ExampleSet:
+    def _assemble(self, raw: dict[str, tuple[SplitExamples, readers.LoadReport]]) -> ExampleSet:
         stand_in = None
         if "train" not in raw:
             stand_in = self.train_stand_in
@@ -249,7 +249,7 @@ class KDDataModule(pl.LightningDataModule):
             splits = {name: rows.head(self.max_rows) for name, rows in splits.items()}
         for name, rows in splits.items():
             if len(rows) == 0:  # before training: a sampler of 0 rows fails far from the cause
-                raise sources.DataSourceError(sources.empty_split_message(name, raw.get(name, raw.get("train", (None, None)))[1]))
+                raise readers.DataSourceError(readers.empty_split_message(name, raw.get(name, raw.get("train", (None, None)))[1]))
         splits["train"] = self._subsample(splits["train"])
         for name, rows in splits.items():
             rows.name = name
@@ -264,7 +264,7 @@ class KDDataModule(pl.LightningDataModule):
         if size > len(train):
             raise ValueError(f"dataset.train_size={size} is larger than the {len(train)} train rows; use at most {len(train)}")
         log.info("training on %d of %d train rows (seeded subsample, subsample_seed=%s)", size, len(train), self.subsample_seed)
-        return train.select(sources.subsample_positions(len(train), size, self.subsample_seed), f"subsample-{self.subsample_seed}-{size}")
+        return train.select(readers.subsample_positions(len(train), size, self.subsample_seed), f"subsample-{self.subsample_seed}-{size}")
 
     def load_examples(self) -> dict[str, SplitExamples]:
         return self.examples.splits
@@ -309,7 +309,7 @@ class KDDataModule(pl.LightningDataModule):
             "label_distribution": labels,
             "rejected": {
                 "count": sum(r.rejected_count for r in reports.values()), "on_bad_row": self.on_bad_row,
-                "rows": [vars(r) for r in rejected[: sources.MAX_REJECTED_LISTED]],
+                "rows": [vars(r) for r in rejected[: readers.MAX_REJECTED_LISTED]],
             },
             "palm": palm,
         }
@@ -483,7 +483,7 @@ def _unchanged(item):
 
 
 def _carve(rows: SplitExamples) -> tuple[SplitExamples, SplitExamples]:
-    train, valid = sources.carve_valid(len(rows))
+    train, valid = readers.carve_valid(len(rows))
     return rows.select(train, "carve-train"), rows.select(valid, "carve-valid")
 
 
@@ -540,7 +540,7 @@ class CueWordsDataModule(KDDataModule):
     def chance_accuracy(self) -> float:
         return round(1 / self.spec.n_classes, 4)
 
-    def _raw_splits(self) -> dict[str, tuple[SplitExamples, sources.LoadReport]]:
+    def _raw_splits(self) -> dict[str, tuple[SplitExamples, readers.LoadReport]]:
         raw = {}
         for split, size in self.sizes.items():
             key_fields = {"source": "generated", "spec": vars(self.spec), "size": size, "seed": self.sample_seed}
@@ -607,21 +607,21 @@ class FilesDataModule(KDDataModule):
         self.path, self.format, self.hub = path, format, dict(hub or {})
         self.split_fractions, self.split_seed = dict(split_fractions or {"valid": 0.1, "test": 0.1}), split_seed
 
-    def _file_split(self, name: str, path: str, memo: DigestMemo) -> tuple[SplitExamples, sources.LoadReport]:
+    def _file_split(self, name: str, path: str, memo: DigestMemo) -> tuple[SplitExamples, readers.LoadReport]:
         file = Path(path).expanduser().resolve()
         if not file.is_file():
-            raise sources.DataSourceError(f"dataset.{name if name != 'all' else 'path'}={path}: no such file")
+            raise readers.DataSourceError(f"dataset.{name if name != 'all' else 'path'}={path}: no such file")
         kind = file_format(file, self.format)
         key_fields = {"source": "files", "task": self.task.definition(), "on_bad_row": self.on_bad_row, "file": memo.digest(file)}
 
         def build(report):
             check_columns(self.task, file, kind)
             rows, first_line = read_rows(file, kind)
-            return sources.examples_from_rows(self.task, rows, str(file), self.on_bad_row, report, first_line=first_line)
+            return readers.examples_from_rows(self.task, rows, str(file), self.on_bad_row, report, first_line=first_line)
 
         return self._stored(name, key_fields, build)
 
-    def _raw_splits(self) -> dict[str, tuple[SplitExamples, sources.LoadReport]]:
+    def _raw_splits(self) -> dict[str, tuple[SplitExamples, readers.LoadReport]]:
         memo = DigestMemo(self.cache_dir)
         try:
             if self.source == "hub":
@@ -631,13 +631,13 @@ class FilesDataModule(KDDataModule):
                 positions = split_positions(len(rows), self.split_fractions, self.split_seed)
                 # the file's report (rows read, bad rows) once, with train; valid and test are selections of it
                 return {name: (rows.select(where, f"{name}-{self.split_seed}-{self.split_fractions}"),
-                               report if name == "train" else sources.LoadReport(len(where), len(where)))
+                               report if name == "train" else readers.LoadReport(len(where), len(where)))
                         for name, where in positions.items()}
             return {name: self._file_split(name, path, memo) for name, path in self.files.items() if path is not None}
         finally:
             memo.save()
 
-    def _hub_task_splits(self) -> dict[str, tuple[SplitExamples, sources.LoadReport]]:
+    def _hub_task_splits(self) -> dict[str, tuple[SplitExamples, readers.LoadReport]]:
         name, config = self.hub["name"], self.hub.get("config")
         return {split: self._hub_split(split, name, config, theirs, f"hub:{name}[{theirs}]", {"task": self.task.definition()})
                 for split, theirs in dict(self.hub.get("splits") or {"train": "train", "test": "test"}).items()}

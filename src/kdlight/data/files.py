@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kdlight.answers import evaluate_equation
-from kdlight.data import sources
+from kdlight.data import readers
 from kdlight.data.tasks import CHOICES, LETTERS, TASKS, BadRow, Example, PalmParse, Task, _require_text, parse_marked, template_fields
 
 LABEL_KINDS = {"class": "text", "text": "text", "number": "equation"}  # label kind -> the answer checker's kind
@@ -212,9 +212,9 @@ CSV_FIELD_LIMIT = 1 << 24  # characters in one CSV field (Python's default, 131,
 
 def read_rows(path: Path, kind: str) -> tuple[Iterator[object], int]:
     """(rows, the line of the first row): JSON Lines line by line, CSV records with the physical line each
-    starts on (sources.At), Parquet by row (its "line" is the row number, from 1)."""
+    starts on (readers.At), Parquet by row (its "line" is the row number, from 1)."""
     if kind == "jsonl":
-        return sources.read_json_lines(path), 1
+        return readers.read_json_lines(path), 1
     if kind == "csv":
         return read_csv(path), 2
     return read_parquet(path), 1
@@ -227,7 +227,7 @@ def file_columns(path: Path, kind: str, sample: int = 20) -> list[str]:
     columns: dict[str, None] = {}
     rows, _ = read_rows(path, kind)
     for _, row in zip(range(sample), rows):
-        value = row.value if isinstance(row, sources.At) else row
+        value = row.value if isinstance(row, readers.At) else row
         if isinstance(value, dict):
             columns.update(dict.fromkeys(str(k) for k in value))
     return list(columns)
@@ -244,11 +244,11 @@ def check_columns(task: FilesTask, path: Path, kind: str) -> None:
     for key, names in wanted.items():
         missing = [n for n in names if n not in columns]
         if missing:
-            raise sources.DataSourceError(f"dataset.fields.{key} names {missing[0]!r}, which is not a column of {path}; "
+            raise readers.DataSourceError(f"dataset.fields.{key} names {missing[0]!r}, which is not a column of {path}; "
                                           f"its columns are {columns}")
 
 
-def read_csv(path: Path) -> Iterator[sources.At]:
+def read_csv(path: Path) -> Iterator[readers.At]:
     """CSV records as {header: field} rows, each at the physical line it starts on. Bytes are read as UTF-8
     (a byte-order mark before the header dropped); a record that is not UTF-8 or not valid CSV becomes an
     InvalidLine at its line, so it is named and can be skipped, and reading goes on after it."""
@@ -267,7 +267,7 @@ def read_csv(path: Path) -> Iterator[sources.At]:
             except StopIteration:
                 return
             except csv.Error as err:
-                yield sources.At(done + 1, sources.InvalidLine(f"not valid CSV ({err})"))
+                yield readers.At(done + 1, readers.InvalidLine(f"not valid CSV ({err})"))
                 if reader.line_num == done:
                     return  # the reader cannot move past it
                 done = reader.line_num
@@ -275,12 +275,12 @@ def read_csv(path: Path) -> Iterator[sources.At]:
             line, done = done + 1, reader.line_num
             if not record:
                 continue  # a blank line
-            if sources.has_surrogates(record) or sources.has_surrogates(header):
-                yield sources.At(line, sources.InvalidLine("invalid UTF-8 (bytes that are not UTF-8 text)"))
+            if readers.has_surrogates(record) or readers.has_surrogates(header):
+                yield readers.At(line, readers.InvalidLine("invalid UTF-8 (bytes that are not UTF-8 text)"))
                 continue
             row = dict(zip(header, record))
             row.update({name: None for name in header[len(record):]})  # csv.DictReader's restval for short records
-            yield sources.At(line, row)
+            yield readers.At(line, row)
 
 
 def open_parquet(path: Path):
@@ -288,7 +288,7 @@ def open_parquet(path: Path):
     try:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:
-        raise sources.DataSourceError(f"{path}: not a readable Parquet file ({str(err).strip().splitlines()[0][:200]})") from None
+        raise readers.DataSourceError(f"{path}: not a readable Parquet file ({str(err).strip().splitlines()[0][:200]})") from None
 
 
 def read_parquet(path: Path) -> Iterator[dict]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from kdlight.data.sources import LoadReport
+from kdlight.data.readers import LoadReport
 from kdlight.data.tasks import Example, Task
 from kdlight.io import atomic_path, json_digest, write_json
 from kdlight.provenance import code_digest
