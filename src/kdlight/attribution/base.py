@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 import torch
 
 from kdlight.attribution.settings import AGGREGATES
-from kdlight.provenance import code_digest
 
 BASELINES = ("zero", "pad")
 
@@ -136,6 +135,8 @@ class AttributionMethod:
     def key_fields(self) -> dict[str, Any]:
         """What the rationale cache is keyed by: the method, its version and code (an edit never reuses
         old scores), and the settings that change scores."""
+        from kdlight.provenance import code_digest
+
         return {"method": self.name, "version": self.version, "code": code_digest(type(self)),
                 **{key: getattr(self, key) for key in self.keyed}}
 
