@@ -530,14 +530,6 @@ def build_report(paths: list[str | Path], out_dir: str | Path, reference: str = 
         markdown += ["\n## Rationale quality (training rationales; kdlight's convention: nats of log p(gold) at absolute k)\n", quality_table(quality)]
     if problems:
         markdown += ["\n## Runs without results\n", "\n".join(problems) + "\n"]
-    write_text(out / "table.md", "\n".join(markdown))
-    write_text(out / "table.csv", csv_table(rows))
-    if rows:
-        plot_k_curve(rows, out / "k_curve.png")
-        plot_methods(rows, out / "methods.png", reference)
-        plot_data_size(rows, out / "data_size.png")
-    if quality:
-        plot_quality(quality, out / "quality.png")
     choices = validation_choices(rows)
     by_attribution = attribution_choices(rows)
     if by_attribution:
@@ -545,14 +537,20 @@ def build_report(paths: list[str | Path], out_dir: str | Path, reference: str = 
                      "\n".join(f"- {c['dataset']}, {c['train_rows']} train rows, {c['method']}: "
                                + ", ".join(f"{g['attribution']} ({_setting(g)}) {_fmt(g['val_acc_best_mean'])}" for g in c["grid"])
                                + f" -> **{c['chosen']}**" for c in by_attribution) + "\n"]
-        write_text(out / "table.md", "\n".join(markdown))
     if choices:
         markdown += ["\n## Settings chosen on validation (mean best validation accuracy over seeds; test accuracy not read)\n",
                      "\n".join(f"- {c['dataset']}, {c['train_rows']} train rows, {c['method']}"
                                + (f" [{c['attribution']}]" if c["attribution"] else "") + ": "
                                + ", ".join(f"{_setting(g)} {_fmt(g['val_acc_best_mean'])}" for g in c["grid"])
                                + f" -> **{_setting(c['chosen'])}**" for c in choices) + "\n"]
-        write_text(out / "table.md", "\n".join(markdown))
+    write_text(out / "table.md", "\n".join(markdown))  # once, every section in
+    write_text(out / "table.csv", csv_table(rows))
+    if rows:
+        plot_k_curve(rows, out / "k_curve.png")
+        plot_methods(rows, out / "methods.png", reference)
+        plot_data_size(rows, out / "data_size.png")
+    if quality:
+        plot_quality(quality, out / "quality.png")
     summary = {
         "paths": [str(p) for p in paths], "reference": reference, "finished": len(runs.finished), "failed": runs.failed,
         "unfinished": runs.unfinished, "teacher_runs": runs.teacher_runs, "rows": rows, "quality": quality,
