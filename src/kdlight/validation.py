@@ -22,7 +22,7 @@ from kdlight.lora import check_peft, lora_settings
 from kdlight.methods import training_method
 from kdlight.models import hub_hint, is_local, placement_problem, source_problem
 from kdlight.runtime import resolve_threads
-from kdlight.training.losses import ALPHA_SCHEDULES, alpha_problem
+from kdlight.training.losses import ALPHA_SCHEDULES, alpha_problem, first_alpha_problem
 
 
 def unknown_keys(overrides: list[str], config_name: str = "train") -> list[str]:
@@ -124,8 +124,8 @@ def validate_config(cfg: DictConfig, methods: bool = True) -> None:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     student = cfg.get("student") or {}
-    problem = alpha_problem(cfg.get("alpha")) or next(
-        filter(None, (alpha_problem(student.get(key), f"student.{key}", nullable=True) for key in ("alpha_start", "alpha_end"))), None)
+    problem = alpha_problem(cfg.get("alpha")) or first_alpha_problem(
+        ((f"student.{key}", student.get(key)) for key in ("alpha_start", "alpha_end")), nullable=True)
     if problem:
         raise ConfigError(problem)
     schedule = student.get("alpha_schedule", "constant")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kdlight.registry import Registry
-from kdlight.training.losses import alpha_problem, dual_task_loss, scheduled_alpha
+from kdlight.training.losses import dual_task_loss, first_alpha_problem, scheduled_alpha
 from kdlight.training.module import LabelTaskModule
 
 # Student kinds by name: a LightningModule class a student config's _target_ names (a plugin registers
@@ -37,8 +37,7 @@ class StudentModule(LabelTaskModule):
         self.alpha_schedule = alpha_schedule
         self.alpha_start = self.alpha if alpha_start is None else float(alpha_start)
         self.alpha_end = self.alpha if alpha_end is None else float(alpha_end)
-        problem = next(filter(None, (alpha_problem(value, key) for key, value in (
-            ("alpha", self.alpha), ("student.alpha_start", self.alpha_start), ("student.alpha_end", self.alpha_end)))), None)
+        problem = first_alpha_problem((("alpha", self.alpha), ("student.alpha_start", self.alpha_start), ("student.alpha_end", self.alpha_end)))
         if problem:  # a module built in code, not from a checked config (kdlight.validation runs the same rule)
             raise ValueError(problem)
         scheduled_alpha(0, 1, alpha_schedule, self.alpha_start, self.alpha_end)  # names a bad schedule now, not at step 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the arithmetic needs no torch import: config validation uses this module before torch loads
@@ -19,6 +20,11 @@ def alpha_problem(value: object, key: str = "alpha", nullable: bool = False) -> 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
         return f"{key}={value!r} is not accepted; use a number with 0 <= alpha <= 1" + (", or null (alpha)" if nullable else "")
     return None
+
+
+def first_alpha_problem(named: Iterable[tuple[str, object]], nullable: bool = False) -> str | None:
+    """alpha_problem of the first (key, value) pair that has one, or None."""
+    return next((problem for key, value in named if (problem := alpha_problem(value, key, nullable))), None)
 
 
 def scheduled_alpha(step: int, total_steps: int, schedule: str, start: float, end: float) -> float:
