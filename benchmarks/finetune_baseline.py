@@ -50,7 +50,7 @@ class MeanPooled(torch.nn.Module):
 def build(head: str, folder: str, layers: int, seed: int):
     import transformers
 
-    from kdlight.models import keep_first_layers
+    from kdlight.models.loading import keep_first_layers
 
     torch.manual_seed(seed)
     if head == "cls":

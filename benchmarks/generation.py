@@ -21,9 +21,9 @@ from hydra.utils import instantiate
 from common import environment, paired_ratio, rounds, shape_overrides, write
 from kdlight.answers import AnswerChecker
 from kdlight.compose import compose_config
-from kdlight.models import build_model
-from kdlight.runtime import apply_threads, quiet_libraries
+from kdlight.models.loading import build_model
 from kdlight.teacher.generate import Decoding, GenerationStage, cot_prompt, generate_split, transformers_completer
+from kdlight.utils.runtime import apply_threads, quiet_libraries
 
 
 def main() -> None:

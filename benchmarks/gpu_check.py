@@ -12,7 +12,7 @@
 3. student_step: a T5-base-shaped student (248M), batches of 32 x 256 -> 16: one optimiser step with
    LoRA (student.peft=lora, r 8 on the attention projections) and with every weight: seconds (paired
    ratio), peak memory, trainable parameters.
-4. ddp_extraction: `python -m kdlight.attribute trainer=ddp` over every device present (a 512-row
+4. ddp_extraction: `python -m kdlight.commands.attribute trainer=ddp` over every device present (a 512-row
    generated task, the FLAN-T5-small shape): examples/s of the whole command.
 A section that cannot run here (no CUDA for 4-bit, no captum, one device for DDP) says why in the JSON.
 """
@@ -36,8 +36,8 @@ from kdlight.attribution import AttributionBatch, TargetScorer, method_from_sett
 from kdlight.attribution.base import reduce_hidden
 from kdlight.families import family_of
 from kdlight.families.base import IGNORE_INDEX
+from kdlight.models.tiny import tiny_model
 from kdlight.reports.measures import cache_agreement
-from kdlight.tiny import tiny_model
 
 T5_BASE = {"architecture": "t5", "d_model": 768, "d_ff": 2048, "num_layers": 12, "num_heads": 12, "d_kv": 64, "vocab_size": 32128}
 TINY = {"architecture": "t5", "d_model": 32, "d_ff": 64, "num_layers": 2, "num_heads": 4, "d_kv": 8, "vocab_size": 300}
@@ -123,9 +123,9 @@ def section_extraction_bf16(sizes: dict, device: str, dtype) -> tuple[dict, obje
 
 
 def section_extraction_4bit(model, reference: dict, sizes: dict, work: Path) -> dict:
-    from kdlight.models import load_model, placement_problem
+    from kdlight.models.loading import load_model, placement_problem
 
-    problem = placement_problem("4bit", None, "kdlight.models.load_model", {})
+    problem = placement_problem("4bit", None, "kdlight.models.loading.load_model", {})
     if problem:
         return {"skipped": problem}
     folder = work / "teacher_bf16"
@@ -142,7 +142,7 @@ def section_extraction_4bit(model, reference: dict, sizes: dict, work: Path) -> 
 
 
 def section_student_step(sizes: dict, device: str, dtype) -> dict:
-    from kdlight.lora import add_lora, lora_settings
+    from kdlight.models.lora import add_lora, lora_settings
 
     batch = random_batch(sizes, sizes["student"]["vocab_size"], device, sizes["student_target"])
     students = {}
@@ -173,7 +173,7 @@ def section_ddp(sizes: dict, work: Path) -> dict:
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     shape = [] if sizes["ddp_shape"] is None else [f"teacher.model.{k}={v}" for k, v in SHAPES[sizes["ddp_shape"]].items()
                                                    if k not in ("architecture", "d_kv", "vocab_size")]
-    command = [sys.executable, "-m", "kdlight.attribute", "dataset=cue_words", f"dataset.train_size={sizes['ddp_rows']}", "teacher=tiny",
+    command = [sys.executable, "-m", "kdlight.commands.attribute", "dataset=cue_words", f"dataset.train_size={sizes['ddp_rows']}", "teacher=tiny",
                "trainer=ddp", f"trainer.accelerator={accelerator}", f"trainer.devices={devices}", "attribution.splits=[train]",
                f"paths.cache_dir={work / 'ddp_cache'}", "threads=1", *shape]
     started = time.perf_counter()

@@ -8,7 +8,7 @@ with PaLM completions in 100 llm/ files as e-SNLI's release has them. Each stage
 its own (the real command line where there is one) and reports its wall time and peak resident memory
 (ru_maxrss, with its child processes'):
 - data: `python -m kdlight.data dataset=esnli` (reading and storing the release: the Arrow store, cold);
-- extract (cold) and extract (cache hit): `python -m kdlight.attribute` with the tiny random teacher
+- extract (cold) and extract (cache hit): `python -m kdlight.commands.attribute` with the tiny random teacher
   (the pipeline itself is what is timed, not a model);
 - read-back: every training row's rationale read from the cache for a k-sweep job (texts, starts);
 - setup (cold) and setup (cached): the student's DataModule setup with the tiny tokenizer and the
@@ -114,8 +114,8 @@ def run_stage(name: str, overrides: list[str]) -> None:
     from hydra.utils import instantiate
 
     from kdlight.compose import compose_config
-    from kdlight.runtime import apply_threads, quiet_libraries
     from kdlight.teacher.stage import TeacherStage
+    from kdlight.utils.runtime import apply_threads, quiet_libraries
 
     cfg = compose_config(overrides)
     apply_threads(1)
@@ -130,8 +130,8 @@ def run_stage(name: str, overrides: list[str]) -> None:
             rows += len(source("train", start, examples, [data.task.render_teacher(ex) for ex in examples]))
         print(json.dumps({"rows": rows, "seconds": round(time.perf_counter() - started, 2)}))
         return
-    from kdlight.models import build_model
-    from kdlight.text import separator_token
+    from kdlight.families.text import separator_token
+    from kdlight.models.loading import build_model
 
     model, tokenizer, family = build_model(instantiate(cfg.student.model, _partial_=True), instantiate(cfg.student.tokenizer, _partial_=True),
                                            data.corpus)
@@ -168,8 +168,8 @@ def size_row(rows: int, work: Path, setup_workers: int) -> dict:
     row = {"rows": rows}
     print(f"--- {rows} rows", flush=True)
     row["data"] = measured([sys.executable, "-m", "kdlight.data", *overrides])
-    row["extract_cold"] = measured([sys.executable, "-m", "kdlight.attribute", *overrides])
-    row["extract_hit"] = measured([sys.executable, "-m", "kdlight.attribute", *overrides])
+    row["extract_cold"] = measured([sys.executable, "-m", "kdlight.commands.attribute", *overrides])
+    row["extract_hit"] = measured([sys.executable, "-m", "kdlight.commands.attribute", *overrides])
     row["readback"] = measured([*stage_script("readback"), *overrides])
     setup_stages(row, work, setup_workers)
     row["cache"] = cache_files(cache)
@@ -197,8 +197,8 @@ def run_overlap(overrides: list[str]) -> None:
 
     from kdlight.attribution import AttributionMethod, AttributionResult, register_method
     from kdlight.compose import compose_config
-    from kdlight.runtime import apply_threads, quiet_libraries
     from kdlight.teacher.stage import TeacherStage
+    from kdlight.utils.runtime import apply_threads, quiet_libraries
 
     gpu_ms = float(next(o for o in overrides if o.startswith("+gpu_ms=")).split("=")[1])
     cfg = compose_config([o for o in overrides if not o.startswith("+gpu_ms=")])

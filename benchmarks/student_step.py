@@ -31,9 +31,9 @@ from hydra.utils import instantiate
 
 from common import environment, shape_overrides, write
 from kdlight.compose import compose_config
-from kdlight.models import build_model
-from kdlight.runtime import apply_threads, numeric_settings, quiet_libraries
-from kdlight.text import separator_token
+from kdlight.families.text import separator_token
+from kdlight.models.loading import build_model
+from kdlight.utils.runtime import apply_threads, numeric_settings, quiet_libraries
 
 FAMILY_SHAPE = {"seq2seq": ("tiny", "t5_v1_1_small"), "causal": ("tiny_causal", "gpt2_small")}
 
@@ -59,7 +59,7 @@ def main() -> None:
          *shape_overrides("student", shape)],
         output_dir=work / "run",
     )
-    with numeric_settings(bool(cfg.flush_denormal)):  # as train.py and kdlight.attribute
+    with numeric_settings(bool(cfg.flush_denormal)):  # as train.py and kdlight.commands.attribute
         run(cfg, args, shape)
 
 

@@ -40,9 +40,9 @@ from kdlight.attribution.selection import PackedUnitSpans, unit_spans
 from kdlight.compose import compose_config
 from kdlight.families import IGNORE_INDEX
 from kdlight.families.base import pad_right
-from kdlight.runtime import apply_threads, numeric_settings, quiet_libraries
 from kdlight.teacher.extract import TeacherBatches, extract_split
 from kdlight.teacher.stage import TeacherStage
+from kdlight.utils.runtime import apply_threads, numeric_settings, quiet_libraries
 
 FAMILY_SHAPE = {"seq2seq": ("tiny", "flan_t5_small"), "causal": ("tiny_causal", "gpt2_small"), "encoder": ("minilm", None)}
 

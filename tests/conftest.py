@@ -105,7 +105,7 @@ def corpus_texts() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tokenizer(tmp_path_factory):
-    from kdlight.tiny import tiny_tokenizer
+    from kdlight.models.tiny import tiny_tokenizer
 
     return tiny_tokenizer(corpus_texts(), vocab_size=300, cache_dir=str(tmp_path_factory.mktemp("tok")))
 

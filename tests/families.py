@@ -17,8 +17,8 @@ SHAPE_IDS = [name for name, *_ in FAMILY_SHAPES]
 
 def build_family_model(name: str, cache_dir, seed: int = 3):
     """(model, tokenizer, family) of one shape, frozen and in eval mode, special ids completed."""
-    from kdlight.models import build_model
-    from kdlight.tiny import tiny_model, tiny_tokenizer
+    from kdlight.models.loading import build_model
+    from kdlight.models.tiny import tiny_model, tiny_tokenizer
 
     _, architecture, kind, options = next(shape for shape in FAMILY_SHAPES if shape[0] == name)
 
@@ -42,8 +42,8 @@ NLI_LABELS = ["entailment", "neutral", "contradiction"]
 def build_encoder_model(architecture: str, cache_dir, seed: int = 3, kind: str = "wordpiece"):
     """(model, tokenizer, family) of a tiny random BERT classifier (NLI's three labels) or multiple-choice
     model, frozen and in eval mode, with a WordPiece tokenizer trained locally."""
-    from kdlight.models import build_model
-    from kdlight.tiny import tiny_model, tiny_tokenizer
+    from kdlight.models.loading import build_model
+    from kdlight.models.tiny import tiny_model, tiny_tokenizer
 
     def tokenizer_factory(corpus):
         return tiny_tokenizer(corpus, vocab_size=300, cache_dir=str(cache_dir), kind=kind)
@@ -80,7 +80,7 @@ def encoder_nli_batch(tokenizer, family, rows: int = 3, train_columns=(), **extr
 def save_tiny_folder(folder, architecture: str = "t5", seed: int = 0):
     """A tiny random model and its tokenizer saved as a pretrained folder (what a user's model folder
     holds), for the paths that load one: LoRA's base, a placed teacher."""
-    from kdlight.tiny import tiny_model, tiny_tokenizer
+    from kdlight.models.tiny import tiny_model, tiny_tokenizer
 
     kind = "sentencepiece" if architecture == "t5" else "bpe"
     tokenizer = tiny_tokenizer(corpus_texts(), vocab_size=300, cache_dir=str(folder.parent / "tokenizers"), kind=kind)

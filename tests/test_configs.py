@@ -66,7 +66,7 @@ def test_every_callbacks_config_instantiates(compose, option):
     ("tiny_encoder", None, "multiple_choice"), ("tiny_encoder", ["yes", "no"], "sequence_classification"),
 ])
 def test_tiny_teacher_and_student_configs_build_a_model_of_their_family(compose, option, label_set, family, tmp_path):
-    from kdlight.models import build_model
+    from kdlight.models.loading import build_model
 
     cfg = compose([f"teacher={option}", f"student={option}"])
     texts = ["Where do fish live? water"] * 50
@@ -165,6 +165,6 @@ def test_every_package_is_listed_and_the_wheel_ships_the_configs(tmp_path):
     assert probe.returncode == 0, probe.stderr[-2000:]
     config, root = probe.stdout.split()
     assert config == str(target / "kdlight" / "conf") and root == str(tmp_path)
-    helped = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['kdlight-train', '--help']; from kdlight.cli import main; main()"],
+    helped = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['kdlight-train', '--help']; from kdlight.commands.cli import main; main()"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert helped.returncode == 0 and helped.stdout.startswith("kdlight:") and f"dataset: {', '.join(group_options('dataset'))}" in helped.stdout

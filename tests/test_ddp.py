@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def test_extraction_shards_across_two_processes(tmp_path, release_root):
     out = subprocess.run(
         [
-            sys.executable, "-m", "kdlight.attribute", "dataset=cqa", f"paths.data_dir={release_root}", "teacher=tiny",
+            sys.executable, "-m", "kdlight.commands.attribute", "dataset=cqa", f"paths.data_dir={release_root}", "teacher=tiny",
             "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"paths.cache_dir={tmp_path}",
             "attribution.batch_size=2", "attribution.chunk_rows=4", "attribution.shard_rows=5", "teacher.model.d_model=32",
             "teacher.model.d_ff=64", "threads=1",

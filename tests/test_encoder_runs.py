@@ -69,11 +69,11 @@ def test_the_export_in_transformers_pipeline_gives_evals_predictions(nli_run):
     rows = (NLI_ROWS * 6)[: len(predictions)]
     answers = [classify({"text": r["premise"], "text_pair": r["hypothesis"]})["label"] for r in rows]
     assert answers == [p["prediction"] for p in predictions]
-    from kdlight.export import student_pipeline
+    from kdlight.models.export import student_pipeline
 
     ours = student_pipeline(results["exported_student"])
     assert [ours({"text": r["premise"], "text_pair": r["hypothesis"]})["label"] for r in rows[:4]] == answers[:4]
-    predicted = subprocess.run([sys.executable, "-m", "kdlight.predict", results["exported_student"], "-", "--threads", "1"],
+    predicted = subprocess.run([sys.executable, "-m", "kdlight.commands.predict", results["exported_student"], "-", "--threads", "1"],
                                cwd=REPO_ROOT, input="".join(json.dumps(r) + "\n" for r in rows), capture_output=True, text=True,
                                timeout=HANG_GUARD, env=clean_env(tmp_path))
     assert predicted.returncode == 0, predicted.stderr[-2000:]

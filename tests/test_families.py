@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kdlight.families import FAMILIES, family_of
-from kdlight.models import build_model, from_folder, keep_first_layers, load_model
+from kdlight.models.loading import build_model, from_folder, keep_first_layers, load_model
 from tests.families import NLI_LABELS, build_encoder_model
 
 
@@ -65,7 +65,7 @@ def test_keep_layers_keeps_the_first_layers_and_their_weights(tmp_path):
 
 
 def test_a_sequence_classifier_needs_a_closed_label_set(tmp_path):
-    from kdlight.tiny import tiny_model, tiny_tokenizer
+    from kdlight.models.tiny import tiny_model, tiny_tokenizer
     from tests.conftest import corpus_texts
 
     with pytest.raises(ValueError, match="bert_classifier needs label_set"):

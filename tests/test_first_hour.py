@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from kdlight.io import folder_lock
+from kdlight.utils.io import folder_lock
 from tests.conftest import REPO_ROOT
 from tests.helpers import HANG_GUARD, clean_env, results_of, train
 
@@ -47,7 +47,7 @@ def test_a_folder_without_a_config_and_an_uncached_id_offline_are_named(tmp_path
 
 
 def test_debug_tiny_takes_a_model_folder_like_any_run(tmp_path):
-    from kdlight.tiny import tiny_model, tiny_tokenizer
+    from kdlight.models.tiny import tiny_model, tiny_tokenizer
 
     folder = tmp_path / "my-t5"
     tokenizer = tiny_tokenizer(["alpha beta gamma delta", "class one two three four"] * 20, vocab_size=200, cache_dir=str(tmp_path))
@@ -152,7 +152,7 @@ def test_the_small_lines_of_the_first_hour(tmp_path):
         return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD,
                               env=clean_env(tmp_path), input=stdin)
 
-    missing = run("-m", "kdlight.predict", str(tmp_path / "nowhere"), "-")
+    missing = run("-m", "kdlight.commands.predict", str(tmp_path / "nowhere"), "-")
     assert missing.returncode == 2 and errors(missing) == [
         f"error: {tmp_path / 'nowhere'} does not exist; pass <run>/checkpoints/<name>.ckpt or <run>/student"]
     usage = run("-m", "kdlight.data", "--help")
@@ -163,7 +163,7 @@ def test_the_small_lines_of_the_first_hour(tmp_path):
     done = train(tmp_path, "dataset=cue_words", "method=finetune", *TINY)
     assert done.returncode == 0, done.stderr[-2000:]
     (results,) = results_of(tmp_path)
-    explained = run("-m", "kdlight.predict", results["exported_student"], "-", "--explain", stdin='"alpha beta"\n')
+    explained = run("-m", "kdlight.commands.predict", results["exported_student"], "-", "--explain", stdin='"alpha beta"\n')
     assert explained.returncode == 0 and errors(explained)[-1] == (
         "note: this student was trained without a rationale task (alpha 0, e.g. method=finetune): its --explain text was never "
         "learned and explains nothing")

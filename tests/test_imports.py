@@ -73,6 +73,25 @@ def test_the_code_digests_of_cached_rows_are_the_ones_the_caches_were_made_with(
                        "integrated_gradients": "db0c181d68adce30", "occlusion": "fd45ced953e23aef"}
 
 
+def test_factories_that_moved_to_packages_keep_their_teachers_cache_keys():
+    """kdlight.tiny and kdlight.models became kdlight.models.tiny and kdlight.models.loading; a teacher's
+    identity (the key of its fine-tuned weights and rationale caches) names the old paths, so caches made
+    before the move still hit. The digests are the ones commit d37da13 (before the move) computed."""
+    from kdlight.compose import compose_config
+    from kdlight.teacher.stage import TeacherStage
+    from kdlight.utils.io import json_digest
+
+    def identity(*overrides):
+        cfg = compose_config(list(overrides), output_dir="unused")
+        assert cfg.teacher.model._target_.startswith(("kdlight.models.tiny.", "kdlight.models.loading."))
+        return json_digest(TeacherStage.from_config(cfg).identity(), 16)
+
+    assert identity("teacher=tiny") == "269dd92e340062d7"
+    assert identity("teacher=tiny_encoder") == "b15b142f5bf4f33a"
+    assert identity("experiment=quickstart") == "57a433d0af8b5153"
+    assert identity("teacher=flan_t5_xl") == "507efcfc35713708"
+
+
 def test_an_unexplained_import_inside_a_function_is_named(tmp_path):
     package = tmp_path / "pkg"
     package.mkdir()

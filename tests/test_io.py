@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from kdlight.io import atomic_path, write_json
+from kdlight.utils.io import atomic_path, write_json
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])

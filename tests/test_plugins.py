@@ -1,4 +1,4 @@
-"""Plugins from a module outside the package (kdlight.plugins): an attribution method, a task with its
+"""Plugins from a module outside the package (kdlight.utils.plugins): an attribution method, a task with its
 dataset config, a model family and a training method, registered by a module in a temporary folder,
 used by the real command line with no edit to kdlight; the built-ins register the same way."""
 

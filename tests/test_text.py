@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from kdlight.answers import answer_correct
-from kdlight.text import decode_answers, encode_inputs, encode_targets, end_token_id, separator_token
-from kdlight.tiny import tiny_tokenizer
+from kdlight.families.text import decode_answers, encode_inputs, encode_targets, end_token_id, separator_token
+from kdlight.models.tiny import tiny_tokenizer
 
 KINDS = [("sentencepiece", {}), ("wordpiece", {}), ("bpe", {"add_bos": True, "pad": False})]
 

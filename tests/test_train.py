@@ -162,7 +162,7 @@ def test_eval_reproduces_the_runs_test_accuracy_and_predict_equals_eval(tiny_run
 
     # kdlight-predict on the first 20 raw test rows gives eval's answers.
     rows = (DSBS_ROOT / "svamp" / "svamp_test.json").read_text().splitlines()[:20]
-    predicted = subprocess.run([sys.executable, "-m", "kdlight.predict", results["exported_student"], "-", "--threads", "1"],
+    predicted = subprocess.run([sys.executable, "-m", "kdlight.commands.predict", results["exported_student"], "-", "--threads", "1"],
                                cwd=REPO_ROOT, input="\n".join(rows) + "\n", capture_output=True, text=True, timeout=HANG_GUARD,
                                env=clean_env(tmp_path))
     assert predicted.returncode == 0, predicted.stderr[-2000:]
@@ -176,14 +176,14 @@ def test_predict_explains_reads_plain_text_and_names_a_bad_line(tiny_run, tmp_pa
     lines = ['{"input": "Tom has 3 apples.\\nHow many apples?", "label": "( 3.0 + 0.0 )"}', "Tom has 5 pears. How many?", '"quoted text"']
     path = tmp_path / "rows.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    out = subprocess.run([sys.executable, "-m", "kdlight.predict", results["exported_student"], str(path), "--explain"],
+    out = subprocess.run([sys.executable, "-m", "kdlight.commands.predict", results["exported_student"], str(path), "--explain"],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD, env=clean_env(tmp_path))
     assert out.returncode == 0, out.stderr[-2000:]
     records = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["line"] for r in records] == [1, 2, 3] and all("rationale" in r and "answer" in r for r in records)
     assert records[1]["input"] == "Tom has 5 pears. How many?" and records[2]["input"] == "quoted text"
     path.write_text(lines[0] + "\n" + '{"input": ""}\n')
-    out = subprocess.run([sys.executable, "-m", "kdlight.predict", results["exported_student"], str(path)],
+    out = subprocess.run([sys.executable, "-m", "kdlight.commands.predict", results["exported_student"], str(path)],
                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_GUARD, env=clean_env(tmp_path))
     assert out.returncode == 2 and "line 2: field 'input' is empty" in out.stderr and out.stdout == ""
 
@@ -245,7 +245,7 @@ def test_a_student_of_every_family_trains_on_32_svamp_rows_and_exports(tmp_path,
     # The export reloads and predicts what the checkpoint predicted in the run's test.
     test = [json.loads(line) for line in (Path(results["output_dir"]) / "predictions-test.jsonl").read_text().splitlines()]
     rows = (dsbs_root / "svamp" / "svamp_test.json").read_text().splitlines()[:8]
-    predicted = subprocess.run([sys.executable, "-m", "kdlight.predict", results["exported_student"], "-"], cwd=REPO_ROOT,
+    predicted = subprocess.run([sys.executable, "-m", "kdlight.commands.predict", results["exported_student"], "-"], cwd=REPO_ROOT,
                                input="\n".join(rows) + "\n", capture_output=True, text=True, timeout=HANG_GUARD, env=clean_env(tmp_path))
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     if results["best_checkpoint"].endswith(f"step{results['steps']}-acc{results['val_acc_best']:.4f}.ckpt"):

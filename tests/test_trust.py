@@ -70,7 +70,7 @@ def test_a_pickle_planted_in_a_checkpoint_is_refused_not_run(shared_run, tmp_pat
     rows = tmp_path / "in.jsonl"
     rows.write_text('"alpha beta gamma"\n')
 
-    line = one_error_line(console(tmp_path, "-m", "kdlight.predict", str(run / "checkpoints" / "last.ckpt"), str(rows)))
+    line = one_error_line(console(tmp_path, "-m", "kdlight.commands.predict", str(run / "checkpoints" / "last.ckpt"), str(rows)))
     assert line.startswith(f"error: {run / 'checkpoints' / 'last.ckpt'}: refused to load") and "posix.system" in line
     evaluated = console(tmp_path, "eval.py", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"paths.log_dir={tmp_path / 'outputs'}")
     assert "refused to load" in one_error_line(evaluated)
@@ -83,7 +83,7 @@ def test_a_target_planted_in_a_run_folders_config_is_refused_not_built(shared_ru
     marker = tmp_path / "PWNED-config"
     saved = run / ".hydra" / "config.yaml"
     config = yaml.safe_load(saved.read_text())
-    write = {"_target_": "kdlight.io.write_text", "path": str(marker), "text": "x"}
+    write = {"_target_": "kdlight.utils.io.write_text", "path": str(marker), "text": "x"}
     if planted == "top":
         config["dataset"] = write
     else:  # the real dataset class, with a node inside it that Hydra would build first
@@ -92,7 +92,7 @@ def test_a_target_planted_in_a_run_folders_config_is_refused_not_built(shared_ru
 
     line = one_error_line(console(tmp_path, "eval.py", f"ckpt_path={run / 'student'}", f"paths.log_dir={tmp_path / 'outputs'}"))
     assert line.startswith(f"error: {saved}: refused:")
-    assert ("kdlight.io.write_text" in line) and (("not one of kdlight's datasets" in line) == (planted == "top"))
+    assert ("kdlight.utils.io.write_text" in line) and (("not one of kdlight's datasets" in line) == (planted == "top"))
     assert not marker.exists() and not (tmp_path / "outputs").exists()
 
 
@@ -100,12 +100,12 @@ def test_a_target_planted_in_a_caches_key_is_refused_not_built(shared_run, tmp_p
     cache = copy_of(shared_run["cache"], tmp_path)
     marker = tmp_path / "PWNED-cache"
     key = json.loads((cache / "key.json").read_text())
-    key["about"]["dataset_config"] = {"_target_": "kdlight.io.write_text", "path": str(marker), "text": "x"}
+    key["about"]["dataset_config"] = {"_target_": "kdlight.utils.io.write_text", "path": str(marker), "text": "x"}
     (cache / "key.json").write_text(json.dumps(key))
 
     done = console(tmp_path, "-m", "kdlight.reports.analysis", str(cache), "--out", str(tmp_path / "analysis"))
     line = one_error_line(done)
-    assert line.startswith(f"error: {cache / 'key.json'}: refused:") and "kdlight.io.write_text" in line
+    assert line.startswith(f"error: {cache / 'key.json'}: refused:") and "kdlight.utils.io.write_text" in line
     assert not marker.exists()
 
 
@@ -118,7 +118,7 @@ def test_plugins_an_export_names_are_not_imported_and_its_folder_is_not_on_the_p
     rows = tmp_path / "in.jsonl"
     rows.write_text('"alpha beta gamma"\n')
 
-    done = console(tmp_path, "-m", "kdlight.predict", str(export), str(rows))
+    done = console(tmp_path, "-m", "kdlight.commands.predict", str(export), str(rows))
     line = one_error_line(done)
     assert line == (f"error: {export / 'kdlight.json'}: refused to import plugins ['this']: kdlight imports only the plugins you name; "
                     "if you trust them, run again with --plugins this (or KDLIGHT_PLUGINS)")
@@ -127,7 +127,7 @@ def test_plugins_an_export_names_are_not_imported_and_its_folder_is_not_on_the_p
     # a module file shipped in the folder, which `python -m` started there would import first
     (export / "kdlight.json").write_text(json.dumps({**fmt, "plugins": []}))
     (export / "json.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
-    done = console(tmp_path, "-m", "kdlight.predict", ".", str(rows), cwd=export)
+    done = console(tmp_path, "-m", "kdlight.commands.predict", ".", str(rows), cwd=export)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.splitlines()[0])["line"] == 1 and not marker.exists()
 
@@ -138,13 +138,13 @@ def test_an_export_with_pickled_weights_is_refused(shared_run, tmp_path):
     (export / "pytorch_model.bin").write_bytes(b"not read")
     rows = tmp_path / "in.jsonl"
     rows.write_text('"alpha"\n')
-    line = one_error_line(console(tmp_path, "-m", "kdlight.predict", str(export), str(rows)))
+    line = one_error_line(console(tmp_path, "-m", "kdlight.commands.predict", str(export), str(rows)))
     assert line.startswith(f"error: {export / 'pytorch_model.bin'}: refused to load: pickled weights")
 
 
 def test_the_runs_own_artifacts_still_load(shared_run, tmp_path):
     """The same loaders accept what kdlight itself wrote: the best checkpoint (weights only) and the run's dataset config."""
-    from kdlight.evaluate import load_student, run_dataset_config
+    from kdlight.commands.evaluate import load_student, run_dataset_config
 
     best = next((shared_run["run"] / "checkpoints").glob("step*.ckpt"))
     model, tokenizer, family, fmt = load_student(best)
@@ -157,7 +157,7 @@ ENTRY_POINTS = {
     "train.py": ["train.py", "dataset=cue_words", *TINY],
     "eval.py": ["eval.py", "ckpt_path=/nonexistent"],
     "kdlight-data": ["-m", "kdlight.data", "dataset=cue_words"],
-    "kdlight-attribute": ["-m", "kdlight.attribute", "dataset=cue_words", "teacher=tiny"],
+    "kdlight-attribute": ["-m", "kdlight.commands.attribute", "dataset=cue_words", "teacher=tiny"],
     "kdlight-analyze": ["-m", "kdlight.reports.analysis", "/tmp"],
 }
 
@@ -166,7 +166,7 @@ ENTRY_POINTS = {
 def test_a_plugin_that_cannot_be_imported_is_one_line_at_every_entry_point(tmp_path, entry):
     done = subprocess.run([sys.executable, *ENTRY_POINTS[entry]], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
                           env=clean_env(tmp_path, KDLIGHT_PLUGINS="nonexistent_plugin"))
-    assert one_error_line(done).startswith("error: plugin module 'nonexistent_plugin' (from the kdlight.plugins entry points, "
+    assert one_error_line(done).startswith("error: plugin module 'nonexistent_plugin' (from the kdlight.utils.plugins entry points, "
                                            "KDLIGHT_PLUGINS or the config's plugins list) cannot be imported")
 
 
@@ -175,7 +175,7 @@ def test_a_plugin_that_cannot_be_imported_is_one_line_at_every_entry_point(tmp_p
     (["dataset=cqa", "teacher=tiny", "dataset.root=/nonexistent"], "error: no data for cqa: dataset.root=/nonexistent does not exist"),
 ])
 def test_kdlight_attribute_runs_train_pys_checks_before_any_work(tmp_path, overrides, expected):
-    done = console(tmp_path, "-m", "kdlight.attribute", *overrides, f"paths.cache_dir={tmp_path / 'cache'}")
+    done = console(tmp_path, "-m", "kdlight.commands.attribute", *overrides, f"paths.cache_dir={tmp_path / 'cache'}")
     assert one_error_line(done).startswith(expected) and not (tmp_path / "cache").exists()
     trained = console(tmp_path, "train.py", *overrides, "method=saliency", "student=tiny", f"paths.log_dir={tmp_path / 'outputs'}")
     assert one_error_line(trained).startswith(expected)  # the same line from train.py
@@ -200,5 +200,5 @@ def test_a_bad_row_found_during_training_is_one_line(tmp_path):
 def test_kdlight_predict_names_a_truncated_row_and_bad_bytes_by_line(shared_run, tmp_path, line, expected):
     rows = tmp_path / "in.jsonl"
     rows.write_bytes(line)
-    done = console(tmp_path, "-m", "kdlight.predict", str(shared_run["run"] / "student"), str(rows))
+    done = console(tmp_path, "-m", "kdlight.commands.predict", str(shared_run["run"] / "student"), str(rows))
     assert one_error_line(done).startswith(expected.format(rows=rows))

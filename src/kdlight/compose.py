@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from kdlight.config import ConfigError, config_dir
-from kdlight.plugins import load_plugins, searchpath_overrides
+from kdlight.utils.plugins import load_plugins, searchpath_overrides
 
 
 def compose_config(

@@ -20,8 +20,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from kdlight.plugins import plugin_config_dirs
-from kdlight.results import run_folder_of
+from kdlight.utils.plugins import plugin_config_dirs
+from kdlight.utils.results import run_folder_of
 
 
 class ConfigError(ValueError):
@@ -168,7 +168,7 @@ register_resolvers()
 
 
 def config_dirs() -> list[Path]:
-    """kdlight's config tree, then the YAML folders of declared plugins (kdlight.plugins)."""
+    """kdlight's config tree, then the YAML folders of declared plugins (kdlight.utils.plugins)."""
     return [config_dir(), *plugin_config_dirs()]
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from kdlight.config import ConfigError
 from kdlight.data.readers import BadRowError, DataSourceError
-from kdlight.hub import HubUnavailableError
-from kdlight.plugins import PluginImportError
 from kdlight.trust import RefusedArtifact
+from kdlight.utils.hub import HubUnavailableError
+from kdlight.utils.plugins import PluginImportError
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

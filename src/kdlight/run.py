@@ -25,21 +25,21 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from kdlight import tracking
 from kdlight.config import ConfigError
-from kdlight.export import push_to_hub, save_student
+from kdlight.families.text import separator_token
 from kdlight.identity import run_identity
-from kdlight.io import atomic_path, write_json, write_text
-from kdlight.loggers import ProgressLog, StepProgressBar, finish_wandb, trim_metrics
 from kdlight.methods import training_method
-from kdlight.models import build_model, is_local
+from kdlight.models.export import push_to_hub, save_student
+from kdlight.models.loading import build_model, is_local
 from kdlight.reports.measures import salient_recall
 from kdlight.reports.views import config_tree, word_scores_html
-from kdlight.results import RESULTS, already_finished_message, finished_results
-from kdlight.runtime import apply_threads, ctrl_c_recorded, numeric_settings, quiet_libraries, random_state_kept
 from kdlight.teacher.finetune import finetuned_teacher
 from kdlight.teacher.generate import GenerationStage
 from kdlight.teacher.stage import TeacherStage
-from kdlight.text import separator_token
 from kdlight.trust import load_checkpoint
+from kdlight.utils.io import atomic_path, write_json, write_text
+from kdlight.utils.loggers import ProgressLog, StepProgressBar, finish_wandb, trim_metrics
+from kdlight.utils.results import RESULTS, already_finished_message, finished_results
+from kdlight.utils.runtime import apply_threads, ctrl_c_recorded, numeric_settings, quiet_libraries, random_state_kept
 from kdlight.validation import validate_config
 
 log = logging.getLogger(__name__)

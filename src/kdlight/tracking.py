@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
 from kdlight.identity import run_identity
-from kdlight.loggers import finish_wandb
+from kdlight.utils.loggers import finish_wandb
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from kdlight.config import ConfigError, config_groups, group_options
 from kdlight.data.files import missing_files
 from kdlight.data.readers import missing_release
 from kdlight.data.tasks import TaskWords, dataset_task
-from kdlight.hub import hub_endpoint, hub_offline_mode, require_reachable
-from kdlight.lora import check_peft, lora_settings
 from kdlight.methods import training_method
-from kdlight.models import hub_hint, is_local, placement_problem, source_problem
-from kdlight.runtime import resolve_threads
+from kdlight.models.loading import hub_hint, is_local, placement_problem, source_problem
+from kdlight.models.lora import check_peft, lora_settings
 from kdlight.training.losses import ALPHA_SCHEDULES, alpha_problem, first_alpha_problem
+from kdlight.utils.hub import hub_endpoint, hub_offline_mode, require_reachable
+from kdlight.utils.runtime import resolve_threads
 
 
 def unknown_keys(overrides: list[str], config_name: str = "train") -> list[str]:

@@ -96,7 +96,7 @@ def test_a_teacher_that_ignores_its_input_scores_zero_comprehensiveness_for_ever
     every prompt, so no choice of words can be comprehensive or sufficient."""
     from kdlight.attribution import AttributionBatch, TargetScorer, get_method
     from kdlight.families import family_of
-    from kdlight.tiny import tiny_model
+    from kdlight.models.tiny import tiny_model
     from tests.attribution.test_methods import make_batch
 
     model = tiny_model(tokenizer, "t5", d_model=32, d_ff=64, num_layers=2, num_heads=4, seed=2).eval()
@@ -128,7 +128,7 @@ def test_a_teacher_that_ignores_its_input_scores_zero_comprehensiveness_for_ever
 
 def test_prompt_scorer_matches_the_family_score(tokenizer):
     from kdlight.families import family_of
-    from kdlight.tiny import tiny_model
+    from kdlight.models.tiny import tiny_model
 
     model = tiny_model(tokenizer, "t5", d_model=32, d_ff=64, num_layers=1, num_heads=4, seed=3).eval()
     family = family_of(model)

@@ -7,7 +7,7 @@ import pytest
 
 from kdlight.data import ANLIDataModule, CQADataModule, ESNLIDataModule, SVAMPDataModule
 from kdlight.data.readers import BadRowError, DataSourceError
-from kdlight.hub import HubUnavailableError
+from kdlight.utils.hub import HubUnavailableError
 from tests.conftest import CQA_ROWS
 
 
@@ -187,11 +187,11 @@ def test_setup_tokenises_both_tasks_in_chunks_and_caches(release_root, tokenizer
     batch = next(iter(dm.train_dataloader()))
     assert batch["label"]["input_ids"].shape[0] == 4
 
-    import kdlight.text
+    import kdlight.families.text
 
     calls = []
-    original = kdlight.text.token_ids
-    monkeypatch.setattr(kdlight.text, "token_ids", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = kdlight.families.text.token_ids
+    monkeypatch.setattr(kdlight.families.text, "token_ids", lambda *a, **k: calls.append(1) or original(*a, **k))
     again = CQADataModule(**kwargs)
     again.setup("fit")
     assert calls == []  # the second run of the same config opens the tokenised features
@@ -241,7 +241,7 @@ def test_setup_workers_tokenise_after_the_parent_used_the_tokenizers_thread_pool
 from tests.conftest import corpus_texts
 from kdlight.data import CQADataModule
 from kdlight.families import get_family
-from kdlight.tiny import tiny_tokenizer
+from kdlight.models.tiny import tiny_tokenizer
 
 tokenizer = tiny_tokenizer(corpus_texts(), vocab_size=300, cache_dir={str(tmp_path / "tok")!r})
 tokenizer.backend_tokenizer.encode_batch(corpus_texts() * 50)  # the parent uses the pool

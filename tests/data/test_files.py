@@ -148,7 +148,7 @@ def test_a_jsonl_task_trains_evaluates_predicts_exports_and_reports_from_config_
     exported = json.loads((run / "student" / "kdlight.json").read_text())
     assert exported["task_definition"]["templates"]["teacher"] == "Review: {review}\nSentiment:"  # a typed \\n is a newline
     rows = [{"review": r["review"]} for r in review_rows(80)[:4]]
-    predicted = subprocess.run([sys.executable, "-m", "kdlight.predict", results["exported_student"], "-", "--threads", "1"], cwd=REPO_ROOT,
+    predicted = subprocess.run([sys.executable, "-m", "kdlight.commands.predict", results["exported_student"], "-", "--threads", "1"], cwd=REPO_ROOT,
                                input="".join(json.dumps(r) + "\n" for r in rows), capture_output=True, text=True, timeout=HANG_GUARD,
                                env=clean_env(tmp_path))
     assert predicted.returncode == 0, predicted.stderr[-3000:]
@@ -183,7 +183,7 @@ def test_a_csv_task_with_two_inputs_and_one_file_per_split(tmp_path):
     (metrics,) = (tmp_path / "outputs" / "eval").rglob("metrics.json")
     assert json.loads(metrics.read_text())["acc"] == results["test_acc"]
     rows = "".join(json.dumps({"premise": p, "hypothesis": h}) + "\n" for p, h, _ in pairs[:3])
-    predicted = subprocess.run([sys.executable, "-m", "kdlight.predict", results["exported_student"], "-", "--threads", "1"], cwd=REPO_ROOT,
+    predicted = subprocess.run([sys.executable, "-m", "kdlight.commands.predict", results["exported_student"], "-", "--threads", "1"], cwd=REPO_ROOT,
                                input=rows, capture_output=True, text=True, timeout=HANG_GUARD, env=clean_env(tmp_path))
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert [json.loads(line)["input"] for line in predicted.stdout.splitlines()] == [f"{p} </s> {h}" for p, h, _ in pairs[:3]]

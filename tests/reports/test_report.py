@@ -146,7 +146,7 @@ def test_a_run_that_fails_writes_a_failed_results_json(compose, tmp_path):
 def test_flush_denormal_holds_only_inside_a_run(compose):
     import torch
 
-    from kdlight.runtime import numeric_settings
+    from kdlight.utils.runtime import numeric_settings
 
     tiny = torch.tensor([1e-39])  # a denormal float32
     with numeric_settings(compose(["flush_denormal=true"]).flush_denormal):

@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import pipeline
 
-from kdlight.export import read_input_format, save_student, student_pipeline
 from kdlight.families.base import lengths_mask, pad_right
-from kdlight.hf_pipeline import Text2TextGenerationPipeline
-from kdlight.models import from_folder
-from kdlight.text import decode_answers, encode_inputs
+from kdlight.families.hf_pipeline import Text2TextGenerationPipeline
+from kdlight.families.text import decode_answers, encode_inputs
+from kdlight.models.export import read_input_format, save_student, student_pipeline
+from kdlight.models.loading import from_folder
 
 FORMAT = {
     "dataset": "cqa", "rendering": "student", "label_prefix": "predict: ", "rationale_prefix": "explain: ", "separator": "</s>",

@@ -147,7 +147,7 @@ def test_an_interrupted_extraction_resumes_from_its_flushed_parts(tiny_cfg, monk
 
 
 def attribute_command(cache_dir, *extra):
-    return [sys.executable, "-m", "kdlight.attribute", "dataset=cue_words", "dataset.train_size=400", "teacher=tiny",
+    return [sys.executable, "-m", "kdlight.commands.attribute", "dataset=cue_words", "dataset.train_size=400", "teacher=tiny",
             "trainer=cpu", f"paths.cache_dir={cache_dir}", "attribution.batch_size=2", "attribution.flush_batches=1",
             "attribution.chunk_rows=64", "attribution.shard_rows=150", "teacher.model.d_model=32", "teacher.model.d_ff=64",
             "threads=1", *extra]
@@ -196,7 +196,7 @@ def test_an_older_format_cache_is_detected_and_not_read(tiny_cfg, caplog):
 
 def test_two_concurrent_extractors_share_one_computation(tmp_path, release_root):
     args = [
-        sys.executable, "-m", "kdlight.attribute", "dataset=cqa", f"paths.data_dir={release_root}", "teacher=tiny",
+        sys.executable, "-m", "kdlight.commands.attribute", "dataset=cqa", f"paths.data_dir={release_root}", "teacher=tiny",
         "trainer=cpu", f"paths.cache_dir={tmp_path / 'cache'}", "attribution.batch_size=2",
         "teacher.model.d_model=32", "teacher.model.d_ff=64", "threads=1",
     ]
@@ -237,7 +237,7 @@ def test_every_method_extracts_through_the_same_stage(tiny_cfg, method):
 
 def test_a_decoder_only_teacher_with_a_chat_template_attributes_only_the_prompts_content(tiny_cfg):
     cfg = tiny_cfg("teacher=tiny_causal", "teacher.chat_template=true")
-    from kdlight.models import build_model
+    from kdlight.models.loading import build_model
 
     stage = TeacherStage.from_config(cfg)
     dm = instantiate(cfg.dataset)

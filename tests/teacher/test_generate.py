@@ -40,7 +40,7 @@ def test_the_cot_prompt_holds_the_example_after_the_exemplars(compose):
 def trained_generator(folder: Path, cfg) -> Path:
     """A tiny GPT-2 trained (150 steps) to answer every cue_words prompt with ANSWER: a real generator
     whose completions parse, so the cache's parse rate and accuracy have something to count."""
-    from kdlight.models import build_model
+    from kdlight.models.loading import build_model
 
     datamodule = instantiate(cfg.dataset)
     model, tokenizer, family = build_model(instantiate(cfg.teacher.model, _partial_=True), instantiate(cfg.teacher.tokenizer, _partial_=True),

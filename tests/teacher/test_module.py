@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from kdlight.families.base import IGNORE_INDEX, first_end_masked
+from kdlight.models.tiny import tiny_model
 from kdlight.teacher.module import fuse_activations
-from kdlight.tiny import tiny_model
 from tests.attribution.test_methods import make_batch
 
 

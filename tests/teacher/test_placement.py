@@ -8,13 +8,13 @@ import torch
 from hydra.utils import instantiate
 
 from kdlight.config import ConfigError
-from kdlight.models import is_placed, load_model, placement_kwargs, placement_problem
+from kdlight.models.loading import is_placed, load_model, placement_kwargs, placement_problem
 from kdlight.teacher.stage import TeacherStage
 from kdlight.validation import validate_config
 from tests.families import save_tiny_folder
 from tests.helpers import train
 
-LOADER = "kdlight.models.load_model"
+LOADER = "kdlight.models.loading.load_model"
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the no-GPU message does not apply")
 
 
@@ -29,8 +29,8 @@ def test_bad_placement_settings_are_named():
     assert placement_problem("3bit", None, LOADER, {}) == "teacher.quantization='3bit' is not accepted; use one of ['none', '8bit', '4bit']"
     assert placement_problem("none", "everywhere", LOADER, {}).startswith(
         "teacher.device_map='everywhere' is not accepted; use one of [None, 'auto', 'balanced', 'balanced_low_0', 'sequential']")
-    assert placement_problem("8bit", None, "kdlight.tiny.tiny_model", {}).startswith(
-        "teacher.quantization=8bit applies to a pretrained teacher (a model folder or hub id loaded by kdlight.models.load_model)")
+    assert placement_problem("8bit", None, "kdlight.models.tiny.tiny_model", {}).startswith(
+        "teacher.quantization=8bit applies to a pretrained teacher (a model folder or hub id loaded by kdlight.models.loading.load_model)")
     assert "choose one" in placement_problem("none", "auto", LOADER, {"strategy": "ddp", "devices": 2})
     assert placement_problem("none", None, LOADER, {}) is None and placement_problem("none", "auto", LOADER, {"devices": 1}) is None
 
@@ -80,7 +80,7 @@ def test_a_quantized_config_is_refused_by_validation(compose):
 def test_the_teacher_leaves_a_model_spread_over_devices_where_it_is(compose, tmp_path):
     """Lightning moves the module to its device; a model accelerate spread over several devices (it sets
     hf_device_map) is left out of that move, a plain one is not."""
-    from kdlight.models import from_folder
+    from kdlight.models.loading import from_folder
     from kdlight.teacher.module import TeacherModule
 
     model, tokenizer, family = from_folder(save_tiny_folder(tmp_path / "teacher"))

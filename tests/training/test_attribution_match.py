@@ -12,8 +12,8 @@ import torch
 
 from kdlight.data.collate import TaskCollator
 from kdlight.data.tasks import TASKS, TaskWords, content_words
+from kdlight.families.text import encode_targets
 from kdlight.methods.attribution_match import AttributionMatch, TeacherWordScores, word_targets
-from kdlight.text import encode_targets
 from kdlight.training.losses import attribution_match_kl
 from tests.conftest import NLI_ROWS
 from tests.families import build_encoder_model, encoder_nli_batch
@@ -36,7 +36,7 @@ def test_the_kl_between_word_distributions_by_hand():
 def test_the_teachers_words_meet_the_students_tokens_of_another_tokenizer(tmp_path, student_kind):
     """A sentencepiece (T5) teacher's word spans, moved onto the student's input, land on the tokens
     that spell each word in a WordPiece or byte-level BPE student's input."""
-    from kdlight.tiny import tiny_tokenizer
+    from kdlight.models.tiny import tiny_tokenizer
     from tests.conftest import corpus_texts
 
     task = TASKS["esnli"]

@@ -14,12 +14,12 @@ from hydra.utils import instantiate
 
 from kdlight.config import ConfigError
 from kdlight.families.base import IGNORE_INDEX
+from kdlight.families.text import decode_answers, encode_targets, round_trip, separator_token
 from kdlight.methods.label_sources import label_source
 from kdlight.methods.logit_kd import LogitDistillation, check_same_targets
-from kdlight.models import build_model
+from kdlight.models.loading import build_model
 from kdlight.student.module import StudentModule
 from kdlight.teacher.stage import TeacherStage
-from kdlight.text import decode_answers, encode_targets, round_trip, separator_token
 from kdlight.training.losses import distillation_kl
 from kdlight.validation import validate_config
 from tests.families import build_family_model

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdlight.lora import lora_settings, merged
+from kdlight.models.lora import lora_settings, merged
 from kdlight.student.module import StudentModule
 from tests.families import build_encoder_model, encoder_nli_batch, save_tiny_folder
 from tests.helpers import command, results_of, train
@@ -157,7 +157,7 @@ def test_an_adapter_only_export_loads_onto_its_base_in_kdlight_and_in_peft(tmp_p
     from transformers import AutoModelForSeq2SeqLM
 
     plain_peft = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(str(base)), str(export)).merge_and_unload()
-    from kdlight.models import from_folder
+    from kdlight.models.loading import from_folder
 
     ours = from_folder(export)[0]
     for name, value in ours.state_dict().items():
@@ -182,6 +182,6 @@ def test_the_teacher_fine_tunes_with_lora_and_saves_merged_weights(tmp_path):
 
     weights = load_file(str(folder / "model.safetensors"))
     assert weights and not any("lora" in k for k in weights)
-    from kdlight.models import from_folder
+    from kdlight.models.loading import from_folder
 
     assert type(from_folder(folder)[0]).__name__ == "T5ForConditionalGeneration"

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from kdlight.data.collate import TaskCollator
+from kdlight.families.text import encode_inputs, encode_targets
 from kdlight.student.module import StudentModule
-from kdlight.text import encode_inputs, encode_targets
 from kdlight.training.losses import dual_task_loss, scheduled_alpha
 
 

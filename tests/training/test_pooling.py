@@ -19,7 +19,7 @@ def minilm():
 
 def test_mean_pooling_is_the_masked_mean_and_survives_an_export(minilm, tmp_path):
     from kdlight.families.encoder import MeanPooler
-    from kdlight.models import build_model, from_folder, load_model, load_tokenizer
+    from kdlight.models.loading import build_model, from_folder, load_model, load_tokenizer
 
     torch.manual_seed(0)
     model, tokenizer, family = build_model(lambda tokenizer, label_set: load_model(minilm, family="encoder", label_set=label_set,
@@ -47,7 +47,7 @@ def test_mean_pooling_is_the_masked_mean_and_survives_an_export(minilm, tmp_path
 
 
 def test_pooling_is_checked(minilm):
-    from kdlight.models import load_model
+    from kdlight.models.loading import load_model
 
     with pytest.raises(ValueError, match=r"model.pooling='max' is not accepted; use one of \['cls', 'mean'\]"):
         load_model(minilm, family="encoder", label_set=["a", "b"], keep_layers=1, pooling="max")

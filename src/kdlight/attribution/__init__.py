@@ -4,7 +4,7 @@ Methods are registered by name (kdlight.attribution.registry) and chosen with `a
 grad_x_input (the paper's), integrated_gradients, gradient (saliency) and occlusion. Each maps
 (scorer, batch) to per-token scores; selection.py turns scores into ranked rationale units,
 quality.py measures how faithful and plausible the chosen words are. A new method is one module
-that registers it (here, or a plugin's: kdlight.plugins), plus conf/attribution/<name>.yaml. Names are
+that registers it (here, or a plugin's: kdlight.utils.plugins), plus conf/attribution/<name>.yaml. Names are
 imported on first use, so `kdlight.attribution.settings` stays importable without torch.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-from kdlight.plugins import load_plugins
+from kdlight.utils.plugins import load_plugins
 
 _EXPORTS = {
     "AttributionBatch": "base", "AttributionMethod": "base", "AttributionResult": "base", "TargetScorer": "base",

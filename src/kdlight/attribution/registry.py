@@ -2,7 +2,7 @@
 
 Adding a method is one module with an AttributionMethod subclass decorated with `@register_method`,
 plus conf/attribution/<name>.yaml: in kdlight/attribution/ (every module there is imported), or in a
-plugin module of your own (kdlight.plugins).
+plugin module of your own (kdlight.utils.plugins).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kdlight.attribution.base import AttributionMethod
-from kdlight.registry import Registry
+from kdlight.utils.registry import Registry
 
 METHODS: Registry = Registry("attribution method", "attribution.method")
 register_method = METHODS.decorator()

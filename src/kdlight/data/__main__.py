@@ -17,7 +17,7 @@ from hydra.errors import HydraException
 from hydra.utils import instantiate
 
 from kdlight.compose import compose_config
-from kdlight.runtime import export_threads, quiet_libraries
+from kdlight.utils.runtime import export_threads, quiet_libraries
 
 
 def main(argv: list[str] | None = None) -> int:

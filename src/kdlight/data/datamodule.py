@@ -48,7 +48,7 @@ from kdlight.data.tasks import (
     TaskWords,
     check_cot_prompt,
 )
-from kdlight.runtime import collector_paused, tokenizing_worker_init
+from kdlight.utils.runtime import collector_paused, tokenizing_worker_init
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import torch
 
 from kdlight.data.store import open_table, take_rows
-from kdlight.io import atomic_path, json_digest
+from kdlight.utils.io import atomic_path, json_digest
 
 log = logging.getLogger(__name__)
 

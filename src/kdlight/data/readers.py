@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kdlight.data.tasks import BadRow, Example, SVAMPTask, Task
-from kdlight.hub import HubUnavailableError, hub_endpoint, hub_offline_mode, require_reachable
+from kdlight.utils.hub import HubUnavailableError, hub_endpoint, hub_offline_mode, require_reachable
 
 log = logging.getLogger(__name__)
 

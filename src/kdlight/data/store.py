@@ -25,8 +25,8 @@ import pyarrow as pa
 
 from kdlight.data.readers import LoadReport
 from kdlight.data.tasks import Example, Task
-from kdlight.io import atomic_path, json_digest, write_json
 from kdlight.provenance import code_digest
+from kdlight.utils.io import atomic_path, json_digest, write_json
 
 log = logging.getLogger(__name__)
 

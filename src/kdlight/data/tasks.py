@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from hydra.utils import get_class
 
-from kdlight.registry import Registry
+from kdlight.utils.registry import Registry
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 

@@ -8,9 +8,9 @@ naming its architectures, two is an error naming both families (never the order 
 from __future__ import annotations
 
 from kdlight.families.base import FAMILIES, IGNORE_INDEX, ModelFamily, register_family
-from kdlight.plugins import import_package
+from kdlight.utils.plugins import import_package
 
-import_package(__name__)  # each module registers its families (plugins register theirs: kdlight.plugins)
+import_package(__name__)  # each module registers its families (plugins register theirs: kdlight.utils.plugins)
 
 
 def get_family(name: str) -> ModelFamily:

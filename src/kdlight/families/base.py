@@ -18,9 +18,9 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from transformers import GenerationConfig
 
-from kdlight.hf_pipeline import Text2TextGenerationPipeline, register_pipeline
-from kdlight.registry import Registry
-from kdlight.text import decode_answers, encode_inputs, encode_targets, end_token_id
+from kdlight.families.hf_pipeline import Text2TextGenerationPipeline, register_pipeline
+from kdlight.families.text import decode_answers, encode_inputs, encode_targets, end_token_id
+from kdlight.utils.registry import Registry
 
 if TYPE_CHECKING:
     from kdlight.data.tasks import Rationale, Rendered
@@ -140,7 +140,7 @@ class ModelFamily:
             "## Usage",
             "",
             "```python",
-            "from kdlight.export import student_pipeline   # kdlight's own pipeline class: no code from this folder runs",
+            "from kdlight.models.export import student_pipeline   # kdlight's own pipeline class: no code from this folder runs",
             "student = student_pipeline(\"PATH/TO/student\")",
             f"student({json.dumps(words.apply('label', example_input))})",
             "```",

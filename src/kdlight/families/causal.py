@@ -19,8 +19,8 @@ import torch
 from transformers import DynamicCache
 
 from kdlight.families.base import IGNORE_INDEX, ModelFamily, label_log_probs, lengths_mask, pad_right, register_family, to_left_padding
-from kdlight.runtime import announce_once
-from kdlight.text import end_token_id
+from kdlight.families.text import end_token_id
+from kdlight.utils.runtime import announce_once
 
 log = logging.getLogger(__name__)
 

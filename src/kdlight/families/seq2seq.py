@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import torch
 
 from kdlight.families.base import IGNORE_INDEX, ModelFamily, label_log_probs, lengths_mask, pad_right, register_family
-from kdlight.runtime import announce_once
-from kdlight.text import end_token_id
+from kdlight.families.text import end_token_id
+from kdlight.utils.runtime import announce_once
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from kdlight.config import ConfigError
 from kdlight.methods.base import TEACHER_NEEDS, TRAINING_METHODS, TrainingMethod, register_training_method
-from kdlight.plugins import import_package
+from kdlight.utils.plugins import import_package
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig

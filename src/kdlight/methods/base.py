@@ -24,8 +24,8 @@ from hydra.utils import get_class, instantiate
 
 from kdlight.config import ConfigError
 from kdlight.methods.label_sources import LABEL_SOURCES, label_source
-from kdlight.registry import Registry
 from kdlight.training.losses import alpha_problem
+from kdlight.utils.registry import Registry
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig

@@ -40,19 +40,19 @@ from hydra.utils import instantiate
 from kdlight.answers import AnswerChecker
 from kdlight.data.tasks import TaskWords
 from kdlight.errors import user_errors
-from kdlight.export import read_input_format
-from kdlight.io import write_json, write_text
-from kdlight.markdown import markdown_table
-from kdlight.models import from_folder
+from kdlight.models.export import read_input_format
+from kdlight.models.loading import from_folder
 from kdlight.reports import measures
 from kdlight.reports.runs import collect_runs
 from kdlight.reports.views import word_scores_html
-from kdlight.runtime import apply_threads, quiet_libraries
 from kdlight.teacher.cache import CacheCorrupt, CacheFormatError, RationaleCache
 from kdlight.teacher.extract import TeacherBatches
 from kdlight.teacher.module import TeacherModule
 from kdlight.teacher.stage import cache_teacher, measure_quality
 from kdlight.trust import trusted_dataset_node
+from kdlight.utils.io import write_json, write_text
+from kdlight.utils.markdown import markdown_table
+from kdlight.utils.runtime import apply_threads, quiet_libraries
 
 log = logging.getLogger("kdlight.analyze")
 

@@ -21,9 +21,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from kdlight.io import write_json
 from kdlight.reports.report import build_report
 from kdlight.reports.runs import collect_runs
+from kdlight.utils.io import write_json
 
 log = logging.getLogger(__name__)
 

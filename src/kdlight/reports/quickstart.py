@@ -15,10 +15,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from kdlight.io import write_json, write_text
-from kdlight.markdown import markdown_table
 from kdlight.reports.report import build_report
 from kdlight.reports.runs import collect_runs, format_mean_std, mean_std
+from kdlight.utils.io import write_json, write_text
+from kdlight.utils.markdown import markdown_table
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ import matplotlib
 import matplotlib.pyplot as plt
 import yaml
 
-from kdlight.io import atomic_path, write_json, write_text
-from kdlight.markdown import markdown_table
 from kdlight.reports.runs import collect_runs, format_mean_std, mean_std
 from kdlight.reports.statistics import bootstrap_interval, paired_comparison, seed_level_comparison, t_interval
+from kdlight.utils.io import atomic_path, write_json, write_text
+from kdlight.utils.markdown import markdown_table
 
 KEY = ("dataset", "method", "attribution", "k", "alpha", "train_rows", "variant")
 # Overrides that KEY already names (or that are the seed): never a variant of their own.

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdlight.results import RESULTS
+from kdlight.utils.results import RESULTS
 
 
 @dataclass

@@ -26,10 +26,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from kdlight.io import atomic_path, write_json, write_text
-from kdlight.markdown import markdown_table
 from kdlight.reports.report import build_report, paired_text, results_table, run_overrides, test_results
 from kdlight.reports.runs import RUN_RECORDS, collect_runs
+from kdlight.utils.io import atomic_path, write_json, write_text
+from kdlight.utils.markdown import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class AttributionStudy(Callback):
         base = study_overrides(config)
         study: dict[str, Any] = {"rows": self.study_rows, "overrides": base, "methods": {}}
         for method in self.methods:
-            command = [sys.executable, "-m", "kdlight.attribute", *base, f"attribution={method}",
+            command = [sys.executable, "-m", "kdlight.commands.attribute", *base, f"attribution={method}",
                        f"dataset.train_size={self.study_rows}", "attribution.quality.enabled=true"]
             print(f"[study] {method}: extraction and rationale quality on {self.study_rows} train rows", flush=True)
             started = time.monotonic()

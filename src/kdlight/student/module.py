@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from kdlight.registry import Registry
 from kdlight.training.losses import dual_task_loss, first_alpha_problem, scheduled_alpha
 from kdlight.training.module import LabelTaskModule
+from kdlight.utils.registry import Registry
 
 # Student kinds by name: a LightningModule class a student config's _target_ names (a plugin registers
 # its own with @register_student_kind; results.json records the kind).

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kdlight.io import atomic_path, folder_lock, json_digest, write_json
+from kdlight.utils.io import atomic_path, folder_lock, json_digest, write_json
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class RationaleCache:
         if found != FORMAT_VERSION:
             raise CacheFormatError(
                 f"{path} is a rationale cache of format {found} (this kdlight reads format {FORMAT_VERSION}); "
-                "extract it again (python -m kdlight.attribute ...) - the old folder can be deleted"
+                "extract it again (python -m kdlight.commands.attribute ...) - the old folder can be deleted"
             )
         key = described.pop("key")
         about = described.pop("about", {})

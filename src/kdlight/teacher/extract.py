@@ -29,8 +29,8 @@ from kdlight.attribution.selection import PackedUnitSpans, unit_spans
 from kdlight.data.store import SplitExamples
 from kdlight.data.tasks import Example, Rendered
 from kdlight.families.base import IGNORE_INDEX, pad_right
-from kdlight.runtime import tokenizing_worker_init
 from kdlight.teacher.cache import RationaleCache
+from kdlight.utils.runtime import tokenizing_worker_init
 
 log = logging.getLogger(__name__)
 

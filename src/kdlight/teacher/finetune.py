@@ -16,11 +16,11 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from kdlight.io import atomic_path, build_once, folder_lock, json_digest, write_json
-from kdlight.loggers import ProgressLog, finish_wandb
-from kdlight.runtime import is_launching_process
-from kdlight.text import apply_chat_template
+from kdlight.families.text import apply_chat_template
 from kdlight.training.module import LabelTaskModule
+from kdlight.utils.io import atomic_path, build_once, folder_lock, json_digest, write_json
+from kdlight.utils.loggers import ProgressLog, finish_wandb
+from kdlight.utils.runtime import is_launching_process
 
 log = logging.getLogger(__name__)
 

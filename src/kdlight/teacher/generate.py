@@ -27,13 +27,13 @@ from omegaconf import OmegaConf
 
 from kdlight.answers import AnswerChecker
 from kdlight.data.tasks import Example, Rendered, render_template
-from kdlight.io import build_once
+from kdlight.families.text import decode_answers, end_token_id, round_trip
 from kdlight.provenance import code_digest
-from kdlight.runtime import is_launching_process
 from kdlight.teacher.cache import RationaleCache
 from kdlight.teacher.finetune import finetuned_teacher
 from kdlight.teacher.stage import TeacherStage, prompt_digest
-from kdlight.text import decode_answers, end_token_id, round_trip
+from kdlight.utils.io import build_once
+from kdlight.utils.runtime import is_launching_process
 
 log = logging.getLogger(__name__)
 

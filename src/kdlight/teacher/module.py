@@ -20,8 +20,8 @@ from kdlight.answers import AnswerChecker
 from kdlight.attribution import AttributionBatch, TargetScorer
 from kdlight.attribution.selection import rank_units, score_units
 from kdlight.attribution.settings import check_shared
-from kdlight.models import is_placed, is_quantized
-from kdlight.text import round_trip
+from kdlight.families.text import round_trip
+from kdlight.models.loading import is_placed, is_quantized
 
 
 def fuse_activations(model: torch.nn.Module) -> int:

@@ -32,13 +32,13 @@ from kdlight.attribution.quality import (
 from kdlight.attribution.settings import KEYED_SETTINGS, QUALITY_CONVENTIONS
 from kdlight.data.store import SplitExamples
 from kdlight.data.tasks import Example, Rendered
-from kdlight.io import build_once, json_digest, write_json
-from kdlight.models import build_model, config_identity, from_folder, is_local
-from kdlight.runtime import is_launching_process
+from kdlight.families.text import apply_chat_template, round_trip
+from kdlight.models.loading import build_model, config_identity, from_folder, is_local
 from kdlight.teacher.cache import RationaleCache
 from kdlight.teacher.extract import extract_split
 from kdlight.teacher.finetune import finetuned_teacher
-from kdlight.text import apply_chat_template, round_trip
+from kdlight.utils.io import build_once, json_digest, write_json
+from kdlight.utils.runtime import is_launching_process
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import torch
 from torchmetrics import MaxMetric
 
 from kdlight.answers import AnswerChecker
-from kdlight.lora import add_lora, check_peft, lora_settings, merged
-from kdlight.text import round_trip
+from kdlight.families.text import round_trip
+from kdlight.models.lora import add_lora, check_peft, lora_settings, merged
 from kdlight.training.metrics import AnswerAccuracy
 
 log = logging.getLogger(__name__)

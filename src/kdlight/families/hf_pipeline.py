@@ -5,7 +5,7 @@ transformers 5 removed the built-in "text2text-generation" pipeline and blocks t
 `config.json` `custom_pipelines` plus the pipeline's code beside the weights (the Hub's mechanism
 for custom pipelines). The export ships this file, so the usual call works for every family:
 
-    from kdlight.export import student_pipeline          # this class, imported from kdlight: nothing in the folder runs
+    from kdlight.models.export import student_pipeline          # this class, imported from kdlight: nothing in the folder runs
     student = student_pipeline("outputs/train/.../student")
     student("predict: <input in the step-by-step format>")   # -> [{"generated_text": "..."}]
 

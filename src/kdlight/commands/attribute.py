@@ -1,8 +1,8 @@
 """Teacher extraction alone: fill the rationale cache and print a summary.
 
-    python -m kdlight.attribute dataset=cqa teacher=flan_t5_xl dataset.max_rows=64
-    python -m kdlight.attribute dataset=cqa teacher=tiny attribution=integrated_gradients
-    python -m kdlight.attribute dataset=cqa teacher=tiny trainer=ddp trainer.accelerator=cpu
+    python -m kdlight.commands.attribute dataset=cqa teacher=flan_t5_xl dataset.max_rows=64
+    python -m kdlight.commands.attribute dataset=cqa teacher=tiny attribution=integrated_gradients
+    python -m kdlight.commands.attribute dataset=cqa teacher=tiny trainer=ddp trainer.accelerator=cpu
 
 Arguments are Hydra overrides of conf/train.yaml; `attribution.splits=[train,valid]` picks the splits.
 The reported seconds cover the whole stage (loading, tokenising, extracting, compacting).
@@ -22,8 +22,8 @@ from pytorch_lightning.utilities import rank_zero_only
 from kdlight import tracking
 from kdlight.compose import compose_config
 from kdlight.errors import user_errors
-from kdlight.runtime import apply_threads, export_threads, numeric_settings, quiet_libraries
 from kdlight.teacher.stage import TeacherStage
+from kdlight.utils.runtime import apply_threads, export_threads, numeric_settings, quiet_libraries
 from kdlight.validation import check_sources, check_teacher_command
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from huggingface_hub import try_to_load_from_cache
 
-from kdlight.hub import hub_endpoint, hub_offline_mode, require_reachable
-from kdlight.lora import is_adapter_folder, load_adapter_folder
+from kdlight.models.lora import is_adapter_folder, load_adapter_folder
+from kdlight.utils.hub import hub_endpoint, hub_offline_mode, require_reachable
 
 log = logging.getLogger(__name__)
 
@@ -292,14 +292,27 @@ def folder_fingerprint(path: str | Path, sample: int = 1 << 20) -> str:
 LOCATION_KEYS = frozenset({"cache_dir", "save_dir", "output_dir", "device_map"})
 
 
+# Factories whose module moved when kdlight's flat modules became packages: a cache key names them by
+# their old path, so caches made before the move still hit (the factory and its output are the same).
+KEYED_AS = {
+    "kdlight.models.loading.load_model": "kdlight.models.load_model",
+    "kdlight.models.loading.load_tokenizer": "kdlight.models.load_tokenizer",
+    "kdlight.models.tiny.tiny_model": "kdlight.tiny.tiny_model",
+    "kdlight.models.tiny.tiny_tokenizer": "kdlight.tiny.tiny_tokenizer",
+}
+
+
 def config_identity(node: dict) -> dict:
     """A model or tokenizer config as a cache key sees it: locations dropped, a local folder replaced by
-    its content fingerprint (a copied folder keeps its identity), hub ids kept with their revision."""
+    its content fingerprint (a copied folder keeps its identity), hub ids kept with their revision, a
+    moved factory by its old path (KEYED_AS)."""
     identity = {}
     for key, value in node.items():
         if key in LOCATION_KEYS or (key == "quantization" and value == "none"):  # the identities of full-precision models stay as they were
             continue
         if key == "name_or_path" and isinstance(value, str) and is_local(value):
             value = {"folder": folder_fingerprint(value)}
+        if key == "_target_":
+            value = KEYED_AS.get(value, value)
         identity[key] = value
     return identity

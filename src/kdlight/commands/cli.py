@@ -21,12 +21,12 @@ from omegaconf.errors import OmegaConfBaseException
 from kdlight.compose import compose_config
 from kdlight.config import ConfigError, config_dir, other_checkout_warning, unknown_group_options, unquoted_sweep_lists
 from kdlight.errors import user_errors
-from kdlight.hub import HubUnavailableError
 from kdlight.methods import training_method
-from kdlight.plugins import load_plugins, searchpath_overrides
-from kdlight.results import already_finished_message, finished_results
-from kdlight.runtime import export_threads
 from kdlight.trust import RefusedArtifact, check_weights_format, load_checkpoint
+from kdlight.utils.hub import HubUnavailableError
+from kdlight.utils.plugins import load_plugins, searchpath_overrides
+from kdlight.utils.results import already_finished_message, finished_results
+from kdlight.utils.runtime import export_threads
 from kdlight.validation import check_attribution, check_paths, check_sources, path_problems, unknown_keys, validate_config
 
 HYDRA_FLAGS_WE_CHECK = ("-m", "--multirun")
@@ -57,14 +57,14 @@ def job_overrides(overrides: list[str], sweeper_params: dict | None) -> list[lis
 
 
 def validate_eval_config(cfg, methods: bool = True) -> None:
-    from kdlight.evaluate import SPLITS  # lazy: off the config check's import path (tests/test_train.py)
+    from kdlight.commands.evaluate import SPLITS  # lazy: off the config check's import path (tests/test_train.py)
 
     if cfg.split not in SPLITS:
         raise ConfigError(f"split={cfg.split!r} is not accepted; use one of {list(SPLITS)}")
     ckpt = Path(str(cfg.ckpt_path))
     if not ckpt.exists():
         raise ConfigError(f"ckpt_path={cfg.ckpt_path} does not exist; pass <run>/checkpoints/<name>.ckpt or an exported <run>/student")
-    from kdlight.evaluate import run_dataset_config  # lazy: off the config check's import path (tests/test_train.py)
+    from kdlight.commands.evaluate import run_dataset_config  # lazy: off the config check's import path (tests/test_train.py)
 
     if ckpt.is_dir():  # what a shared artifact holds is data: refused here, before any folder is made
         check_weights_format(ckpt)
@@ -158,7 +158,7 @@ def _train(cfg):
 
 
 def _evaluate(cfg):
-    from kdlight.evaluate import evaluate  # lazy: off the config check's import path (tests/test_train.py)
+    from kdlight.commands.evaluate import evaluate  # lazy: off the config check's import path (tests/test_train.py)
 
     load_plugins(cfg.get("plugins") or [])
     try:

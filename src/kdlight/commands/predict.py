@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, TextIO
 
 import torch
 
+from kdlight.commands.evaluate import load_student
 from kdlight.data.files import task_from_format
 from kdlight.data.tasks import BadRow, Rendered, TaskWords
 from kdlight.errors import user_errors
-from kdlight.evaluate import load_student
-from kdlight.io import atomic_path
-from kdlight.plugins import load_plugins
-from kdlight.runtime import apply_threads, quiet_libraries
 from kdlight.trust import RefusedArtifact
+from kdlight.utils.io import atomic_path
+from kdlight.utils.plugins import load_plugins
+from kdlight.utils.runtime import apply_threads, quiet_libraries
 
 if TYPE_CHECKING:
     from kdlight.data.tasks import Rendered

@@ -21,16 +21,16 @@ from omegaconf import DictConfig, OmegaConf
 from kdlight import tracking
 from kdlight.config import ConfigError
 from kdlight.data.tasks import TaskWords
-from kdlight.export import read_input_format
 from kdlight.families import get_family
-from kdlight.io import write_json, write_text
-from kdlight.loggers import finish_wandb
-from kdlight.lora import add_lora, merged
-from kdlight.models import from_folder, load_tokenizer
-from kdlight.results import run_folder_of
-from kdlight.runtime import apply_threads, numeric_settings, quiet_libraries
+from kdlight.models.export import read_input_format
+from kdlight.models.loading import from_folder, load_tokenizer
+from kdlight.models.lora import add_lora, merged
 from kdlight.training.module import LabelTaskModule
 from kdlight.trust import RefusedArtifact, check_weights_format, load_checkpoint, trusted_dataset_node
+from kdlight.utils.io import write_json, write_text
+from kdlight.utils.loggers import finish_wandb
+from kdlight.utils.results import run_folder_of
+from kdlight.utils.runtime import apply_threads, numeric_settings, quiet_libraries
 
 log = logging.getLogger(__name__)
 

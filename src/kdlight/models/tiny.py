@@ -39,9 +39,9 @@ from transformers import (
     T5Tokenizer,
 )
 
-from kdlight.io import atomic_path
-from kdlight.models import Corpus, encoder_head, load_model, load_tokenizer
-from kdlight.runtime import announce_once
+from kdlight.models.loading import Corpus, encoder_head, load_model, load_tokenizer
+from kdlight.utils.io import atomic_path
+from kdlight.utils.runtime import announce_once
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
-from kdlight.io import atomic_path
+from kdlight.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
 

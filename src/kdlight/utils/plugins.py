@@ -6,7 +6,7 @@ A plugin is a Python module that registers what it defines when imported (`regis
 config groups' layout as `CONFIG_DIR` (e.g. `conf/attribution/my_method.yaml`). kdlight imports
 - every module of its own `kdlight.attribution` and `kdlight.families` packages (the built-ins
   register the same way: no list of them is kept anywhere);
-- the modules installed packages declare as entry points in the group `kdlight.plugins`;
+- the modules installed packages declare as entry points in the group `kdlight.utils.plugins`;
 - the modules named in `KDLIGHT_PLUGINS` (comma-separated; the module must be importable, e.g. on
   PYTHONPATH), whose CONFIG_DIRs, like the entry points', join the config search path before the
   command's config is composed;
@@ -23,7 +23,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
-ENTRY_POINT_GROUP = "kdlight.plugins"
+ENTRY_POINT_GROUP = "kdlight.utils.plugins"
 
 
 class PluginImportError(ImportError):

@@ -19,13 +19,13 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from transformers import pipeline
 
 from kdlight.data.tasks import TaskWords
-from kdlight.hf_pipeline import Text2TextGenerationPipeline
-from kdlight.hub import hub_endpoint, require_reachable
-from kdlight.io import atomic_path, write_json, write_text
-from kdlight.lora import has_lora, merged, save_adapter
-from kdlight.markdown import markdown_table
-from kdlight.models import from_folder
+from kdlight.families.hf_pipeline import Text2TextGenerationPipeline
+from kdlight.models.loading import from_folder
+from kdlight.models.lora import has_lora, merged, save_adapter
 from kdlight.trust import check_weights_format
+from kdlight.utils.hub import hub_endpoint, require_reachable
+from kdlight.utils.io import atomic_path, write_json, write_text
+from kdlight.utils.markdown import markdown_table
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """One kind of registry for every seam kdlight varies along: attribution methods, model families,
 tasks (datasets) and student kinds. A registry maps names to what was registered under them; a
-plugin registers into the same registries as the built-ins (kdlight.plugins), and tests read the
+plugin registers into the same registries as the built-ins (kdlight.utils.plugins), and tests read the
 registries instead of keeping lists of their own.
 """
 
