@@ -45,7 +45,7 @@ def test_every_dataset_config_instantiates(compose, release_root, option, tmp_pa
         own = [f"dataset.path={write_jsonl(tmp_path / 'rows.jsonl', rows)}", "dataset.labels=[a,b]"]
     cfg = compose([f"dataset={option}", f"paths.data_dir={release_root}", *own])
     datamodule = instantiate(cfg.dataset)
-    assert datamodule.load_examples()["test"]
+    assert datamodule.examples.splits["test"]
 
 
 @pytest.mark.parametrize("option", group_options("logger"))

@@ -54,12 +54,12 @@ def test_label_noise_replaces_that_share_of_labels():
 def test_bad_generation_settings_name_the_key(compose, override, key):
     cfg = compose(["dataset=cue_words", override])
     with pytest.raises(Exception, match=key):
-        instantiate(cfg.dataset).load_examples()
+        _ = instantiate(cfg.dataset).examples.splits
 
 
 def test_datamodule_renders_cues_as_eligible_content_and_knows_them(compose):
     datamodule = instantiate(compose(["dataset=cue_words", "dataset.train_size=10"]).dataset)
-    examples = datamodule.load_examples()
+    examples = datamodule.examples.splits
     assert {split: len(rows) for split, rows in examples.items()} == {"train": 10, "valid": 100, "test": 500}
     example, prompt = examples["train"][0], datamodule.teacher_prompts("train")[0]
     ((start, end),) = prompt.spans

@@ -56,7 +56,7 @@ def release_labels(root) -> dict[str, tuple[str, list[str]]]:
     for cls, options in ((CQADataModule, {}), (SVAMPDataModule, {}), (ESNLIDataModule, {"train_stand_in": "valid"}),
                          (ANLIDataModule, {"train_stand_in": "valid"})):
         datamodule = cls(root=str(root), **options)
-        golds = [label for rows in datamodule.load_examples().values() for label in rows.column("label")]
+        golds = [label for rows in datamodule.examples.splits.values() for label in rows.column("label")]
         labels[datamodule.task.name] = (datamodule.task.answer_kind, golds)
     return labels
 

@@ -105,8 +105,8 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     show_config(cfg, output_dir)
 
-    data = instantiate(cfg.dataset)
-    data_summary = data.summary()
+    data = instantiate(cfg.dataset)  # the examples now; the student's tokenizer and the method's columns later (for_model)
+    data_summary = data.example_source.summary()
     log.info("data: %s", data_summary["split_sizes"])
     method, teacher = training_method(cfg.method), TeacherAccess(cfg, data)
     progress["stage"] = "teacher"
@@ -120,10 +120,8 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
         data.task.label_set,
     )
     objective, train_columns = method.objective(teacher, (model, tokenizer, family), caches)
-    datamodule = instantiate(
-        cfg.dataset, examples=data.examples, tokenizer=tokenizer, family=family, rationales=source,
-        label_source=method.label_source(caches), train_columns=train_columns, separator=separator_token(tokenizer),
-    )
+    datamodule = data.for_model(tokenizer, family, rationales=source, label_source=method.label_source(caches),
+                                train_columns=train_columns, separator=separator_token(tokenizer))
     student = instantiate(cfg.student, model=model, tokenizer=tokenizer, family=family, answer_kind=data.task.answer_kind,
                           objective=objective)
     student.checkpoint_info = {"input_format": input_format(cfg, datamodule, student), "tokenizer_dir": "tokenizer"}
@@ -164,7 +162,7 @@ def _run(cfg: DictConfig, progress: dict) -> float | None:
         "best_checkpoint": best,
         "rationale_cache": cache_status(teacher_info),
         "rationale_recall": rationale_recall(datamodule),
-        "chance_acc": datamodule.chance_accuracy(),
+        "chance_acc": datamodule.example_source.chance_accuracy(),
         "teacher_stage": {k: v for k, v in teacher_info.items() if k != "quality"} or None,
         "rationale_quality": teacher_info.get("quality"),
         "output_dir": str(output_dir),

@@ -38,13 +38,13 @@ def jsonl(path: Path, lines: list[str | bytes]) -> Path:
 
 def first_bad(tmp_path: Path, path: Path) -> str:
     with pytest.raises(BadRowError) as caught:
-        module(tmp_path, path).summary()
+        module(tmp_path, path).example_source.summary()
     return str(caught.value)
 
 
 def skipped(tmp_path: Path, path: Path) -> dict:
     data = module(tmp_path / "skip", path, on_bad_row="skip")
-    return data.summary()["rejected"]
+    return data.example_source.summary()["rejected"]
 
 
 @pytest.mark.parametrize("bad, reason", [
@@ -117,7 +117,7 @@ def test_an_empty_split_is_an_error_before_training(tmp_path, content, expected)
     path = tmp_path / "reviews.csv"
     path.write_text(content)
     with pytest.raises(DataSourceError, match="^" + expected.replace("(", r"\(").replace(")", r"\)")):
-        module(tmp_path, path, on_bad_row="skip").summary()
+        module(tmp_path, path, on_bad_row="skip").example_source.summary()
     done = subprocess.run([sys.executable, "-m", "kdlight.data", "dataset=files", f"dataset.path={path}", "dataset.on_bad_row=skip",
                            "dataset.fields.inputs=[review]", "dataset.fields.label=sentiment", "dataset.labels=[negative,positive]",
                            "dataset.templates.student='{review}'", "dataset.templates.teacher='Review: {review}'",
@@ -159,7 +159,7 @@ def test_a_store_file_a_killed_run_left_is_removed_by_the_next(tmp_path):
     fresh.write_bytes(b"x")
     hour_ago = time.time() - 3600
     os.utime(old, (hour_ago, hour_ago))
-    module(tmp_path, path).summary()
+    module(tmp_path, path).example_source.summary()
     assert not old.exists() and fresh.exists()  # a file written moments ago may be another job's build
 
 
@@ -167,7 +167,7 @@ def test_a_corrupt_parquet_file_is_named(tmp_path):
     path = tmp_path / "reviews.parquet"
     path.write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(DataSourceError, match=f"^{path}: not a readable Parquet file"):
-        module(tmp_path, path).summary()
+        module(tmp_path, path).example_source.summary()
 
 
 def test_a_column_name_typo_is_named_with_the_files_real_columns(tmp_path):
@@ -175,7 +175,7 @@ def test_a_column_name_typo_is_named_with_the_files_real_columns(tmp_path):
     path.write_text(csv_text(good_rows(10)))
     with pytest.raises(DataSourceError, match=r"^dataset.fields.inputs names 'reviw', which is not a column of .*colors.csv; "
                                               r"its columns are \['id', 'review', 'sentiment'\]$"):
-        module(tmp_path, path, fields={**FIELDS, "inputs": ["reviw"]}, templates={"student": "{reviw}", "teacher": "{reviw}"}).summary()
+        module(tmp_path, path, fields={**FIELDS, "inputs": ["reviw"]}, templates={"student": "{reviw}", "teacher": "{reviw}"}).example_source.summary()
     rows = [json.dumps(r) for r in good_rows(10)]
     rows[0] = json.dumps({"id": "r0", "sentiment": "positive"})  # one row without the column is a bad row, not a typo
     assert first_bad(tmp_path / "jsonl", jsonl(tmp_path / "reviews.jsonl", rows)).endswith(

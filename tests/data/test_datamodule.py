@@ -13,32 +13,32 @@ from tests.conftest import CQA_ROWS
 
 def test_cqa_valid_is_carved_from_train_and_palm_follows_rows(release_root):
     dm = CQADataModule(root=str(release_root))
-    ex = dm.load_examples()
+    ex = dm.examples.splits
     assert {k: len(v) for k, v in ex.items()} == {"train": 18, "valid": 2, "test": 4 * 5}
     assert all(e.palm_rationale == "The answer must be a place for clean plates." for e in ex["train"])
     assert all(e.fields["question"] for e in ex["test"]) and ex["train"][0].id.startswith("q")
-    summary = dm.summary()
+    summary = dm.example_source.summary()
     assert summary["palm"]["train"] == {"completions": 20, "parsed": 20, "failed": 0, "parse_rate": 1.0}
     assert summary["split_sizes"] == {"train": 18, "valid": 2, "test": 20}
 
 
 def test_release_with_valid_file_keeps_official_splits(release_root):
-    ex = ESNLIDataModule(root=str(release_root)).load_examples()
+    ex = ESNLIDataModule(root=str(release_root)).examples.splits
     assert {k: len(v) for k, v in ex.items()} == {"train": 20, "valid": 20, "test": 20}
 
 
 def test_max_rows_keeps_first_rows_of_every_split(release_root):
     dm = ANLIDataModule(root=str(release_root), max_rows=3)
-    ex = dm.load_examples()
+    ex = dm.examples.splits
     assert {k: len(v) for k, v in ex.items()} == {"train": 3, "valid": 3, "test": 3}
     assert [e.id for e in ex["test"]] == ["u0", "u1", "u2"]
-    assert dm.summary()["max_rows"] == 3
+    assert dm.example_source.summary()["max_rows"] == 3
 
 
 def test_missing_train_names_file_and_remedies(release_root):
     (release_root / "anli1" / "anli1_train.json").unlink()
     with pytest.raises(DataSourceError) as err:
-        ANLIDataModule(root=str(release_root)).load_examples()
+        _ = ANLIDataModule(root=str(release_root)).examples.splits
     message = str(err.value)
     assert str(release_root / "anli1" / "anli1_train.json") in message
     assert "dataset.source=hub" in message and "dataset.train_stand_in=valid" in message
@@ -47,15 +47,15 @@ def test_missing_train_names_file_and_remedies(release_root):
 def test_train_stand_in_carves_valid_and_warns(release_root, caplog):
     (release_root / "anli1" / "anli1_train.json").unlink()
     dm = ANLIDataModule(root=str(release_root), train_stand_in="valid")
-    ex = dm.load_examples()
+    ex = dm.examples.splits
     assert (len(ex["train"]), len(ex["valid"]), len(ex["test"])) == (18, 2, 20)
     assert "STAND-IN TRAINING DATA" in caplog.text
-    assert dm.summary()["train_stand_in"] == "valid"
+    assert dm.example_source.summary()["train_stand_in"] == "valid"
 
 
 def test_missing_root_names_path_and_layout(tmp_path):
     with pytest.raises(DataSourceError, match=r"does not exist \(kdlight looks there for svamp/svamp_train\.json.*KDLIGHT_DATA_DIR.*paths\.data_dir"):
-        SVAMPDataModule(root=str(tmp_path / "nowhere")).load_examples()
+        _ = SVAMPDataModule(root=str(tmp_path / "nowhere")).examples.splits
 
 
 def test_bad_row_error_names_file_and_line(release_root):
@@ -64,7 +64,7 @@ def test_bad_row_error_names_file_and_line(release_root):
     rows[2] = json.dumps(dict(CQA_ROWS[0], answer="moon"))
     path.write_text("\n".join(rows) + "\n")
     with pytest.raises(BadRowError, match=rf"{path}:3: label 'moon' is not one of the choices"):
-        CQADataModule(root=str(release_root)).load_examples()
+        _ = CQADataModule(root=str(release_root)).examples.splits
 
 
 def test_bad_row_skip_counts_and_keeps_palm_aligned(release_root):
@@ -78,10 +78,10 @@ def test_bad_row_skip_counts_and_keeps_palm_aligned(release_root):
     completions[-1] = "marker rationale. The answer is (1 + 1)."
     llm.write_text(json.dumps(completions))
     dm = SVAMPDataModule(root=str(release_root), on_bad_row="skip")
-    test = dm.load_examples()["test"]
+    test = dm.examples.splits["test"]
     assert len(test) == 18
     assert test[-1].palm_rationale == "marker rationale."  # row 20 still gets completion 20
-    summary = dm.summary()["rejected"]
+    summary = dm.example_source.summary()["rejected"]
     assert summary["count"] == 2
     assert [(r["line"], r["reason"][:14]) for r in summary["rows"]] == [(1, "not valid JSON"), (2, "field 'label' ")]
 
@@ -89,7 +89,7 @@ def test_bad_row_skip_counts_and_keeps_palm_aligned(release_root):
 def test_palm_count_mismatch_is_an_error(release_root):
     (release_root / "cqa" / "llm" / "test_CoT_1.json").write_text("[]")
     with pytest.raises(DataSourceError, match="10 PaLM completions for split 'test' but 20 rows"):
-        CQADataModule(root=str(release_root)).load_examples()
+        _ = CQADataModule(root=str(release_root)).examples.splits
 
 
 def test_invalid_utf8_names_file_and_line_and_can_be_skipped(release_root):
@@ -98,19 +98,19 @@ def test_invalid_utf8_names_file_and_line_and_can_be_skipped(release_root):
     lines[4] = lines[4][:20] + b"\xff\xfe" + lines[4][22:]
     path.write_bytes(b"\n".join(lines) + b"\n")
     with pytest.raises(BadRowError, match=rf"{path}:5: invalid UTF-8 \(invalid start byte at byte 20 of the line\)"):
-        CQADataModule(root=str(release_root)).load_examples()
+        _ = CQADataModule(root=str(release_root)).examples.splits
     dm = CQADataModule(root=str(release_root), on_bad_row="skip")
-    assert len(dm.load_examples()["test"]) == 19
-    assert dm.summary()["rejected"]["rows"][0]["line"] == 5
+    assert len(dm.examples.splits["test"]) == 19
+    assert dm.example_source.summary()["rejected"]["rows"][0]["line"] == 5
 
 
 def test_examples_are_stored_once_and_memory_mapped(release_root, tmp_path):
     first = CQADataModule(root=str(release_root), cache_dir=str(tmp_path))
-    assert len(first.load_examples()["train"]) == 18
+    assert len(first.examples.splits["train"]) == 18
     stored = sorted(p.name for p in (tmp_path / "examples").glob("*.arrow"))
     assert len(stored) == 2  # train and test files of the release (valid is carved from train)
     again = CQADataModule(root=str(release_root), cache_dir=str(tmp_path))
-    assert [e.id for e in again.load_examples()["valid"]] == [e.id for e in first.load_examples()["valid"]]
+    assert [e.id for e in again.examples.splits["valid"]] == [e.id for e in first.examples.splits["valid"]]
     assert sorted(p.name for p in (tmp_path / "examples").glob("*.arrow")) == stored
     # Another copy of the same files elsewhere (no paths in the key) finds the same store.
     import shutil
@@ -118,7 +118,7 @@ def test_examples_are_stored_once_and_memory_mapped(release_root, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(release_root, copy)
     third = CQADataModule(root=str(copy), cache_dir=str(tmp_path))
-    assert third.load_examples()["train"].key == first.load_examples()["train"].key
+    assert third.examples.splits["train"].key == first.examples.splits["train"].key
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ def test_hub_unreachable_fails_fast_with_local_hint(cls, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     start = time.monotonic()
     with pytest.raises(HubUnavailableError) as err:
-        cls(source="hub").load_examples()
+        _ = cls(source="hub").examples.splits
     assert time.monotonic() - start < 10
     assert cls.task.name in str(err.value) and "dataset.source=dsbs dataset.root=DIR" in str(err.value)
 
@@ -153,7 +153,7 @@ def test_svamp_hub_source_reads_original_json(tmp_path):
         for i in range(1000)
     ]
     (tmp_path / "SVAMP.json").write_text(json.dumps(problems))
-    ex = SVAMPDataModule(source="hub", svamp_json=str(tmp_path / "SVAMP.json")).load_examples()
+    ex = SVAMPDataModule(source="hub", svamp_json=str(tmp_path / "SVAMP.json")).examples.splits
     assert {k: len(v) for k, v in ex.items()} == {"train": 720, "valid": 80, "test": 200}
     assert ex["test"][0].fields == {"body": ex["test"][0].fields["body"], "question": "How many apples?"}
 
@@ -261,7 +261,7 @@ def test_a_train_subsample_is_seeded_nests_and_leaves_valid_and_test_alone(relea
 
     def splits(**subsample):
         dm = CQADataModule(root=str(release_root), cache_dir=str(tmp_path / "cache"), **subsample)
-        return {name: [ex.id + str(i) for i, ex in enumerate(rows)] for name, rows in dm.load_examples().items()}, dm
+        return {name: [ex.id + str(i) for i, ex in enumerate(rows)] for name, rows in dm.examples.splits.items()}, dm
 
     full, _ = splits()
     quarter, dm = splits(train_fraction=0.25, subsample_seed=3)
@@ -273,7 +273,7 @@ def test_a_train_subsample_is_seeded_nests_and_leaves_valid_and_test_alone(relea
         root=str(release_root), cache_dir=str(tmp_path / "cache"), train_fraction=0.5, subsample_seed=3).examples["train"].indices
     )  # the 25% rows of a seed lie inside its 50% rows
     assert half != other  # another seed, other rows
-    assert dm.summary()["train_subsample"] == {"fraction": 0.25, "size": None, "seed": 3}
+    assert dm.example_source.summary()["train_subsample"] == {"fraction": 0.25, "size": None, "seed": 3}
     sized = CQADataModule(root=str(release_root), cache_dir=str(tmp_path / "cache"), train_size=5, subsample_seed=3).examples["train"]
     assert len(sized) == 5
 

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.dsbs
 )
 def test_complete_datasets_reproduce_release_splits(dsbs_root, cls, sizes):
     dm = cls(root=str(dsbs_root))
-    assert {split: len(rows) for split, rows in dm.load_examples().items()} == sizes
-    summary = dm.summary()
+    assert {split: len(rows) for split, rows in dm.examples.splits.items()} == sizes
+    summary = dm.example_source.summary()
     assert summary["rejected"]["count"] == 0
     for split, palm in summary["palm"].items():
         assert palm["parse_rate"] >= 0.98, (split, palm)
@@ -29,33 +29,33 @@ def test_complete_datasets_reproduce_release_splits(dsbs_root, cls, sizes):
 @pytest.mark.parametrize("cls, sizes", [(ESNLIDataModule, {"valid": 9842, "test": 9824}), (ANLIDataModule, {"valid": 1000, "test": 1000})])
 def test_nli_valid_and_test_sizes_and_parse_rates(dsbs_root, cls, sizes):
     dm = cls(root=str(dsbs_root), train_stand_in="valid")
-    assert len(dm.load_examples()["test"]) == sizes["test"]
-    assert sum(len(dm.load_examples()[s]) for s in ("train", "valid")) == sizes["valid"]
+    assert len(dm.examples.splits["test"]) == sizes["test"]
+    assert sum(len(dm.examples.splits[s]) for s in ("train", "valid")) == sizes["valid"]
     for split in sizes:
-        palm = dm.summary()["palm"][split]
+        palm = dm.example_source.summary()["palm"][split]
         assert palm["completions"] == sizes[split] and palm["parse_rate"] >= 0.98
 
 
 def test_palm_labels_agree_with_gold_as_the_release_reports(dsbs_root):
     # The data README: PaLM agrees with gold on 74-77% of CQA rows; a misaligned parse would be near 0.
-    train = CQADataModule(root=str(dsbs_root)).load_examples()["train"]
+    train = CQADataModule(root=str(dsbs_root)).examples.splits["train"]
     agreement = sum(ex.palm_label == ex.label for ex in train) / len(train)
     assert 0.70 < agreement < 0.80
 
 
 def test_svamp_built_from_original_json_equals_release(dsbs_root):
-    from_json = SVAMPDataModule(source="hub", svamp_json=str(dsbs_root / "svamp" / "SVAMP.json")).load_examples()
-    from_release = SVAMPDataModule(root=str(dsbs_root)).load_examples()
+    from_json = SVAMPDataModule(source="hub", svamp_json=str(dsbs_root / "svamp" / "SVAMP.json")).examples.splits
+    from_release = SVAMPDataModule(root=str(dsbs_root)).examples.splits
     for split in ("train", "valid", "test"):
         assert [(e.fields, e.label) for e in from_json[split]] == [(e.fields, e.label) for e in from_release[split]]
         assert len(from_json[split]) == len(from_release[split])
 
 
 def test_stand_in_trains_on_nli_valid(dsbs_root):
-    ex = ANLIDataModule(root=str(dsbs_root), train_stand_in="valid").load_examples()
+    ex = ANLIDataModule(root=str(dsbs_root), train_stand_in="valid").examples.splits
     assert (len(ex["train"]), len(ex["valid"]), len(ex["test"])) == (900, 100, 1000)
     assert not {e.id for e in ex["train"]} & {e.id for e in ex["valid"]}
-    assert len(ESNLIDataModule(root=str(dsbs_root), train_stand_in="valid", max_rows=10).load_examples()["train"]) == 10
+    assert len(ESNLIDataModule(root=str(dsbs_root), train_stand_in="valid", max_rows=10).examples.splits["train"]) == 10
 
 
 def test_inspect_command_prints_json(dsbs_root):

@@ -48,7 +48,7 @@ def build_cache(compose, release_root, texts_for):
     """A rationale cache written row by row by the test, for the CQA train split of release_root."""
     cfg = compose(["dataset=cqa", f"dataset.root={release_root}", "teacher=tiny"])
     datamodule = instantiate(cfg.dataset)
-    examples = list(datamodule.load_examples()["train"])
+    examples = list(datamodule.examples.splits["train"])
     stage = TeacherStage.from_config(cfg)
     cache = stage.cache(datamodule, "train")
     cache.about["attribution_settings"] = stage.attribution

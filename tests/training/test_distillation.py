@@ -36,8 +36,7 @@ def student_data(cfg, data, source_name: str, caches=None):
         instantiate(cfg.student.model, _partial_=True), instantiate(cfg.student.tokenizer, _partial_=True), data.corpus,
         data.task.label_set,
     )
-    dm = instantiate(cfg.dataset, examples=data.examples, tokenizer=tokenizer, family=family,
-                     label_source=label_source(source_name, caches), separator=separator_token(tokenizer))
+    dm = data.for_model(tokenizer, family, label_source=label_source(source_name, caches), separator=separator_token(tokenizer))
     dm.setup()
     return dm, tokenizer
 

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         export_threads(cfg.get("threads", "auto"))
         quiet_libraries()
         datamodule = instantiate(cfg.dataset)
-        summary = datamodule.summary()
+        summary = datamodule.example_source.summary()
         summary["rendered_example"] = rendered_example(datamodule)
     except (HydraException, ValueError, RuntimeError, OSError, ImportError) as err:  # every user_errors() is one of these
         cause = err.__cause__ if isinstance(err, HydraException) and err.__cause__ else err

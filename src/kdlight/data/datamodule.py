@@ -1,15 +1,15 @@
-"""One LightningDataModule per dataset, on a shared base that does the work.
+"""One LightningDataModule per dataset: renderings, tokenised features and batches of the examples its
+example source (kdlight.data.examples) finds.
 
-Two uses, one class:
-- without a model: `examples` (splits of the release, memory-mapped), `summary()`, renderings; this is
-  what the teacher stage and the data CLI read;
-- for a model: built with the examples already loaded, a tokenizer, the model's family and the
-  rationales the run computed (`rationales`): `setup()` writes or opens the tokenised features.
-The DataModule receives what it needs; nothing reads back from it while it is being built.
+A dataset config is instantiated once, without a model: `example_source` (the examples, their summary)
+and the renderings are what the teacher stage and the data CLI read. `for_model` gives the DataModule a
+model's tokenizer and family and what the method adds (rationales, a label source, train columns);
+`setup()` then writes or opens the tokenised features.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,9 +20,15 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from kdlight.data import readers
 from kdlight.data.collate import TaskCollator
-from kdlight.data.cue_words import CueWordsSpec, generate_rows
+from kdlight.data.examples import (
+    CueWordsExamples,
+    ExampleSource,
+    FilesExamples,
+    MultipleChoiceExamples,
+    SVAMPExamples,
+    checked_choice,
+)
 from kdlight.data.features import (
     KEYED_COLUMN_SETS,
     FeatureRows,
@@ -33,8 +39,7 @@ from kdlight.data.features import (
     tokenizer_fingerprint,
     write_features,
 )
-from kdlight.data.files import FilesTask, check_columns, file_format, read_rows, split_positions, typed_escapes
-from kdlight.data.store import DigestMemo, ExampleSet, SplitExamples, build_or_open, open_table
+from kdlight.data.store import ExampleSet, open_table
 from kdlight.data.tasks import (
     TASKS,
     ANLITask,
@@ -52,7 +57,6 @@ from kdlight.utils.runtime import collector_paused, tokenizing_worker_init
 
 log = logging.getLogger(__name__)
 
-TRAIN_STAND_INS = ("valid",)
 RENDERINGS = ("student", "teacher")  # which rendering the model reads: the student input or the teacher prompt
 SPLITS = ("train", "valid", "test")
 
@@ -65,30 +69,14 @@ class RationaleProvider(Protocol):
     def __call__(self, split: str, start: int, examples: list[Example], prompts: list[Rendered]) -> list[str | None]: ...
 
 
-def _choice(name: str, value: Any, accepted: tuple) -> Any:
-    if value not in accepted:
-        raise ValueError(f"dataset.{name}={value!r} is not accepted; use one of {list(accepted)}")
-    return value
-
-
 class KDDataModule(pl.LightningDataModule):
-    """Rows -> examples -> two renderings -> tokenised label and rationale tasks -> padded batches."""
+    """Examples -> two renderings -> tokenised label and rationale tasks -> padded batches."""
 
     task: ClassVar[Task]
-    accepted_sources: ClassVar[tuple[str, ...]] = readers.SOURCES
+    examples_class: ClassVar[type[ExampleSource]] = ExampleSource  # where this dataset's examples come from
 
     def __init__(
         self,
-        source: str = "dsbs",
-        root: str | None = None,
-        max_rows: int | None = None,
-        on_bad_row: str = "error",
-        train_stand_in: str | None = None,
-        train_fraction: float | None = None,
-        train_size: int | None = None,
-        subsample_seed: int = 0,
-        svamp_json: str | None = None,
-        hub_timeout: float = 5.0,
         batch_size: int = 64,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -103,7 +91,6 @@ class KDDataModule(pl.LightningDataModule):
         seed: int = 0,
         chunk_rows: int = 4096,
         corpus_rows: int = 20000,
-        examples: ExampleSet | None = None,
         tokenizer: Any = None,
         family: Any = None,
         rationales: RationaleProvider | None = None,
@@ -113,34 +100,24 @@ class KDDataModule(pl.LightningDataModule):
         prompt_wrapper: Callable[[Rendered], Rendered] | None = None,
         task: str | None = None,
         cot: dict | None = None,
+        examples: ExampleSource | None = None,
+        **example_settings: Any,
     ) -> None:
+        """`example_settings` (source, root, max_rows, train_size, ...) go to the dataset's example source;
+        `examples` shares one already made (another DataModule's) instead."""
         super().__init__()
         # the few-shot chain-of-thought prompt a generator continues (method=step_by_step method.source=generate)
         self.cot = {key: str(value) for key, value in dict(cot).items()} if cot else None
-        if task is not None:  # a registered task by name (a plugin's): no DataModule subclass needed
-            self.task = TASKS.lookup(task)
-        if getattr(self, "task", None) is not None:
-            check_cot_prompt(self.cot, self.task.template_names())
-        self.source = _choice("source", source, self.accepted_sources)
-        self.on_bad_row = _choice("on_bad_row", on_bad_row, readers.BAD_ROW_POLICIES)
-        self.train_stand_in = _choice("train_stand_in", train_stand_in, (None, *TRAIN_STAND_INS))
-        for name, value in (("max_rows", max_rows), ("chunk_rows", chunk_rows), ("corpus_rows", corpus_rows)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"dataset.{name}={value!r} is not accepted; use a positive integer" + (" or null" if name == "max_rows" else ""))
-        if train_fraction is not None and train_size is not None:
-            raise ValueError(f"dataset.train_fraction={train_fraction!r} and dataset.train_size={train_size!r} are both set; use one of them")
-        if train_fraction is not None and (isinstance(train_fraction, bool) or not isinstance(train_fraction, (int, float))
-                                           or not 0 < train_fraction <= 1):
-            raise ValueError(f"dataset.train_fraction={train_fraction!r} is not accepted; use a number with 0 < fraction <= 1, or null")
-        if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 1):
-            raise ValueError(f"dataset.train_size={train_size!r} is not accepted; use a positive integer, or null")
-        self.train_fraction, self.train_size, self.subsample_seed = train_fraction, train_size, subsample_seed
-        if source == "dsbs" and not root:
-            raise ValueError("dataset.root is required with dataset.source=dsbs (the step-by-step release folder)")
-        self.root = Path(root).resolve() if root else None
-        self.max_rows = max_rows
-        self.svamp_json = svamp_json
-        self.hub_timeout = hub_timeout
+        if examples is None:
+            # dataset.task: a registered task by name (a plugin's), so no DataModule subclass is needed
+            examples = self.make_examples(TASKS.lookup(task) if task is not None else getattr(self, "task", None), cot,
+                                          cache_dir=cache_dir, **example_settings)
+        self.example_source = examples
+        self.task = examples.task
+        check_cot_prompt(self.cot, self.task.template_names())
+        for name, value in (("chunk_rows", chunk_rows), ("corpus_rows", corpus_rows)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"dataset.{name}={value!r} is not accepted; use a positive integer")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -148,171 +125,40 @@ class KDDataModule(pl.LightningDataModule):
         self.max_target_length = max_target_length
         self.task_words = TaskWords(label_prefix, rationale_prefix, task_word)
         self.rationale_splits = tuple(rationale_splits)
-        self.rendering = _choice("rendering", rendering, RENDERINGS)
+        self.rendering = checked_choice("rendering", rendering, RENDERINGS)
         self.cache_dir = cache_dir
         self.seed = seed
         self.chunk_rows = chunk_rows
         self.corpus_rows = corpus_rows
-        self._examples = examples
+        self.prompt_wrapper = prompt_wrapper
+        self._bind(tokenizer, family, rationales, label_source, train_columns, separator)
+
+    def make_examples(self, task: Task | None, cot: dict | None, **settings: Any) -> ExampleSource:
+        """The example source of this dataset (`cot` is the DataModule's; a files task takes its markers)."""
+        return self.examples_class(task, **settings)
+
+    def _bind(self, tokenizer, family, rationales, label_source, train_columns, separator) -> None:
         self.tokenizer = tokenizer
         self.family = family
         self.rationales = rationales
         self.label_source = label_source  # the train rows' label targets instead of gold (kdlight.methods.label_sources); None: gold
         self.train_columns = tuple(train_columns)  # what the method adds to the train rows (kdlight.data.features.TrainColumns)
         self.separator = separator
-        self.prompt_wrapper = prompt_wrapper
         self.features: dict[str, FeatureRows] = {}
 
-    # ---------------------------------------------------------------- examples
-    def _release_split(self, split: str, memo: DigestMemo) -> tuple[SplitExamples, readers.LoadReport]:
-        files = readers.release_inputs(self.root, self.task, split)
-        key_fields = {"source": "dsbs", "on_bad_row": self.on_bad_row, "files": [memo.digest(p) for p in files]}
-        return self._stored(split, key_fields, lambda report: readers.release_examples(self.root, self.task, split, self.on_bad_row, report))
-
-    def _stored(self, split: str, key_fields: dict, build) -> tuple[SplitExamples, readers.LoadReport]:
-        table, report, key = build_or_open(self.task, split, key_fields, build, self.cache_dir)
-        return SplitExamples(self.task, table, None, split, key), report
-
-    def _hub_splits(self, memo: DigestMemo) -> dict[str, tuple[SplitExamples, readers.LoadReport]]:
-        raw = {}
-        if isinstance(self.task, SVAMPTask):
-            location = self.svamp_json or readers.SVAMP_JSON_URL
-            problems = readers.load_svamp_original(location, self.hub_timeout)
-            for split, rows in readers.svamp_release_rows(problems).items():
-                origin = f"SVAMP.json ({location})[{split}]"
-                key_fields = {"source": "svamp_json", "on_bad_row": self.on_bad_row, "rows": rows}
-                raw[split] = self._stored(split, key_fields, lambda report, rows=rows, origin=origin: readers.examples_from_rows(
-                    self.task, rows, origin, self.on_bad_row, report, first_line=0))
-            return raw
-        name, config, split_map = readers.HUB_SPECS[self.task.name]
-        for split, theirs in split_map.items():
-            llm = readers.palm_files(self.root, self.task, split) if self.root is not None and self.root.is_dir() else []
-            attach = (lambda examples, report, llm=llm, split=split: readers.attach_palm(
-                self.task, examples, llm, f"hub[{split}]", report)) if llm else None
-            raw[split] = self._hub_split(split, name, config, theirs, f"hub:{name}[{split}]", {"palm": [memo.digest(p) for p in llm]}, attach)
-        return raw
-
-    def _hub_split(self, split: str, name: str, config: str | None, theirs: str, origin: str, key_extra: dict,
-                   then: Callable | None = None) -> tuple[SplitExamples, readers.LoadReport]:
-        """One split of a hub dataset (datasets.load_dataset) through the task's row check into the store;
-        `then(examples, report)` adds to its examples (the release's PaLM completions)."""
-        dataset = readers.load_hub_dataset(name, config, theirs, f"{self.task.name} split {theirs!r} ({name})", self.hub_timeout)
-        key_fields = {"source": "hub", "dataset": [name, config, theirs], "fingerprint": getattr(dataset, "_fingerprint", None),
-                      "on_bad_row": self.on_bad_row, **key_extra}
-
-        def build(report):
-            examples = readers.examples_from_rows(self.task, iter(dataset), origin, self.on_bad_row, report, first_line=0)
-            return then(examples, report) if then is not None else examples
-
-        return self._stored(split, key_fields, build)
-
-    def _raw_splits(self) -> dict[str, tuple[SplitExamples, readers.LoadReport]]:
-        memo = DigestMemo(self.cache_dir)
-        try:
-            if self.source == "hub":
-                return self._hub_splits(memo)
-            problem = readers.missing_release(self.root, self.task, self.train_stand_in)
-            if problem is not None:
-                raise readers.DataSourceError(problem)
-            raw = {}
-            for split in self.task.release_splits:
-                if split == "train" and not readers.release_file(self.root, self.task, split).is_file():
-                    continue  # the stand-in (checked above)
-                raw[split] = self._release_split(split, memo)
-            return raw
-        finally:
-            memo.save()
+    def for_model(self, tokenizer: Any, family: Any, rationales: RationaleProvider | None = None,
+                  label_source: Callable | None = None, train_columns: Sequence[TrainColumns] = (),
+                  separator: str | None = None) -> KDDataModule:
+        """This DataModule for one model: the same examples (not read again) and settings, with the model's
+        tokenizer and family and what the training method adds."""
+        bound = copy.copy(self)
+        bound._bind(tokenizer, family, rationales, label_source, train_columns, separator)
+        return bound
 
     @property
     def examples(self) -> ExampleSet:
-        """The train/valid/test examples, built by the release's rules (loaded once, memory-mapped)."""
-        if self._examples is None:
-            self._examples = self._assemble(self._raw_splits())
-        return self._examples
-
-    def _assemble(self, raw: dict[str, tuple[SplitExamples, readers.LoadReport]]) -> ExampleSet:
-        stand_in = None
-        if "train" not in raw:
-            stand_in = self.train_stand_in
-            log.warning(
-                "!!! STAND-IN TRAINING DATA: %s has no train split here; training on 90%% of its %s split and "
-                "validating on the other 10%%. Numbers are NOT comparable with the paper. !!!", self.task.name, stand_in,
-            )
-            train, valid = _carve(raw[stand_in][0])
-        elif "valid" in raw:
-            train, valid = raw["train"][0], raw["valid"][0]
-        else:
-            train, valid = _carve(raw["train"][0])
-        splits = {"train": train, "valid": valid, "test": raw["test"][0]}
-        if self.max_rows is not None:
-            log.warning("dataset.max_rows=%d: keeping only the first %d rows of every split", self.max_rows, self.max_rows)
-            splits = {name: rows.head(self.max_rows) for name, rows in splits.items()}
-        for name, rows in splits.items():
-            if len(rows) == 0:  # before training: a sampler of 0 rows fails far from the cause
-                raise readers.DataSourceError(readers.empty_split_message(name, raw.get(name, raw.get("train", (None, None)))[1]))
-        splits["train"] = self._subsample(splits["train"])
-        for name, rows in splits.items():
-            rows.name = name
-        return ExampleSet(self.task, splits, {split: report for split, (_, report) in raw.items()}, stand_in)
-
-    def _subsample(self, train: SplitExamples) -> SplitExamples:
-        """dataset.train_fraction / train_size: a seeded subsample of the train split only (valid and test
-        untouched); subsamples of one seed nest, so a data-size curve adds rows rather than redrawing them."""
-        if self.train_fraction is None and self.train_size is None:
-            return train
-        size = self.train_size if self.train_size is not None else max(1, round(self.train_fraction * len(train)))
-        if size > len(train):
-            raise ValueError(f"dataset.train_size={size} is larger than the {len(train)} train rows; use at most {len(train)}")
-        log.info("training on %d of %d train rows (seeded subsample, subsample_seed=%s)", size, len(train), self.subsample_seed)
-        return train.select(readers.subsample_positions(len(train), size, self.subsample_seed), f"subsample-{self.subsample_seed}-{size}")
-
-    def load_examples(self) -> dict[str, SplitExamples]:
-        return self.examples.splits
-
-    def chance_accuracy(self) -> float | None:
-        """Accuracy of guessing uniformly among the possible answers; None for open answers (SVAMP)."""
-        if self.task.name == "cqa":
-            return 0.2  # five answer choices
-        return round(1 / len(self.task.label_set), 4) if self.task.label_set else None
-
-    def summary(self) -> dict:
-        """What was loaded: sizes, labels, rejected rows, PaLM parse rates (JSON-ready)."""
-        examples = self.examples
-        labels = {
-            split: {
-                "distinct_labels": len(rows.counts("label")),
-                "by_category": dict(rows.counts("category").most_common()),
-            }
-            for split, rows in examples.splits.items()
-        }
-        reports = examples.reports
-        rejected = [r for report in reports.values() for r in report.rejected]
-        palm = {
-            split: {
-                "completions": r.palm_completions,
-                "parsed": r.palm_parsed,
-                "failed": r.palm_completions - r.palm_parsed,
-                "parse_rate": round(r.palm_parsed / r.palm_completions, 4) if r.palm_completions else None,
-            }
-            for split, r in reports.items()
-        }
-        return {
-            "dataset": self.task.name,
-            "source": self.source,
-            "root": str(self.root) if self.root else None,
-            "max_rows": self.max_rows,
-            "train_stand_in": examples.stand_in,
-            "train_subsample": None if self.train_fraction is None and self.train_size is None else {
-                "fraction": self.train_fraction, "size": self.train_size, "seed": self.subsample_seed,
-            },
-            "split_sizes": {split: len(rows) for split, rows in examples.splits.items()},
-            "label_distribution": labels,
-            "rejected": {
-                "count": sum(r.rejected_count for r in reports.values()), "on_bad_row": self.on_bad_row,
-                "rows": [vars(r) for r in rejected[: readers.MAX_REJECTED_LISTED]],
-            },
-            "palm": palm,
-        }
+        """The train/valid/test examples this DataModule renders and tokenises."""
+        return self.example_source.examples
 
     # ---------------------------------------------------------------- renderings
     def student_input(self, example: Example) -> Rendered:
@@ -482,11 +328,6 @@ def _unchanged(item):
     return item
 
 
-def _carve(rows: SplitExamples) -> tuple[SplitExamples, SplitExamples]:
-    train, valid = readers.carve_valid(len(rows))
-    return rows.select(train, "carve-train"), rows.select(valid, "carve-valid")
-
-
 class ESNLIDataModule(KDDataModule):
     task = ESNLITask()
 
@@ -497,152 +338,26 @@ class ANLIDataModule(KDDataModule):
 
 class CQADataModule(KDDataModule):
     task = CQATask()
+    examples_class = MultipleChoiceExamples
 
 
 class SVAMPDataModule(KDDataModule):
     task = SVAMPTask()
+    examples_class = SVAMPExamples
 
 
 class CueWordsDataModule(KDDataModule):
-    """The generated quickstart task: sizes, vocabulary, classes and noise are config, generation is seeded."""
+    """The generated quickstart task (kdlight.data.examples.CueWordsExamples: sizes, vocabulary, classes
+    and noise are config, generation is seeded)."""
 
     task = CueWordsTask()
-    accepted_sources = ("generated",)
-
-    def __init__(
-        self,
-        train_size: int = 64,
-        valid_size: int = 100,
-        test_size: int = 500,
-        sample_seed: int = 0,
-        n_classes: int = 4,
-        cues_per_class: int = 6,
-        filler_vocab_size: int = 150,
-        min_words: int = 20,
-        max_words: int = 30,
-        min_cues: int = 1,
-        max_cues: int = 2,
-        label_noise: float = 0.0,
-        task_seed: int = 0,
-        source: str = "generated",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(source=source, **kwargs)
-        self.spec = CueWordsSpec(
-            n_classes, cues_per_class, filler_vocab_size, min_words, max_words, min_cues, max_cues, label_noise, task_seed
-        )
-        self.sizes = {"train": train_size, "valid": valid_size, "test": test_size}
-        for split, size in self.sizes.items():
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise ValueError(f"dataset.{split}_size={size!r} is not accepted; use a positive integer")
-        self.sample_seed = sample_seed
-
-    def chance_accuracy(self) -> float:
-        return round(1 / self.spec.n_classes, 4)
-
-    def _raw_splits(self) -> dict[str, tuple[SplitExamples, readers.LoadReport]]:
-        raw = {}
-        for split, size in self.sizes.items():
-            key_fields = {"source": "generated", "spec": vars(self.spec), "size": size, "seed": self.sample_seed}
-
-            def build(report, split=split, size=size):
-                for i, row in enumerate(generate_rows(self.spec, size, self.sample_seed, split)):
-                    report.rows += 1
-                    report.kept += 1
-                    yield self.task.example_from_row(row, i)
-
-            raw[split] = self._stored(split, key_fields, build)
-        return raw
+    examples_class = CueWordsExamples
 
 
 class FilesDataModule(KDDataModule):
-    """dataset=files: a task defined in config (kdlight.data.files.FilesTask) over local JSONL, CSV or
-    Parquet files (one per split, or one split by seeded fractions) or a hub dataset."""
+    """dataset=files: a task defined in config over local files or a hub dataset (kdlight.data.examples.FilesExamples)."""
 
-    accepted_sources = ("files", "hub")
+    examples_class = FilesExamples
 
-    def __init__(
-        self,
-        name: str = "files",
-        path: str | None = None,
-        train: str | None = None,
-        valid: str | None = None,
-        test: str | None = None,
-        format: str = "auto",  # noqa: A002 - the config key users write
-        hub: dict | None = None,
-        split_fractions: dict | None = None,
-        split_seed: int = 0,
-        fields: dict | None = None,
-        label_kind: str = "class",
-        labels: list | None = None,
-        templates: dict | None = None,
-        source: str = "files",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(source=source, **kwargs)
-        mapping = dict(fields or {})
-        unknown = sorted(set(mapping) - {"inputs", "label", "id", "choices", "highlights", "rationale"})
-        if unknown:
-            raise ValueError(f"dataset.fields has no key {unknown[0]!r}; use inputs, label, id, choices, highlights, rationale")
-        inputs = mapping.get("inputs", ["text"])
-        choices = mapping.get("choices")
-        self.task = FilesTask(
-            name=name, inputs=(inputs,) if isinstance(inputs, str) else tuple(inputs), label=mapping.get("label", "label"),
-            id=mapping.get("id"), choices=choices if choices is None or isinstance(choices, str) else tuple(choices),
-            highlights=mapping.get("highlights"), rationale=mapping.get("rationale"), label_kind=label_kind,
-            labels=tuple(str(label) for label in labels) if labels else None,
-            **({"templates": {key: typed_escapes(str(value)) for key, value in dict(templates).items()}} if templates else {}),
-            **{key: str(kwargs["cot"][key]) for key in ("answer_marker", "next_example") if (kwargs.get("cot") or {}).get(key)},
-        )
-        check_cot_prompt(self.cot, self.task.template_names())
-        self.files = {"train": train, "valid": valid, "test": test}
-        if source == "hub":
-            if not hub or not hub.get("name"):
-                raise ValueError("dataset.source=hub needs dataset.hub.name (and hub.splits: {train: ..., test: ...})")
-        elif (path is None) == (train is None):
-            raise ValueError("dataset=files needs either dataset.path (one file, split by dataset.split_fractions) or dataset.train "
-                             "and dataset.test (one file per split; dataset.valid optional), not both")
-        elif path is None and test is None:
-            raise ValueError("dataset.test is not set: give the test file too (or one dataset.path to split)")
-        self.path, self.format, self.hub = path, format, dict(hub or {})
-        self.split_fractions, self.split_seed = dict(split_fractions or {"valid": 0.1, "test": 0.1}), split_seed
-
-    def _file_split(self, name: str, path: str, memo: DigestMemo) -> tuple[SplitExamples, readers.LoadReport]:
-        file = Path(path).expanduser().resolve()
-        if not file.is_file():
-            raise readers.DataSourceError(f"dataset.{name if name != 'all' else 'path'}={path}: no such file")
-        kind = file_format(file, self.format)
-        key_fields = {"source": "files", "task": self.task.definition(), "on_bad_row": self.on_bad_row, "file": memo.digest(file)}
-
-        def build(report):
-            check_columns(self.task, file, kind)
-            rows, first_line = read_rows(file, kind)
-            return readers.examples_from_rows(self.task, rows, str(file), self.on_bad_row, report, first_line=first_line)
-
-        return self._stored(name, key_fields, build)
-
-    def _raw_splits(self) -> dict[str, tuple[SplitExamples, readers.LoadReport]]:
-        memo = DigestMemo(self.cache_dir)
-        try:
-            if self.source == "hub":
-                return self._hub_task_splits()
-            if self.path is not None:
-                rows, report = self._file_split("all", self.path, memo)
-                positions = split_positions(len(rows), self.split_fractions, self.split_seed)
-                # the file's report (rows read, bad rows) once, with train; valid and test are selections of it
-                return {name: (rows.select(where, f"{name}-{self.split_seed}-{self.split_fractions}"),
-                               report if name == "train" else readers.LoadReport(len(where), len(where)))
-                        for name, where in positions.items()}
-            return {name: self._file_split(name, path, memo) for name, path in self.files.items() if path is not None}
-        finally:
-            memo.save()
-
-    def _hub_task_splits(self) -> dict[str, tuple[SplitExamples, readers.LoadReport]]:
-        name, config = self.hub["name"], self.hub.get("config")
-        return {split: self._hub_split(split, name, config, theirs, f"hub:{name}[{theirs}]", {"task": self.task.definition()})
-                for split, theirs in dict(self.hub.get("splits") or {"train": "train", "test": "test"}).items()}
-
-    def chance_accuracy(self) -> float | None:
-        if self.task.choices:
-            return None  # as many answers as each example has choices
-        return super().chance_accuracy()
+    def make_examples(self, task: Task | None, cot: dict | None, **settings: Any) -> ExampleSource:
+        return FilesExamples(task, cot=cot, **settings)  # the prompt's answer marker and example separator are the task's

@@ -57,7 +57,7 @@ def _train(stage, data, folder: Path) -> None:
     pl.seed_everything(settings["seed"], workers=True)
     model, tokenizer, family = stage.build_model(data.corpus, data.task.label_set)
     datamodule = instantiate(
-        OmegaConf.merge(stage.dataset_config, settings["dataset"]), examples=data.examples, tokenizer=tokenizer,
+        OmegaConf.merge(stage.dataset_config, settings["dataset"]), examples=data.example_source, tokenizer=tokenizer,
         family=family, rendering="teacher", label_prefix="", batch_size=settings["batch_size"],
         prompt_wrapper=_templated(tokenizer) if stage.chat_template else None,
         max_input_length=stage.attribution["max_input_length"], max_target_length=stage.attribution["max_target_length"],
