@@ -104,7 +104,7 @@ def test_the_data_size_curve_takes_each_sizes_setting_chosen_on_validation():
 
 
 def test_the_study_configs_compose_with_a_fixed_sweep_folder_and_the_plan(compose):
-    from kdlight.reports.study import planned_jobs, study_estimate
+    from kdlight.reports.study import finished_jobs, planned_jobs, study_estimate
 
     cfg = compose(["experiment=minilm_esnli_lr"])
     assert cfg.dataset.train_stand_in == "valid" and cfg.dataset.subsample_seed == cfg.seed and cfg.trainer.min_steps == 200 and cfg.student.model.pooling == "mean"
@@ -113,7 +113,14 @@ def test_the_study_configs_compose_with_a_fixed_sweep_folder_and_the_plan(compos
                                                                 "seed": "0,1,2"}}, "overrides": {"task": ["seed=0,1"]}}})
     jobs = planned_jobs(config)
     assert len(jobs) == 6 and {j["seed"] for j in jobs} == {"0", "1"}  # the command line's seeds win over the config's
-    lines, minutes = study_estimate(jobs, {"finetune": 2}, {"finetune": 8}, parallel=2, default_method="saliency")
+    # finished runs' overrides as Hydra writes them (the sweep's values normalised: 1e-4 -> 0.0001)
+    finished = [{"method": "finetune", "student.optimizer.lr": "0.0001", "seed": "0"},
+                {"method": "finetune", "student.optimizer.lr": "0.0002", "seed": "1", "experiment": "x"},
+                {"method": "finetune", "student.optimizer.lr": "0.0001", "seed": "2"},  # not a job of this command
+                {"method": "saliency", "student.optimizer.lr": "0.0003", "seed": "0"}]  # another method in the folder
+    done = finished_jobs(jobs, finished)
+    assert done.count(True) == 2
+    lines, minutes = study_estimate(jobs, done, {"finetune": 8}, parallel=2, default_method="saliency")
     assert lines == ["finetune: 6 jobs, 2 finished, 4 to run (~8 min each)"] and minutes == 16
 
 
@@ -178,3 +185,11 @@ def test_the_report_compares_with_another_reference_when_asked(tmp_path):
     assert by_method["finetune"]["vs_reference"]["difference"] == pytest.approx(0.0133, abs=1e-4)
     assert "| vs random, seed level: difference [95% t CI], p |" in (tmp_path / "vs-random" / "table.md").read_text()
     assert main([str(sweep), "--out", str(tmp_path / "typo"), "--reference", "randm"]) == 2 and not (tmp_path / "typo").exists()
+
+
+def test_a_grid_point_is_named_by_its_alpha_and_overrides_or_as_the_defaults():
+    from kdlight.reports.report import setting_label
+
+    assert setting_label({"alpha": 0.3, "variant": ""}) == "alpha 0.3"
+    assert setting_label({"alpha": 0.0, "variant": "method.distillation.weight=0.1"}) == "method.distillation.weight=0.1"
+    assert setting_label({"alpha": 0.0, "variant": ""}) == "defaults"  # not "alpha 0": the weight of attribution_match's default run

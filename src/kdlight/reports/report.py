@@ -156,8 +156,10 @@ def add_paired_comparisons(rows: list[dict], finished: list[dict], reference: st
                                    "row_level": paired_comparison(*results)}
 
 
-def _setting(setting: dict) -> str:
-    return ", ".join(s for s in (f"alpha {setting['alpha']:g}" if setting.get("alpha") else "", setting.get("variant") or "") if s) or "alpha 0"
+def setting_label(setting: dict) -> str:
+    """A grid point as a choice line names it: its alpha and its varying overrides; neither: the method's
+    defaults (attribution_match's default weight is not an alpha)."""
+    return ", ".join(s for s in (f"alpha {setting['alpha']:g}" if setting.get("alpha") else "", setting.get("variant") or "") if s) or "defaults"
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -535,14 +537,14 @@ def build_report(paths: list[str | Path], out_dir: str | Path, reference: str = 
     if by_attribution:
         markdown += ["\n## Attribution method chosen on validation (each at its best setting; test accuracy not read)\n",
                      "\n".join(f"- {c['dataset']}, {c['train_rows']} train rows, {c['method']}: "
-                               + ", ".join(f"{g['attribution']} ({_setting(g)}) {_fmt(g['val_acc_best_mean'])}" for g in c["grid"])
+                               + ", ".join(f"{g['attribution']} ({setting_label(g)}) {_fmt(g['val_acc_best_mean'])}" for g in c["grid"])
                                + f" -> **{c['chosen']}**" for c in by_attribution) + "\n"]
     if choices:
         markdown += ["\n## Settings chosen on validation (mean best validation accuracy over seeds; test accuracy not read)\n",
                      "\n".join(f"- {c['dataset']}, {c['train_rows']} train rows, {c['method']}"
                                + (f" [{c['attribution']}]" if c["attribution"] else "") + ": "
-                               + ", ".join(f"{_setting(g)} {_fmt(g['val_acc_best_mean'])}" for g in c["grid"])
-                               + f" -> **{_setting(c['chosen'])}**" for c in choices) + "\n"]
+                               + ", ".join(f"{setting_label(g)} {_fmt(g['val_acc_best_mean'])}" for g in c["grid"])
+                               + f" -> **{setting_label(c['chosen'])}**" for c in choices) + "\n"]
     write_text(out / "table.md", "\n".join(markdown))  # once, every section in
     write_text(out / "table.csv", csv_table(rows))
     if rows:

@@ -152,16 +152,21 @@ def planned_jobs(config: DictConfig) -> list[dict[str, str]]:
     return [dict(zip(keys, combo)) for combo in product(*values)]
 
 
-def study_estimate(jobs: list[dict[str, str]], finished: dict[str, int], minutes_per_job: dict[str, float], parallel: int,
+def finished_jobs(jobs: list[dict[str, str]], finished_overrides: list[dict[str, str]]) -> list[bool]:
+    """Whether each job has a finished run in the sweep folder: one whose overrides hold every key=value of the
+    job (a folder's other methods, seeds or settings do not count for it)."""
+    return [any(all(overrides.get(key) == value for key, value in job.items()) for overrides in finished_overrides) for job in jobs]
+
+
+def study_estimate(jobs: list[dict[str, str]], done: list[bool], minutes_per_job: dict[str, float], parallel: int,
                    default_method: str) -> tuple[list[str], float]:
     """Lines per method (planned, finished, left) and the minutes left with `parallel` jobs at a time."""
-    planned: dict[str, int] = {}
-    for job in jobs:
-        method = job.get("method", default_method)
-        planned[method] = planned.get(method, 0) + 1
+    planned: dict[str, list[bool]] = {}
+    for job, finished in zip(jobs, done):
+        planned.setdefault(job.get("method", default_method), []).append(finished)
     lines, minutes = [], 0.0
-    for method, count in planned.items():
-        left = max(0, count - finished.get(method, 0))
+    for method, finished in planned.items():
+        count, left = len(finished), finished.count(False)
         per_job = float(minutes_per_job.get(method, max(minutes_per_job.values(), default=10.0)))
         minutes += left * per_job
         lines.append(f"{method}: {count} jobs, {count - left} finished, {left} to run (~{per_job:.0f} min each)")
@@ -215,13 +220,10 @@ class StudyPlan(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        finished: dict[str, int] = {}
-        if sweep_dir.is_dir():
-            for run in collect_runs([sweep_dir]).finished:
-                finished[run.get("method")] = finished.get(run.get("method"), 0) + 1
+        finished = [run_overrides(run) for run in collect_runs([sweep_dir]).finished] if sweep_dir.is_dir() else []
         jobs = planned_jobs(config)
         parallel = int(config.hydra.launcher.get("n_jobs", 1) or 1)
-        lines, minutes = study_estimate(jobs, finished, self.minutes_per_job, parallel, str(config.method.name))
+        lines, minutes = study_estimate(jobs, finished_jobs(jobs, finished), self.minutes_per_job, parallel, str(config.method.name))
         print(f"[plan] {config.get('task_name')}: {len(jobs)} jobs in {sweep_dir}, {parallel} at a time", flush=True)
         for line in lines:
             print(f"[plan]   {line}", flush=True)
