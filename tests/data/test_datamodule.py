@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+from hydra.utils import instantiate
 
 from kdlight.data import ANLIDataModule, CQADataModule, ESNLIDataModule, SVAMPDataModule
 from kdlight.data.readers import BadRowError, DataSourceError
@@ -135,16 +136,23 @@ def test_bad_options_name_value_and_choices(release_root, kwargs, message):
         CQADataModule(root=str(release_root), **kwargs)
 
 
-@pytest.mark.parametrize("cls", [ESNLIDataModule, ANLIDataModule, CQADataModule])
-def test_hub_unreachable_fails_fast_with_local_hint(cls, monkeypatch):
+@pytest.mark.parametrize("name, hub_id", [("esnli", "esnli"), ("anli", "anli"), ("cqa", "cos_e")])
+def test_hub_unreachable_fails_fast_with_local_hint(compose, name, hub_id, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # closed port on loopback: refused at once
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    dataset = compose([f"dataset={name}", "dataset.source=hub"]).dataset
+    assert dataset.hub.name == hub_id  # the dataset's YAML names its hub dataset
     start = time.monotonic()
     with pytest.raises(HubUnavailableError) as err:
-        _ = cls(source="hub").examples.splits
+        _ = instantiate(dataset).examples.splits
     assert time.monotonic() - start < 10
-    assert cls.task.name in str(err.value) and "dataset.source=dsbs dataset.root=DIR" in str(err.value)
+    assert name in str(err.value) and hub_id in str(err.value) and "dataset.source=dsbs dataset.root=DIR" in str(err.value)
+
+
+def test_a_hub_source_without_a_hub_node_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"dataset.source=hub needs dataset.hub.name"):
+        ESNLIDataModule(source="hub")
 
 
 def test_svamp_hub_source_reads_original_json(tmp_path):

@@ -37,6 +37,7 @@ class ExampleSource:
     """The examples of one task: read once (memory-mapped from the store), then the same ExampleSet."""
 
     accepted_sources: ClassVar[tuple[str, ...]] = readers.SOURCES
+    reads_hub_node: ClassVar[bool] = True  # source=hub reads dataset.hub (SVAMP reads its SVAMP.json instead)
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class ExampleSource:
         train_size: int | None = None,
         subsample_seed: int = 0,
         svamp_json: str | None = None,
+        hub: dict | None = None,
         hub_timeout: float = 5.0,
         cache_dir: str | None = None,
     ) -> None:
@@ -72,6 +74,9 @@ class ExampleSource:
         self.root = Path(root).resolve() if root else None
         self.max_rows = max_rows
         self.svamp_json = svamp_json
+        self.hub = dict(hub or {})  # {name, config, splits: {ours: theirs}}: the dataset's YAML names its hub dataset
+        if self.source == "hub" and self.reads_hub_node and not self.hub.get("name"):
+            raise ValueError("dataset.source=hub needs dataset.hub.name (and hub.splits: {train: ..., test: ...})")
         self.hub_timeout = hub_timeout
         self.cache_dir = cache_dir
         self._examples: ExampleSet | None = None
@@ -106,16 +111,20 @@ class ExampleSource:
         return SplitExamples(self.task, table, None, split, key), report
 
     def hub_splits(self, memo: DigestMemo) -> Raw:
-        """dataset.source=hub: the task's hub dataset (readers.HUB_SPECS), with the release's PaLM completions
-        attached where the release folder has them."""
+        """dataset.source=hub: the hub dataset of dataset.hub, with the release's PaLM completions attached
+        where the release folder has them."""
         raw = {}
-        name, config, split_map = readers.HUB_SPECS[self.task.name]
-        for split, theirs in split_map.items():
+        name, config = self.hub["name"], self.hub.get("config")
+        for split, theirs in self.hub_split_names().items():
             llm = readers.palm_files(self.root, self.task, split) if self.root is not None and self.root.is_dir() else []
             attach = (lambda examples, report, llm=llm, split=split: readers.attach_palm(
                 self.task, examples, llm, f"hub[{split}]", report)) if llm else None
             raw[split] = self.hub_split(split, name, config, theirs, f"hub:{name}[{split}]", {"palm": [memo.digest(p) for p in llm]}, attach)
         return raw
+
+    def hub_split_names(self) -> dict[str, str]:
+        """Our split -> the hub dataset's (default: train and test of the same names)."""
+        return dict(self.hub.get("splits") or {"train": "train", "test": "test"})
 
     def hub_split(self, split: str, name: str, config: str | None, theirs: str, origin: str, key_extra: dict,
                   then: Callable | None = None) -> tuple[SplitExamples, readers.LoadReport]:
@@ -235,6 +244,8 @@ class MultipleChoiceExamples(ExampleSource):
 class SVAMPExamples(ExampleSource):
     """SVAMP: on the hub it is the original SVAMP.json (dataset.svamp_json), split by the release's ids."""
 
+    reads_hub_node = False
+
     def hub_splits(self, memo: DigestMemo) -> Raw:
         raw = {}
         location = self.svamp_json or readers.SVAMP_JSON_URL
@@ -314,7 +325,6 @@ class FilesExamples(ExampleSource):
         valid: str | None = None,
         test: str | None = None,
         format: str = "auto",  # noqa: A002 - the config key users write
-        hub: dict | None = None,
         split_fractions: dict | None = None,
         split_seed: int = 0,
         fields: dict | None = None,
@@ -341,15 +351,12 @@ class FilesExamples(ExampleSource):
         )
         super().__init__(files_task, source=source, **settings)
         self.files = {"train": train, "valid": valid, "test": test}
-        if source == "hub":
-            if not hub or not hub.get("name"):
-                raise ValueError("dataset.source=hub needs dataset.hub.name (and hub.splits: {train: ..., test: ...})")
-        elif (path is None) == (train is None):
+        if source != "hub" and (path is None) == (train is None):  # (source=hub reads dataset.hub, checked above)
             raise ValueError("dataset=files needs either dataset.path (one file, split by dataset.split_fractions) or dataset.train "
                              "and dataset.test (one file per split; dataset.valid optional), not both")
-        elif path is None and test is None:
+        if source != "hub" and path is None and test is None:
             raise ValueError("dataset.test is not set: give the test file too (or one dataset.path to split)")
-        self.path, self.format, self.hub = path, format, dict(hub or {})
+        self.path, self.format = path, format
         self.split_fractions, self.split_seed = dict(split_fractions or {"valid": 0.1, "test": 0.1}), split_seed
 
     def _file_split(self, name: str, path: str, memo: DigestMemo) -> tuple[SplitExamples, readers.LoadReport]:
@@ -385,7 +392,7 @@ class FilesExamples(ExampleSource):
     def hub_splits(self, memo: DigestMemo) -> Raw:
         name, config = self.hub["name"], self.hub.get("config")
         return {split: self.hub_split(split, name, config, theirs, f"hub:{name}[{theirs}]", {"task": self.task.definition()})
-                for split, theirs in dict(self.hub.get("splits") or {"train": "train", "test": "test"}).items()}
+                for split, theirs in self.hub_split_names().items()}
 
     def chance_accuracy(self) -> float | None:
         if self.task.choices:

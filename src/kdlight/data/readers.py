@@ -35,14 +35,6 @@ RELEASE_LAYOUT = (
     "<root>/<name>/llm/<split>_CoT_<i>.json (JSON arrays, concatenated in order of i)"
 )
 
-# Hub dataset name, configuration, and our split -> hub split.
-HUB_SPECS: dict[str, tuple[str, str | None, dict[str, str]]] = {
-    "esnli": ("esnli", None, {"train": "train", "valid": "validation", "test": "test"}),
-    "anli": ("anli", None, {"train": "train_r1", "valid": "dev_r1", "test": "test_r1"}),
-    "cqa": ("cos_e", "v1.11", {"train": "train", "test": "validation"}),
-}
-
-
 class DataSourceError(RuntimeError):
     """A missing root, file or split; the message names the path and the expected layout."""
 
