@@ -149,7 +149,7 @@ def section_student_step(sizes: dict, device: str, dtype) -> dict:
     for kind in ("full", "lora"):
         model = build(sizes["student"], device, dtype).train()
         if kind == "lora":
-            add_lora(model, family_of(model), lora_settings({"r": 8, "alpha": 16, "dropout": 0.05}))
+            add_lora(model, family_of(model), lora_settings({"r": 8, "lora_alpha": 16, "dropout": 0.05}))
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
         labels = batch["labels"].masked_fill(batch["labels"] == 0, IGNORE_INDEX)
 

@@ -73,10 +73,10 @@ def test_the_code_digests_of_cached_rows_are_the_ones_the_caches_were_made_with(
                        "integrated_gradients": "db0c181d68adce30", "occlusion": "fd45ced953e23aef"}
 
 
-def test_factories_that_moved_to_packages_keep_their_teachers_cache_keys():
-    """kdlight.tiny and kdlight.models became kdlight.models.tiny and kdlight.models.loading; a teacher's
-    identity (the key of its fine-tuned weights and rationale caches) names the old paths, so caches made
-    before the move still hit. The digests are the ones commit d37da13 (before the move) computed."""
+def test_moved_factories_and_renamed_settings_keep_their_teachers_cache_keys():
+    """kdlight.tiny and kdlight.models became kdlight.models.tiny and kdlight.models.loading, and LoRA's alpha
+    became lora_alpha; a teacher's identity (the key of its fine-tuned weights and rationale caches) names
+    the old ones, so caches made before still hit. The digests are the ones commit d37da13 (before) computed."""
     from kdlight.compose import compose_config
     from kdlight.teacher.stage import TeacherStage
     from kdlight.utils.io import json_digest
@@ -90,6 +90,7 @@ def test_factories_that_moved_to_packages_keep_their_teachers_cache_keys():
     assert identity("teacher=tiny_encoder") == "b15b142f5bf4f33a"
     assert identity("experiment=quickstart") == "57a433d0af8b5153"
     assert identity("teacher=flan_t5_xl") == "507efcfc35713708"
+    assert identity("teacher=flan_t5_xl", "teacher.finetune=true", "teacher.finetune_peft=lora") == "d3605654d601ab07"
 
 
 def test_an_unexplained_import_inside_a_function_is_named(tmp_path):

@@ -16,7 +16,7 @@ from tests.families import build_encoder_model, encoder_nli_batch, save_tiny_fol
 from tests.helpers import command, results_of, train
 from tests.training.test_losses import make_batch
 
-LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": None}
+LORA = {"r": 4, "lora_alpha": 8, "dropout": 0.0, "target_modules": None}
 
 
 def lora_student(model, tokenizer, family, **settings):
@@ -85,7 +85,7 @@ def test_default_targets_are_the_attention_projections_and_bad_settings_are_name
     assert adapted == expected
     with pytest.raises(ValueError, match=r"lora.r=0 is not accepted; use a positive integer"):
         lora_settings({"r": 0})
-    with pytest.raises(ValueError, match=r"lora has no setting 'rank'; its settings are \['r', 'alpha', 'dropout', 'target_modules'\]"):
+    with pytest.raises(ValueError, match=r"lora has no setting 'rank'; its settings are \['r', 'lora_alpha', 'dropout', 'target_modules'\]"):
         lora_settings({"rank": 4})
     with pytest.raises(ValueError, match=r"peft='qlora' is not accepted; use one of \['none', 'lora'\]"):
         StudentModule(model, tokenizer, family, alpha=0.5, optimizer=None, peft="qlora")

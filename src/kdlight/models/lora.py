@@ -35,7 +35,9 @@ def check_peft(key: str, value) -> str:
     return value
 
 
-LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
+# lora_alpha: PEFT's name for the adapters' scale numerator (config's "alpha" alone is the rationale weight);
+# the settings a checkpoint keeps name it "alpha", as checkpoints made before the rename do.
+LORA_KEYS = ("r", "lora_alpha", "dropout", "target_modules")
 
 
 def lora_settings(node: Mapping | None, base: str | None = None) -> dict:
@@ -44,7 +46,7 @@ def lora_settings(node: Mapping | None, base: str | None = None) -> dict:
     unknown = sorted(set(node) - set(LORA_KEYS) - {"base_model_name_or_path"})
     if unknown:
         raise ValueError(f"lora has no setting {unknown[0]!r}; its settings are {list(LORA_KEYS)}")
-    r, alpha, dropout = node.get("r", 8), node.get("alpha", 16), node.get("dropout", 0.05)
+    r, alpha, dropout = node.get("r", 8), node.get("lora_alpha", 16), node.get("dropout", 0.05)
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         raise ValueError(f"lora.r={r!r} is not accepted; use a positive integer (the adapters' rank)")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:

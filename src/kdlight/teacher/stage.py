@@ -49,6 +49,14 @@ def _container(node) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
+def keyed_finetune(finetune: dict | None) -> dict | None:
+    """The fine-tuning settings as a cache key names them: LoRA's lora_alpha as "alpha", its name before
+    the rename, so LoRA-fine-tuned teachers made before still hit."""
+    if not finetune or "lora" not in finetune:
+        return finetune
+    return {**finetune, "lora": {"alpha" if key == "lora_alpha" else key: value for key, value in finetune["lora"].items()}}
+
+
 @dataclass
 class TeacherStage:
     name: str
@@ -92,7 +100,7 @@ class TeacherStage:
         """What the teacher is, for cache keys: its model and tokenizer (no locations), template, fine-tuning."""
         return {
             "model": config_identity(self.model_config), "tokenizer": config_identity(self.tokenizer_config),
-            "chat_template": self.chat_template, "finetune": self.finetune,
+            "chat_template": self.chat_template, "finetune": keyed_finetune(self.finetune),
         }
 
     def build_model(self, corpus, label_set=None) -> tuple[Any, Any, Any]:
