@@ -50,7 +50,6 @@ class ExampleSource:
         train_fraction: float | None = None,
         train_size: int | None = None,
         subsample_seed: int = 0,
-        svamp_json: str | None = None,
         hub: dict | None = None,
         hub_timeout: float = 5.0,
         cache_dir: str | None = None,
@@ -73,7 +72,6 @@ class ExampleSource:
             raise ValueError("dataset.root is required with dataset.source=dsbs (the step-by-step release folder)")
         self.root = Path(root).resolve() if root else None
         self.max_rows = max_rows
-        self.svamp_json = svamp_json
         self.hub = dict(hub or {})  # {name, config, splits: {ours: theirs}}: the dataset's YAML names its hub dataset
         if self.source == "hub" and self.reads_hub_node and not self.hub.get("name"):
             raise ValueError("dataset.source=hub needs dataset.hub.name (and hub.splits: {train: ..., test: ...})")
@@ -245,6 +243,10 @@ class SVAMPExamples(ExampleSource):
     """SVAMP: on the hub it is the original SVAMP.json (dataset.svamp_json), split by the release's ids."""
 
     reads_hub_node = False
+
+    def __init__(self, task: Task | None = None, svamp_json: str | None = None, **settings: Any) -> None:
+        super().__init__(task, **settings)
+        self.svamp_json = svamp_json  # a URL or a path; None: its GitHub URL
 
     def hub_splits(self, memo: DigestMemo) -> Raw:
         raw = {}
