@@ -71,6 +71,15 @@ def test_a_failed_export_leaves_the_previous_one_and_no_staging_folder(tmp_path,
     assert sorted(p.name for p in (tmp_path / "student").iterdir()) == before
 
 
+def test_the_pipeline_knows_each_generating_architecture_and_names_any_other(family_model, encoder_model):
+    from kdlight.families.hf_pipeline import continues_prompt
+
+    shape, model, _, family = family_model
+    assert continues_prompt(model) == (family.name == "causal"), shape
+    with pytest.raises(ValueError, match=f"{type(encoder_model[1]).__name__} is neither"):
+        continues_prompt(encoder_model[1])
+
+
 def test_not_an_export_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a kdlight export"):
         read_input_format(tmp_path)

@@ -50,13 +50,24 @@ class Text2TextGenerationPipeline(Pipeline):
     def _forward(self, model_inputs, **generate_kwargs):
         generate_kwargs.setdefault("do_sample", False)
         output = self.model.generate(**model_inputs, **generate_kwargs)
-        if not self.model.config.is_encoder_decoder:  # a continuation of the prompt: drop the prompt
+        if continues_prompt(self.model):  # the prompt comes back first: return only what follows it
             output = output[:, model_inputs["input_ids"].shape[1] :]
         return {"output_ids": output}
 
     def postprocess(self, model_outputs):
         texts = self.tokenizer.batch_decode(model_outputs["output_ids"], skip_special_tokens=True)
         return [{"generated_text": text.strip()} for text in texts]
+
+
+def continues_prompt(model) -> bool:
+    """Whether generation returns the prompt and its continuation (a causal LM) rather than a new sequence
+    (an encoder-decoder), by the model's architecture (as kdlight's families match it); any other is named."""
+    name = type(model).__name__
+    if model.config.is_encoder_decoder and (name.endswith(("ForConditionalGeneration", "WithLMHeadModel")) or name == "EncoderDecoderModel"):
+        return False
+    if name.endswith(("ForCausalLM", "LMHeadModel")) and not name.endswith("WithLMHeadModel"):
+        return True
+    raise ValueError(f"the text2text-generation pipeline generates with an encoder-decoder or a causal LM; {name} is neither")
 
 
 def register_pipeline(auto_class: str) -> None:
