@@ -8,11 +8,13 @@ environment, and the Rust tokenizers' thread pool.
 
 from __future__ import annotations
 
+import _thread
 import gc
 import logging
 import os
 import random
 import signal
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -154,7 +156,13 @@ _ANNOUNCED: set = set()
 @contextmanager
 def ctrl_c_recorded() -> Iterator[threading.Event]:
     """SIGINT raises KeyboardInterrupt as usual and also sets the yielded event: Lightning turns a
-    KeyboardInterrupt during fit into `sys.exit(1)`, and the event tells that exit from any other."""
+    KeyboardInterrupt during fit into `sys.exit(1)`, and the event tells that exit from any other.
+
+    A SIGINT that lands while the garbage collector runs some object's `__del__` raises there, and
+    Python only prints such an exception ("Exception ignored in ...") and carries on: the run would
+    go on training as if nothing was pressed. The unraisable hook has a helper thread interrupt the
+    main thread again a moment later, once that `__del__` has returned (from inside the hook the new
+    interrupt would be raised in the hook, and swallowed again)."""
     pressed = threading.Event()
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield pressed
@@ -164,11 +172,19 @@ def ctrl_c_recorded() -> Iterator[threading.Event]:
         pressed.set()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, interrupt)
+    def swallowed(unraisable):
+        if issubclass(unraisable.exc_type, KeyboardInterrupt) and pressed.is_set():
+            threading.Timer(0.01, _thread.interrupt_main).start()
+            return
+        previous_hook(unraisable)
+
+    previous, previous_hook = signal.signal(signal.SIGINT, interrupt), sys.unraisablehook
+    sys.unraisablehook = swallowed
     try:
         yield pressed
     finally:
         signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = previous_hook
 
 
 def is_launching_process() -> bool:
