@@ -172,9 +172,15 @@ def ctrl_c_recorded() -> Iterator[threading.Event]:
         pressed.set()
         raise KeyboardInterrupt
 
+    left = threading.Event()  # a late re-interrupt must not land in the code that reports the stop
+
+    def interrupt_again():
+        if not left.is_set():
+            _thread.interrupt_main()
+
     def swallowed(unraisable):
         if issubclass(unraisable.exc_type, KeyboardInterrupt) and pressed.is_set():
-            threading.Timer(0.01, _thread.interrupt_main).start()
+            threading.Timer(0.01, interrupt_again).start()
             return
         previous_hook(unraisable)
 
@@ -183,6 +189,7 @@ def ctrl_c_recorded() -> Iterator[threading.Event]:
     try:
         yield pressed
     finally:
+        left.set()
         signal.signal(signal.SIGINT, previous)
         sys.unraisablehook = previous_hook
 
