@@ -197,6 +197,27 @@ def test_rerunning_a_finished_command_retrains_nothing_and_leaves_its_folder_alo
     assert out.returncode == 0
     assert "already finished" in out.stdout + out.stderr and str(run / "results.json") in out.stdout + out.stderr
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+    # the same folder asked for other settings (as a changed default would): refused, not reported as finished
+    out = train(tmp_path, "dataset=svamp", f"paths.data_dir={dsbs_root}", "k=2", *TINY, f"hydra.run.dir='{run}'")
+    assert out.returncode == 2 and "k 3 there, 2 now" in out.stderr and "already finished" not in out.stdout + out.stderr
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_finished_run_with_other_settings_is_refused_not_reported_as_this_commands(compose, tmp_path):
+    """A sweep folder is named by its overrides: after a default changes (alpha here), the same command finds the
+    old run's folder. Its results are another run's, so the command stops and says which settings differ."""
+    from kdlight.config import ConfigError
+    from kdlight.identity import finished_run, run_identity
+
+    cfg = compose(["method=saliency", "alpha=0.5"])
+    folder = tmp_path / "saliency-seed=0"
+    folder.mkdir()
+    assert finished_run(cfg, folder) is None
+    (folder / "results.json").write_text(json.dumps({"status": "finished", **run_identity(cfg), "test_acc": 0.6}))
+    assert finished_run(cfg, folder)["test_acc"] == 0.6
+    (folder / "results.json").write_text(json.dumps({"status": "finished", **run_identity(cfg), "alpha": 0.3, "test_acc": 0.6}))
+    with pytest.raises(ConfigError, match=r"saliency-seed=0 holds a finished run with other settings \(alpha 0.3 there, 0.5 now\)"):
+        finished_run(cfg, folder)
 
 
 @pytest.mark.slow  # 10-35 s: CI runs it (.ci/run includes the slow tests)

@@ -26,7 +26,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from kdlight import tracking
 from kdlight.config import ConfigError
 from kdlight.families.text import separator_token
-from kdlight.identity import run_identity
+from kdlight.identity import finished_run, run_identity
 from kdlight.methods import training_method
 from kdlight.models.export import push_to_hub, save_student
 from kdlight.models.loading import build_model, is_local
@@ -38,7 +38,7 @@ from kdlight.teacher.stage import TeacherStage
 from kdlight.trust import load_checkpoint
 from kdlight.utils.io import atomic_path, write_json, write_text
 from kdlight.utils.loggers import ProgressLog, StepProgressBar, finish_wandb, trim_metrics
-from kdlight.utils.results import RESULTS, already_finished_message, finished_results
+from kdlight.utils.results import RESULTS, already_finished_message
 from kdlight.utils.runtime import apply_threads, ctrl_c_recorded, numeric_settings, quiet_libraries, random_state_kept
 from kdlight.validation import validate_config
 
@@ -49,8 +49,8 @@ def run(cfg: DictConfig) -> float | None:
     """The whole run; returns cfg.optimized_metric for Hydra sweepers."""
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    finished = finished_results(output_dir)
-    if finished is not None and cfg.get("resume", True):
+    finished = finished_run(cfg, output_dir) if cfg.get("resume", True) else None
+    if finished is not None:
         log.warning(already_finished_message(output_dir))
         return _metric(finished, cfg.get("optimized_metric"))
     progress: dict[str, Any] = {"stage": "setup"}  # where the run is, for the Ctrl-C line

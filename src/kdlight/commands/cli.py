@@ -21,11 +21,12 @@ from omegaconf.errors import OmegaConfBaseException
 from kdlight.compose import compose_config
 from kdlight.config import ConfigError, config_dir, other_checkout_warning, unknown_group_options, unquoted_sweep_lists
 from kdlight.errors import user_errors
+from kdlight.identity import finished_run
 from kdlight.methods import training_method
 from kdlight.trust import RefusedArtifact, check_weights_format, load_checkpoint
 from kdlight.utils.hub import HubUnavailableError
 from kdlight.utils.plugins import load_plugins, searchpath_overrides
-from kdlight.utils.results import already_finished_message, finished_results
+from kdlight.utils.results import already_finished_message
 from kdlight.utils.runtime import export_threads
 from kdlight.validation import check_attribution, check_paths, check_sources, path_problems, unknown_keys, validate_config
 
@@ -105,7 +106,7 @@ def prevalidate(argv: list[str], config_name: str = "train") -> int | None:
             VALIDATORS[config_name](cfg, methods=False)
         if config_name == "train" and not multirun and base.get("resume", True):
             run_dir = Path(OmegaConf.select(base, "hydra.run.dir"))
-            if finished_results(run_dir) is not None:  # before Hydra writes a byte into the folder
+            if finished_run(base, run_dir) is not None:  # before Hydra writes a byte into the folder
                 print(already_finished_message(run_dir), file=sys.stderr)
                 return 0
         if config_name == "train":
